@@ -1,0 +1,1 @@
+"""Thin Temporal adapters over deallens/: read config, call the core, heartbeat, map errors."""

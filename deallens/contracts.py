@@ -1,0 +1,140 @@
+"""Inputs and results of workflows and activities: one pydantic model each.
+
+These travel through Temporal (the pydantic data converter), so they hold small values and
+IDs, never secrets, clients or blobs. Workflow inputs are the public contract of
+shared/DESIGN.md: `temporal workflow start --input '{...}'` is validated here, and a bad
+value fails with a message naming the field.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+_SYMBOL = re.compile(r"^[A-Z0-9][A-Z0-9.\-]{0,15}$")
+
+
+class Model(BaseModel):
+    # Unknown fields are an error: a typo in `--input` must not be silently ignored.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def normalize_symbols(values: list[str]) -> list[str]:
+    """Upper-case, strip and de-duplicate (keeping order); reject anything not ticker-shaped."""
+    seen: dict[str, None] = {}
+    for value in values:
+        symbol = value.strip().upper()
+        if not _SYMBOL.match(symbol):
+            raise ValueError(f"{value!r} is not a ticker symbol (letters, digits, '.' or '-', at most 16)")
+        seen.setdefault(symbol, None)
+    return list(seen)
+
+
+# ---------------------------------------------------------------- SyncCompanyPrices
+
+
+class SyncCompanyPricesInput(Model):
+    """`{"symbols": [..], "force": false}`: no symbols means tracked companies by priority."""
+
+    symbols: Annotated[list[str], Field(max_length=1000)] = []
+    force: bool = False
+
+    @field_validator("symbols")
+    @classmethod
+    def _symbols(cls, value: list[str]) -> list[str]:
+        return normalize_symbols(value)
+
+
+class SymbolOutcome(StrEnum):
+    UPDATED = "updated"  # a new quote was stored
+    UNCHANGED = "unchanged"  # the provider's quote equals the latest stored one
+    UNKNOWN = "unknown"  # the provider does not know the symbol (non-retryable)
+    QUARANTINED = "quarantined"  # skipped: the provider has repeatedly not known it
+    DEFERRED = "deferred"  # not fetched this run: over the rate budget
+    FAILED = "failed"  # the provider kept failing; retried by the next run
+
+
+class SymbolResult(Model):
+    symbol: str
+    outcome: SymbolOutcome
+    detail: str | None = None
+    price: Decimal | None = None
+
+
+class SyncCompanyPricesResult(Model):
+    market_open: bool
+    skipped_reason: str | None = None
+    symbols: list[SymbolResult] = []
+    stored: int = 0
+    simulated: bool = False
+
+    def count(self, outcome: SymbolOutcome) -> int:
+        return sum(1 for result in self.symbols if result.outcome is outcome)
+
+
+# ---------------------------------------------------------------- market activities
+
+
+class MarketSessionInput(Model):
+    at: dt.datetime
+
+
+class MarketSessionResult(Model):
+    is_open: bool
+    session_date: dt.date
+    opens_at: dt.datetime
+    closes_at: dt.datetime
+
+
+class PlanPriceSyncInput(Model):
+    symbols: list[str] = []
+    # Used when no symbols are given: how many tracked companies to refresh this run.
+    limit: int | None = None
+
+
+class PlanPriceSyncResult(Model):
+    fetch: list[str]
+    quarantined: list[SymbolResult] = []
+    deferred: list[SymbolResult] = []
+
+
+class FetchQuoteInput(Model):
+    symbol: str
+
+
+class FetchedQuote(Model):
+    symbol: str
+    price: Decimal
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    previous_close: Decimal
+    change: Decimal
+    change_percent: Decimal
+    volume: int
+    latest_trading_day: dt.date
+    quoted_at: dt.datetime
+    source: str
+
+
+class StoreQuotesInput(Model):
+    quotes: list[FetchedQuote]
+
+
+class StoreQuotesResult(Model):
+    updated: list[str]
+    unchanged: list[str]
+
+
+class RecordUnknownSymbolsInput(Model):
+    symbols: list[str]
+    reason: str
+
+
+class RecordUnknownSymbolsResult(Model):
+    quarantined: list[str]

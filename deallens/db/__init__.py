@@ -1,0 +1,1 @@
+"""Persistence: typed models, the async engine and Alembic migrations."""

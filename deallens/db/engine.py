@@ -1,0 +1,25 @@
+"""The async engine and sessions (asyncpg).
+
+One engine per process, created by whoever owns the process (the worker's activity classes,
+the starter's commands, a test fixture) and passed down; nothing here is global, so tests
+can point each engine at their own database.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+
+def create_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
+    return create_async_engine(
+        database_url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        # Statement timeouts keep a stuck query from pinning an activity slot forever.
+        connect_args={"server_settings": {"application_name": "deallens", "statement_timeout": "60000"}},
+    )
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)

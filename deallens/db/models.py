@@ -1,0 +1,432 @@
+"""The database schema: SQLAlchemy 2.0 typed models, one per contract table.
+
+Constraints live in the database, not only in code, because several workers and outside
+tools write here: uniques make upserts idempotent (a retried activity never stores a row
+twice), CHECKs reject impossible market data, and each foreign key says deliberately what
+happens on delete (a user's alerts go with the user; a deal survives the deletion of a
+company it names). Columns marked in DESIGN.md as read by outside tools keep their names.
+
+Every provider-fed table has a `source` column: "alphavantage", or "alphavantage-sim" when
+the data came from the local stand-in, so simulated rows can never pass for real ones.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    Time,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# Deterministic constraint names, so that migrations can refer to them.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+Price = Numeric(18, 6)
+Money = Numeric(20, 2)
+Timestamp = DateTime(timezone=True)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {
+        dict[str, Any]: JSONB,
+        list[Any]: JSONB,
+        dt.datetime: Timestamp,
+        Decimal: Price,
+    }
+
+
+def _id() -> Mapped[int]:
+    return mapped_column(BigInteger, Identity(always=False), primary_key=True)
+
+
+def _created_at() -> Mapped[dt.datetime]:
+    return mapped_column(Timestamp, server_default=func.now(), nullable=False)
+
+
+def _updated_at() -> Mapped[dt.datetime]:
+    return mapped_column(Timestamp, server_default=func.now(), onupdate=func.now(), nullable=False)
+
+
+class Company(Base):
+    __tablename__ = "companies"
+    __table_args__ = (
+        CheckConstraint("symbol <> '' AND symbol = upper(symbol)", name="symbol_upper"),
+        CheckConstraint("consecutive_failures >= 0", name="failures_nonnegative"),
+    )
+
+    id: Mapped[int] = _id()
+    symbol: Mapped[str] = mapped_column(String(16), unique=True)
+    name: Mapped[str] = mapped_column(Text)
+    sector: Mapped[str | None] = mapped_column(Text)
+    industry: Mapped[str | None] = mapped_column(Text)
+    exchange: Mapped[str | None] = mapped_column(String(16))
+    currency: Mapped[str | None] = mapped_column(String(8))
+    # The latest OVERVIEW fields as parsed (fundamentals sync); null until first fetched.
+    fundamentals: Mapped[dict[str, Any] | None]
+    fundamentals_updated_at: Mapped[dt.datetime | None]
+    # Symbols the provider keeps calling unknown are quarantined and skipped by syncs.
+    consecutive_failures: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    quarantined_at: Mapped[dt.datetime | None]
+    quarantine_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = _created_at()
+    updated_at: Mapped[dt.datetime] = _updated_at()
+
+
+class PriceQuote(Base):
+    """One observed quote. History is kept (retention trims it) so alerts can see changes."""
+
+    __tablename__ = "price_quotes"
+    __table_args__ = (
+        UniqueConstraint("company_id", "quoted_at"),
+        CheckConstraint("price >= 0", name="price_nonnegative"),
+        CheckConstraint("volume IS NULL OR volume >= 0", name="volume_nonnegative"),
+        CheckConstraint("high IS NULL OR low IS NULL OR high >= low", name="high_ge_low"),
+        CheckConstraint("low IS NULL OR low >= 0", name="low_nonnegative"),
+        CheckConstraint("previous_close IS NULL OR previous_close >= 0", name="previous_close_nonnegative"),
+        Index("ix_price_quotes_quoted_at", "quoted_at"),
+    )
+
+    id: Mapped[int] = _id()
+    company_id: Mapped[int] = mapped_column(ForeignKey("companies.id", ondelete="CASCADE"))
+    price: Mapped[Decimal]
+    open: Mapped[Decimal | None]
+    high: Mapped[Decimal | None]
+    low: Mapped[Decimal | None]
+    previous_close: Mapped[Decimal | None]
+    change: Mapped[Decimal | None]
+    change_percent: Mapped[Decimal | None] = mapped_column(Numeric(12, 6))
+    volume: Mapped[int | None] = mapped_column(BigInteger)
+    latest_trading_day: Mapped[dt.date | None] = mapped_column(Date)
+    quoted_at: Mapped[dt.datetime]
+    source: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[dt.datetime] = _created_at()
+
+
+class OHLCBar(Base):
+    __tablename__ = "ohlc_data"
+    __table_args__ = (
+        UniqueConstraint("company_id", "date"),
+        CheckConstraint("low >= 0", name="low_nonnegative"),
+        CheckConstraint("high >= low", name="high_ge_low"),
+        CheckConstraint("open BETWEEN low AND high", name="open_in_range"),
+        CheckConstraint("close BETWEEN low AND high", name="close_in_range"),
+        CheckConstraint("volume >= 0", name="volume_nonnegative"),
+        Index("ix_ohlc_data_date", "date"),
+    )
+
+    id: Mapped[int] = _id()
+    company_id: Mapped[int] = mapped_column(ForeignKey("companies.id", ondelete="CASCADE"))
+    date: Mapped[dt.date] = mapped_column(Date)
+    open: Mapped[Decimal]
+    high: Mapped[Decimal]
+    low: Mapped[Decimal]
+    close: Mapped[Decimal]
+    volume: Mapped[int] = mapped_column(BigInteger)
+    # Today's bar during the session is provisional; the post-close sync overwrites it.
+    provisional: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    source: Mapped[str] = mapped_column(String(32))
+    updated_at: Mapped[dt.datetime] = _updated_at()
+
+
+class NewsArticle(Base):
+    __tablename__ = "news_articles"
+    __table_args__ = (
+        CheckConstraint(
+            "sentiment_score IS NULL OR sentiment_score BETWEEN -1 AND 1", name="sentiment_range"
+        ),
+        CheckConstraint("category IN ('market', 'company', 'deal')", name="category_known"),
+        Index("ix_news_articles_published_at", "published_at"),
+    )
+
+    id: Mapped[int] = _id()
+    url: Mapped[str] = mapped_column(Text)
+    # URL without tracking parameters, fragments and host case: the dedup key.
+    canonical_url: Mapped[str] = mapped_column(Text, unique=True)
+    title: Mapped[str] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)
+    content: Mapped[str | None] = mapped_column(Text)
+    author: Mapped[str | None] = mapped_column(Text)
+    publisher: Mapped[str | None] = mapped_column(Text)
+    image_url: Mapped[str | None] = mapped_column(Text)
+    category: Mapped[str] = mapped_column(String(16), server_default=text("'market'"))
+    published_at: Mapped[dt.datetime]
+    sentiment_score: Mapped[Decimal | None] = mapped_column(Numeric(5, 4))
+    sentiment_source: Mapped[str | None] = mapped_column(String(32))
+    source: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[dt.datetime] = _created_at()
+
+
+class NewsCompany(Base):
+    __tablename__ = "news_company"
+    __table_args__ = (
+        CheckConstraint("relevance IS NULL OR relevance BETWEEN 0 AND 1", name="relevance_range"),
+        Index("ix_news_company_company_id", "company_id"),
+    )
+
+    news_id: Mapped[int] = mapped_column(
+        ForeignKey("news_articles.id", ondelete="CASCADE"), primary_key=True
+    )
+    company_id: Mapped[int] = mapped_column(
+        ForeignKey("companies.id", ondelete="CASCADE"), primary_key=True
+    )
+    relevance: Mapped[Decimal | None] = mapped_column(Numeric(5, 4))
+
+
+class AIInsight(Base):
+    __tablename__ = "ai_insights"
+    __table_args__ = (
+        CheckConstraint("kind IN ('company', 'deal', 'market_summary')", name="kind_known"),
+        CheckConstraint(
+            "recommendation IS NULL OR recommendation IN ('strong_buy', 'buy', 'hold', 'sell', 'strong_sell')",
+            name="recommendation_known",
+        ),
+        Index("ix_ai_insights_kind_subject_created", "kind", "subject_id", "created_at"),
+        Index("ix_ai_insights_input_hash", "input_hash"),
+    )
+
+    id: Mapped[int] = _id()
+    kind: Mapped[str] = mapped_column(String(24))
+    # companies.id or deals.id by kind; null for the market summary.
+    subject_id: Mapped[int | None] = mapped_column(BigInteger)
+    content: Mapped[dict[str, Any]]
+    recommendation: Mapped[str | None] = mapped_column(String(16))
+    model: Mapped[str] = mapped_column(String(64))
+    # Hash of the prompt inputs: the cache key that avoids paying twice for the same analysis.
+    input_hash: Mapped[str | None] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[dt.datetime] = _created_at()
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (
+        CheckConstraint("position('@' in email) > 1", name="email_has_at"),
+        CheckConstraint("daily_alert_cap >= 0", name="daily_alert_cap_nonnegative"),
+    )
+
+    id: Mapped[int] = _id()
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str | None] = mapped_column(Text)
+    timezone: Mapped[str] = mapped_column(String(64), server_default=text("'UTC'"))
+    email_enabled: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    push_webhook_url: Mapped[str | None] = mapped_column(Text)
+    sms_number: Mapped[str | None] = mapped_column(String(32))
+    digest_opt_in: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    weekly_opt_in: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    quiet_hours_start: Mapped[dt.time | None] = mapped_column(Time)
+    quiet_hours_end: Mapped[dt.time | None] = mapped_column(Time)
+    daily_alert_cap: Mapped[int] = mapped_column(Integer, server_default=text("50"))
+    unsubscribed_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = _created_at()
+
+    watchlist: Mapped[list[WatchlistEntry]] = relationship(back_populates="user", passive_deletes=True)
+
+
+class WatchlistEntry(Base):
+    __tablename__ = "watchlist"
+    __table_args__ = (Index("ix_watchlist_company_id", "company_id"),)
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    company_id: Mapped[int] = mapped_column(
+        ForeignKey("companies.id", ondelete="CASCADE"), primary_key=True
+    )
+    added_at: Mapped[dt.datetime] = _created_at()
+
+    user: Mapped[User] = relationship(back_populates="watchlist")
+
+
+DEAL_STATUSES = ("rumored", "announced", "pending_regulatory", "approved", "completed", "terminated")
+
+
+class Deal(Base):
+    __tablename__ = "deals"
+    __table_args__ = (
+        CheckConstraint(f"status IN {DEAL_STATUSES!r}", name="status_known"),
+        CheckConstraint("value_usd IS NULL OR value_usd >= 0", name="value_nonnegative"),
+        Index("ix_deals_acquirer_company_id", "acquirer_company_id"),
+        Index("ix_deals_target_company_id", "target_company_id"),
+    )
+
+    id: Mapped[int] = _id()
+    title: Mapped[str] = mapped_column(Text)
+    # A deal outlives the deletion of a company it names: the names stay as text.
+    acquirer_company_id: Mapped[int | None] = mapped_column(ForeignKey("companies.id", ondelete="SET NULL"))
+    target_company_id: Mapped[int | None] = mapped_column(ForeignKey("companies.id", ondelete="SET NULL"))
+    acquirer_name: Mapped[str | None] = mapped_column(Text)
+    target_name: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(24), server_default=text("'announced'"))
+    value_usd: Mapped[Decimal | None] = mapped_column(Money)
+    announced_on: Mapped[dt.date | None] = mapped_column(Date)
+    expected_close_on: Mapped[dt.date | None] = mapped_column(Date)
+    source: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[dt.datetime] = _created_at()
+    updated_at: Mapped[dt.datetime] = _updated_at()
+
+
+class DealEvent(Base):
+    __tablename__ = "deal_events"
+    __table_args__ = (
+        CheckConstraint(
+            "event_type IN ('created', 'status_change', 'value_change', 'news')", name="event_type_known"
+        ),
+        Index("ix_deal_events_deal_id_occurred_at", "deal_id", "occurred_at"),
+    )
+
+    id: Mapped[int] = _id()
+    deal_id: Mapped[int] = mapped_column(ForeignKey("deals.id", ondelete="CASCADE"))
+    event_type: Mapped[str] = mapped_column(String(24))
+    old_status: Mapped[str | None] = mapped_column(String(24))
+    new_status: Mapped[str | None] = mapped_column(String(24))
+    news_id: Mapped[int | None] = mapped_column(ForeignKey("news_articles.id", ondelete="SET NULL"))
+    details: Mapped[dict[str, Any] | None]
+    occurred_at: Mapped[dt.datetime]
+    created_at: Mapped[dt.datetime] = _created_at()
+
+
+ALERT_KINDS = ("price", "volume", "news", "deal")
+
+
+class Alert(Base):
+    __tablename__ = "alerts"
+    __table_args__ = (
+        CheckConstraint(f"kind IN {ALERT_KINDS!r}", name="kind_known"),
+        CheckConstraint("cooldown_seconds >= 0", name="cooldown_nonnegative"),
+        # Evaluation reads active alerts of one kind: keep that index small.
+        Index("ix_alerts_kind_active", "kind", postgresql_where=text("active")),
+        Index("ix_alerts_company_id", "company_id"),
+        Index("ix_alerts_user_id", "user_id"),
+        Index("ix_alerts_deal_id", "deal_id"),
+    )
+
+    id: Mapped[int] = _id()
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    # Null for "any company on my watchlist" deal alerts.
+    company_id: Mapped[int | None] = mapped_column(ForeignKey("companies.id", ondelete="CASCADE"))
+    deal_id: Mapped[int | None] = mapped_column(ForeignKey("deals.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))
+    # The validated definition (type and its parameters), see deallens/domain/alert_rules.py.
+    params: Mapped[dict[str, Any]]
+    name: Mapped[str | None] = mapped_column(Text)
+    active: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    # Edge triggering: fires on the false -> true transition, re-arms when false again.
+    armed: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    cooldown_seconds: Mapped[int] = mapped_column(Integer, server_default=text("3600"))
+    one_shot: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    snoozed_until: Mapped[dt.datetime | None]
+    expires_at: Mapped[dt.datetime | None]
+    last_triggered_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = _created_at()
+    updated_at: Mapped[dt.datetime] = _updated_at()
+
+
+class AlertHistory(Base):
+    __tablename__ = "alert_history"
+    __table_args__ = (
+        # One firing per alert and data point, however many evaluations overlap.
+        UniqueConstraint("alert_id", "dedup_key"),
+        Index("ix_alert_history_triggered_at", "triggered_at"),
+    )
+
+    id: Mapped[int] = _id()
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"))
+    triggered_at: Mapped[dt.datetime] = mapped_column(Timestamp, server_default=func.now())
+    value: Mapped[Decimal | None]
+    threshold: Mapped[Decimal | None]
+    data_at: Mapped[dt.datetime | None]
+    message: Mapped[str] = mapped_column(Text)
+    dedup_key: Mapped[str] = mapped_column(String(128))
+
+
+DELIVERY_CHANNELS = ("email", "push", "sms")
+DELIVERY_STATUSES = ("pending", "sent", "failed", "skipped")
+
+
+class NotificationDelivery(Base):
+    """The exactly-once ledger: checked before and written after each send."""
+
+    __tablename__ = "notification_deliveries"
+    __table_args__ = (
+        UniqueConstraint("alert_history_id", "channel"),
+        CheckConstraint(f"channel IN {DELIVERY_CHANNELS!r}", name="channel_known"),
+        CheckConstraint(f"status IN {DELIVERY_STATUSES!r}", name="status_known"),
+        CheckConstraint("attempts >= 0", name="attempts_nonnegative"),
+        Index("ix_notification_deliveries_status", "status", postgresql_where=text("status = 'failed'")),
+    )
+
+    id: Mapped[int] = _id()
+    alert_history_id: Mapped[int] = mapped_column(ForeignKey("alert_history.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(8))
+    status: Mapped[str] = mapped_column(String(8), server_default=text("'pending'"))
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    message_id: Mapped[str | None] = mapped_column(String(255))
+    error: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = _created_at()
+    updated_at: Mapped[dt.datetime] = _updated_at()
+
+
+class ApiUsage(Base):
+    """Calls made per provider and day: the daily-quota ledger, reserved atomically in SQL."""
+
+    __tablename__ = "api_usage"
+    __table_args__ = (
+        CheckConstraint("calls >= 0", name="calls_nonnegative"),
+        CheckConstraint("refused >= 0", name="refused_nonnegative"),
+    )
+
+    provider: Mapped[str] = mapped_column(String(32), primary_key=True)
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    calls: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    # Calls the provider refused for rate reasons despite the budget (should stay 0).
+    refused: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    updated_at: Mapped[dt.datetime] = _updated_at()
+
+
+class LLMUsage(Base):
+    """Tokens and cost per LLM call: the ledger the hard cost budget is checked against."""
+
+    __tablename__ = "llm_usage"
+    __table_args__ = (
+        CheckConstraint(
+            "prompt_tokens >= 0 AND completion_tokens >= 0 AND cached_tokens >= 0", name="tokens_nonnegative"
+        ),
+        CheckConstraint("cost_usd >= 0", name="cost_nonnegative"),
+        Index("ix_llm_usage_created_at", "created_at"),
+    )
+
+    id: Mapped[int] = _id()
+    model: Mapped[str] = mapped_column(String(64))
+    purpose: Mapped[str] = mapped_column(String(32))
+    insight_id: Mapped[int | None] = mapped_column(ForeignKey("ai_insights.id", ondelete="SET NULL"))
+    prompt_tokens: Mapped[int] = mapped_column(Integer)
+    completion_tokens: Mapped[int] = mapped_column(Integer)
+    cached_tokens: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    cost_usd: Mapped[Decimal] = mapped_column(Numeric(12, 6))
+    created_at: Mapped[dt.datetime] = _created_at()

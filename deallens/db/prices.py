@@ -1,0 +1,166 @@
+"""Where a price arrives in the database: planning a sync, storing quotes, quarantine.
+
+Every write is one set-based statement per batch (arrays unnested server-side), never a row
+at a time, and idempotent: a retried activity stores each quote once.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from deallens.contracts import FetchedQuote, SymbolOutcome, SymbolResult
+
+# After this many "unknown symbol" answers in a row a company is skipped by syncs.
+QUARANTINE_AFTER_FAILURES = 3
+
+_QUARANTINED = text(
+    """
+    SELECT symbol, quarantine_reason, quarantined_at
+    FROM companies
+    WHERE symbol = ANY(CAST(:symbols AS text[])) AND quarantined_at IS NOT NULL
+    """
+)
+
+# Tracked companies by priority: most watchlists first, then the stalest quote.
+_BY_PRIORITY = text(
+    """
+    SELECT c.symbol
+    FROM companies c
+    LEFT JOIN LATERAL (SELECT count(*) AS n FROM watchlist w WHERE w.company_id = c.id) w ON true
+    LEFT JOIN LATERAL (
+        SELECT q.quoted_at FROM price_quotes q WHERE q.company_id = c.id ORDER BY q.quoted_at DESC LIMIT 1
+    ) q ON true
+    WHERE c.quarantined_at IS NULL
+    ORDER BY w.n DESC, q.quoted_at ASC NULLS FIRST, c.symbol
+    """
+)
+
+# One statement: track symbols not seen before, skip quotes identical to the latest stored
+# one, insert the rest. ON CONFLICT makes a retry of the same batch a no-op.
+_STORE_QUOTES = text(
+    """
+    WITH incoming AS (
+        SELECT * FROM unnest(
+            CAST(:symbols AS text[]), CAST(:prices AS numeric[]), CAST(:opens AS numeric[]),
+            CAST(:highs AS numeric[]), CAST(:lows AS numeric[]), CAST(:previous_closes AS numeric[]),
+            CAST(:changes AS numeric[]), CAST(:change_percents AS numeric[]), CAST(:volumes AS bigint[]),
+            CAST(:trading_days AS date[]), CAST(:quoted_ats AS timestamptz[]), CAST(:sources AS text[])
+        ) AS i(symbol, price, open, high, low, previous_close, change, change_percent, volume,
+               latest_trading_day, quoted_at, source)
+    ),
+    tracked AS (
+        INSERT INTO companies (symbol, name)
+        SELECT symbol, symbol FROM incoming
+        ON CONFLICT (symbol) DO NOTHING
+        RETURNING id, symbol
+    ),
+    resolved AS (
+        SELECT coalesce(c.id, t.id) AS company_id, i.*
+        FROM incoming i
+        LEFT JOIN companies c ON c.symbol = i.symbol
+        LEFT JOIN tracked t ON t.symbol = i.symbol
+    ),
+    latest AS (
+        SELECT DISTINCT ON (q.company_id) q.company_id, q.price, q.volume, q.latest_trading_day
+        FROM price_quotes q
+        WHERE q.company_id IN (SELECT company_id FROM resolved)
+        ORDER BY q.company_id, q.quoted_at DESC
+    ),
+    inserted AS (
+        INSERT INTO price_quotes (company_id, price, open, high, low, previous_close, change,
+                                  change_percent, volume, latest_trading_day, quoted_at, source)
+        SELECT r.company_id, r.price, r.open, r.high, r.low, r.previous_close, r.change,
+               r.change_percent, r.volume, r.latest_trading_day, r.quoted_at, r.source
+        FROM resolved r
+        LEFT JOIN latest l ON l.company_id = r.company_id
+        WHERE l.company_id IS NULL
+           OR (l.price, l.volume, l.latest_trading_day) IS DISTINCT FROM (r.price, r.volume, r.latest_trading_day)
+        ON CONFLICT (company_id, quoted_at) DO NOTHING
+        RETURNING company_id
+    ),
+    reset AS (
+        UPDATE companies SET consecutive_failures = 0
+        WHERE id IN (SELECT company_id FROM resolved) AND consecutive_failures > 0
+    )
+    SELECT r.symbol, EXISTS (SELECT 1 FROM inserted x WHERE x.company_id = r.company_id) AS stored
+    FROM resolved r
+    """
+)
+
+_RECORD_UNKNOWN = text(
+    """
+    UPDATE companies
+    SET consecutive_failures = consecutive_failures + 1,
+        quarantined_at = CASE
+            WHEN consecutive_failures + 1 >= :threshold AND quarantined_at IS NULL THEN now()
+            ELSE quarantined_at END,
+        quarantine_reason = CASE
+            WHEN consecutive_failures + 1 >= :threshold THEN :reason ELSE quarantine_reason END
+    WHERE symbol = ANY(CAST(:symbols AS text[]))
+    RETURNING symbol, quarantined_at IS NOT NULL AS quarantined
+    """
+)
+
+
+async def plan_price_sync(
+    engine: AsyncEngine, symbols: list[str], limit: int
+) -> tuple[list[str], list[SymbolResult], list[SymbolResult]]:
+    """(to fetch, quarantined, deferred). Given symbols are all fetched unless quarantined."""
+    async with engine.connect() as conn:
+        if symbols:
+            rows = (await conn.execute(_QUARANTINED, {"symbols": symbols})).all()
+            skipped = {
+                row.symbol: SymbolResult(
+                    symbol=row.symbol,
+                    outcome=SymbolOutcome.QUARANTINED,
+                    detail=f"quarantined since {row.quarantined_at:%Y-%m-%d}: {row.quarantine_reason}",
+                )
+                for row in rows
+            }
+            return [s for s in symbols if s not in skipped], list(skipped.values()), []
+        ranked = list((await conn.execute(_BY_PRIORITY)).scalars())
+    deferred = [
+        SymbolResult(symbol=s, outcome=SymbolOutcome.DEFERRED, detail=f"over this run's budget of {limit} symbols")
+        for s in ranked[limit:]
+    ]
+    return ranked[:limit], [], deferred
+
+
+async def store_quotes(engine: AsyncEngine, quotes: list[FetchedQuote]) -> tuple[list[str], list[str]]:
+    """Store a batch of quotes in one statement; returns (updated, unchanged) symbols."""
+    if not quotes:
+        return [], []
+    params = {
+        "symbols": [q.symbol for q in quotes],
+        "prices": [q.price for q in quotes],
+        "opens": [q.open for q in quotes],
+        "highs": [q.high for q in quotes],
+        "lows": [q.low for q in quotes],
+        "previous_closes": [q.previous_close for q in quotes],
+        "changes": [q.change for q in quotes],
+        "change_percents": [q.change_percent for q in quotes],
+        "volumes": [q.volume for q in quotes],
+        "trading_days": [q.latest_trading_day for q in quotes],
+        "quoted_ats": [q.quoted_at for q in quotes],
+        "sources": [q.source for q in quotes],
+    }
+    async with engine.begin() as conn:
+        rows = (await conn.execute(_STORE_QUOTES, params)).all()
+    updated = [row.symbol for row in rows if row.stored]
+    unchanged = [row.symbol for row in rows if not row.stored]
+    return updated, unchanged
+
+
+async def record_unknown_symbols(engine: AsyncEngine, symbols: list[str], reason: str) -> list[str]:
+    """Count an "unknown symbol" answer against each company; returns those now quarantined."""
+    if not symbols:
+        return []
+    async with engine.begin() as conn:
+        rows = (
+            await conn.execute(
+                _RECORD_UNKNOWN,
+                {"symbols": symbols, "reason": reason, "threshold": QUARANTINE_AFTER_FAILURES},
+            )
+        ).all()
+    return [row.symbol for row in rows if row.quarantined]

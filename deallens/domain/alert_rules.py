@@ -1,0 +1,152 @@
+"""Alert definitions: a pydantic discriminated union on `type`, stored in alerts.params.
+
+The definition is validated at the edge (`starter.py alerts add`, the API) so that the
+evaluator can trust what it reads. Errors name the field: `threshold: must be > 0`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+
+
+class _Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: Annotated[int, Field(gt=0)]
+    name: Annotated[str, Field(max_length=200)] | None = None
+    cooldown_seconds: Annotated[int, Field(ge=0, le=30 * 86400)] = 3600
+    one_shot: bool = False
+    expires_at: dt.datetime | None = None
+
+    @field_validator("expires_at")
+    @classmethod
+    def _aware(cls, value: dt.datetime | None) -> dt.datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("must include a timezone, e.g. 2026-12-31T21:00:00Z")
+        return value
+
+
+class _SymbolRule(_Rule):
+    symbol: Annotated[str, Field(min_length=1, max_length=16)]
+
+    @field_validator("symbol")
+    @classmethod
+    def _upper(cls, value: str) -> str:
+        return value.strip().upper()
+
+
+class PriceAbove(_SymbolRule):
+    type: Literal["price_above"]
+    threshold: Annotated[Decimal, Field(gt=0)]
+
+
+class PriceBelow(_SymbolRule):
+    type: Literal["price_below"]
+    threshold: Annotated[Decimal, Field(gt=0)]
+
+
+class PercentChange(_SymbolRule):
+    """Move of at least `percent` (either direction unless `direction` says) against the
+    previous close, or over `window_minutes` when given."""
+
+    type: Literal["percent_change"]
+    percent: Annotated[Decimal, Field(gt=0, le=1000)]
+    direction: Literal["up", "down", "either"] = "either"
+    window_minutes: Annotated[int, Field(gt=0, le=7 * 24 * 60)] | None = None
+
+
+class VolumeSpike(_SymbolRule):
+    """Volume at least `multiple` times the 20-day average."""
+
+    type: Literal["volume_spike"]
+    multiple: Annotated[Decimal, Field(gt=1, le=1000)]
+
+
+class VolumeAbove(_SymbolRule):
+    type: Literal["volume_above"]
+    threshold: Annotated[int, Field(gt=0)]
+
+
+class NewsMention(_SymbolRule):
+    type: Literal["news_mention"]
+    keywords: Annotated[list[Annotated[str, Field(min_length=1, max_length=100)]], Field(max_length=20)] = []
+
+
+class NewsSentiment(_SymbolRule):
+    """The company's news sentiment crossing `threshold` (-1..1) in `direction`."""
+
+    type: Literal["news_sentiment"]
+    threshold: Annotated[Decimal, Field(ge=-1, le=1)]
+    direction: Literal["above", "below"] = "below"
+
+
+class DealNew(_Rule):
+    """A new deal naming `symbol`, or any company on the user's watchlist when omitted."""
+
+    type: Literal["deal_new"]
+    symbol: Annotated[str, Field(min_length=1, max_length=16)] | None = None
+
+
+class DealStatusChange(_Rule):
+    """A status change of `deal_id`, or of any deal naming `symbol`, or any watched company's."""
+
+    type: Literal["deal_status_change"]
+    deal_id: Annotated[int, Field(gt=0)] | None = None
+    symbol: Annotated[str, Field(min_length=1, max_length=16)] | None = None
+
+    @model_validator(mode="after")
+    def _one_subject(self) -> DealStatusChange:
+        if self.deal_id is not None and self.symbol is not None:
+            raise ValueError("give deal_id or symbol, not both")
+        return self
+
+
+AlertRule = Annotated[
+    PriceAbove | PriceBelow | PercentChange | VolumeSpike | VolumeAbove | NewsMention | NewsSentiment | DealNew | DealStatusChange,
+    Field(discriminator="type"),
+]
+_ADAPTER: TypeAdapter[AlertRule] = TypeAdapter(AlertRule)
+
+KIND_BY_TYPE = {
+    "price_above": "price",
+    "price_below": "price",
+    "percent_change": "price",
+    "volume_spike": "volume",
+    "volume_above": "volume",
+    "news_mention": "news",
+    "news_sentiment": "news",
+    "deal_new": "deal",
+    "deal_status_change": "deal",
+}
+
+# Fields that are columns of `alerts`, not part of the stored params.
+_COLUMN_FIELDS = {"user_id", "name", "cooldown_seconds", "one_shot", "expires_at", "symbol", "deal_id"}
+
+
+class InvalidAlert(ValueError):
+    """One line naming the field and what is wrong with it."""
+
+
+def parse_alert(data: object) -> AlertRule:
+    try:
+        return _ADAPTER.validate_python(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        # The discriminator's own tag is a location, not a field the user wrote.
+        loc = [str(part) for part in first["loc"] if str(part) not in KIND_BY_TYPE]
+        field = ".".join(loc) or "type"
+        message = first["msg"].removeprefix("Value error, ")
+        if first["type"] == "union_tag_invalid":
+            message = f"unknown alert type; expected one of {', '.join(KIND_BY_TYPE)}"
+        elif first["type"] == "union_tag_not_found":
+            field, message = "type", f"is required; one of {', '.join(KIND_BY_TYPE)}"
+        raise InvalidAlert(f"{field}: {message}") from None
+
+
+def alert_params(rule: AlertRule) -> dict[str, object]:
+    """What goes into alerts.params: the type and its parameters, JSON-ready."""
+    return rule.model_dump(mode="json", exclude=_COLUMN_FIELDS, exclude_none=True)

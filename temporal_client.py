@@ -1,0 +1,48 @@
+"""One way to build a Temporal client, shared by worker.py, starter.py, schedules.py and tests.
+
+Connection settings follow temporalio.envconfig (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE,
+TEMPORAL_API_KEY, TEMPORAL_TLS*, config-file profiles), with `.env` values from Settings
+layered under the process environment. The data converter and interceptors here must be the
+worker's *and* the Replayer's, or recorded histories will not replay.
+"""
+
+from __future__ import annotations
+
+import os
+
+from temporalio.client import Client, Interceptor
+from temporalio.contrib.opentelemetry import TracingInterceptor
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.envconfig import ClientConfig
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+
+from deallens.config import Settings
+
+DATA_CONVERTER = pydantic_data_converter
+
+
+def interceptors() -> list[Interceptor]:
+    # always_create_workflow_spans: schedule-started workflows have no parent span to join.
+    return [TracingInterceptor(always_create_workflow_spans=True)]
+
+
+def _runtime(settings: Settings) -> Runtime | None:
+    if not settings.temporal_metrics_bind:
+        return None
+    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=settings.temporal_metrics_bind)))
+
+
+async def connect(settings: Settings) -> Client:
+    env = {
+        "TEMPORAL_ADDRESS": settings.temporal_address,
+        "TEMPORAL_NAMESPACE": settings.temporal_namespace,
+        **os.environ,
+    }
+    config = ClientConfig.load_client_connect_config(override_env_vars=env)
+    runtime = _runtime(settings)
+    return await Client.connect(
+        **config,
+        data_converter=DATA_CONVERTER,
+        interceptors=interceptors(),
+        **({"runtime": runtime} if runtime else {}),
+    )

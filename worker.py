@@ -1,0 +1,163 @@
+"""python worker.py [--queue NAME]: run the DealLens workers (all task queues by default).
+
+One Worker per task queue: `deallens` runs the workflows and the database activities;
+`deallens-alphavantage` runs provider calls under a task-queue-wide rate limit (set the same
+ALPHAVANTAGE_CALLS_PER_MINUTE on every worker: the server applies the latest value it sees).
+The worker refuses to start when the database is behind the migrations.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.market_data import AlphaVantageActivities, MarketDataActivities
+from deallens.config import ConfigError, Settings, configure_logging, load_settings
+from deallens.db.engine import create_engine
+from deallens.db.migrate import DatabaseBehindError, ensure_up_to_date
+from deallens.providers.alphavantage import AlphaVantageClient
+from temporal_client import connect
+from workflows import queues
+from workflows.market_data import SyncCompanyPrices
+
+log = logging.getLogger("deallens.worker")
+
+WORKFLOWS = [SyncCompanyPrices]
+
+
+@dataclass
+class Resources:
+    """What activities hold: built once per process, closed on shutdown."""
+
+    engine: AsyncEngine
+    alphavantage: AlphaVantageClient
+
+
+@contextlib.asynccontextmanager
+async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
+    if settings.database_url is None:
+        raise ConfigError(
+            "DATABASE_URL: not set; export postgresql+asyncpg://user@host:5432/db, or use `make run`"
+        )
+    engine = create_engine(settings.database_url, pool_size=min(settings.worker_concurrency, 20))
+    alphavantage = AlphaVantageClient(
+        base_url=settings.alphavantage_base_url,
+        api_key=settings.alphavantage_api_key,
+        timeout=settings.alphavantage_timeout_seconds,
+    )
+    try:
+        yield Resources(engine=engine, alphavantage=alphavantage)
+    finally:
+        await alphavantage.aclose()
+        await engine.dispose()
+
+
+def build_workers(
+    client: Client,
+    settings: Settings,
+    resources: Resources,
+    *,
+    task_queue: str = queues.DEFAULT,
+    only: str | None = None,
+) -> list[Worker]:
+    """The workers for `task_queue` and its provider queues (or just the queue named `only`)."""
+    market = MarketDataActivities(resources.engine, price_sync_max_symbols=settings.price_sync_max_symbols)
+    alphavantage = AlphaVantageActivities(resources.alphavantage, simulated=settings.alphavantage_simulated)
+    av_queue = queues.provider_queue(task_queue, queues.ALPHAVANTAGE_SUFFIX)
+    specs = {
+        task_queue: dict(
+            workflows=WORKFLOWS,
+            activities=[
+                market.market_session,
+                market.plan_price_sync,
+                market.store_quotes,
+                market.record_unknown_symbols,
+            ],
+            max_concurrent_activities=settings.worker_concurrency,
+            # The server does not rate-limit eager activities: keep every start going through it.
+            disable_eager_activity_execution=True,
+        ),
+        av_queue: dict(
+            activities=[alphavantage.fetch_quote],
+            max_task_queue_activities_per_second=settings.alphavantage_calls_per_minute / 60,
+            max_concurrent_activities=max(1, min(settings.worker_concurrency, 10)),
+        ),
+    }
+    if only is not None:
+        if only not in specs:
+            known = ", ".join(specs)
+            raise ConfigError(f"--queue: {only!r} has no activities or workflows yet (known: {known})")
+        specs = {only: specs[only]}
+    return [
+        Worker(client, task_queue=name, graceful_shutdown_timeout=timedelta(seconds=10), **options)  # type: ignore[arg-type]
+        for name, options in specs.items()
+    ]
+
+
+def _banner(settings: Settings, names: Sequence[str]) -> str:
+    def provider(name: str, simulated: bool, url: str) -> str:
+        return f"{name}: SIMULATED by the local stand-in at {url}" if simulated else f"{name}: real ({url})"
+
+    lines = [
+        f"DealLens worker on {settings.temporal_address} namespace {settings.temporal_namespace}",
+        f"  task queues: {', '.join(names)}",
+        "  " + provider("AlphaVantage", settings.alphavantage_simulated, settings.alphavantage_base_url),
+        "  " + provider("NewsAPI", settings.newsapi_simulated, settings.newsapi_base_url),
+        "  " + provider("OpenAI", settings.openai_simulated, settings.openai_base_url),
+    ]
+    if settings.alphavantage_simulated:
+        lines.append("  !! market data is SIMULATED: stored rows say source='alphavantage-sim' !!")
+    return "\n".join(lines)
+
+
+async def run(settings: Settings, only: str | None) -> None:
+    settings.check_providers()
+    async with open_resources(settings) as resources:
+        await ensure_up_to_date(resources.engine)
+        try:
+            client = await connect(settings)
+        except RuntimeError as error:
+            raise ConfigError(f"TEMPORAL_ADDRESS: cannot reach Temporal at {settings.temporal_address}: {error}") from None
+        workers = build_workers(client, settings, resources, only=only)
+        log.warning(_banner(settings, [w.task_queue for w in workers]))
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        async with contextlib.AsyncExitStack() as stack:
+            for worker in workers:
+                await stack.enter_async_context(worker)
+            await stop.wait()
+            log.warning("shutting down: finishing running activities (up to 10 s)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python worker.py", description="Run the DealLens Temporal workers.")
+    parser.add_argument("--queue", help=f"run only this task queue (default: all of {', '.join(queues.ALL)})")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+        configure_logging(settings.log_level)
+        asyncio.run(run(settings, args.queue))
+    except (ConfigError, DatabaseBehindError) as error:
+        print(f"worker: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"worker: cannot reach the database: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
