@@ -14,11 +14,13 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.activity import _Definition
 from temporalio.client import Client
 from temporalio.worker import Worker
 
@@ -63,6 +65,13 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         await engine.dispose()
 
 
+def activity_name(fn: Callable[..., Any]) -> str:
+    definition = _Definition.from_callable(fn)
+    if definition is None or definition.name is None:
+        raise ValueError(f"{fn!r} is not an @activity.defn")
+    return definition.name
+
+
 def build_workers(
     client: Client,
     settings: Settings,
@@ -70,8 +79,13 @@ def build_workers(
     *,
     task_queue: str = queues.DEFAULT,
     only: str | None = None,
+    replace_activities: Sequence[Callable[..., Any]] = (),
 ) -> list[Worker]:
-    """The workers for `task_queue` and its provider queues (or just the queue named `only`)."""
+    """The workers for `task_queue` and its provider queues (or just the queue named `only`).
+
+    `replace_activities` swaps registered activities for others of the same activity name
+    (tests pin the market clock this way; the SDK's own tests do the same).
+    """
     market = MarketDataActivities(resources.engine, price_sync_max_symbols=settings.price_sync_max_symbols)
     alphavantage = AlphaVantageActivities(resources.alphavantage, simulated=settings.alphavantage_simulated)
     av_queue = queues.provider_queue(task_queue, queues.ALPHAVANTAGE_SUFFIX)
@@ -94,6 +108,12 @@ def build_workers(
             max_concurrent_activities=max(1, min(settings.worker_concurrency, 10)),
         ),
     }
+    if replace_activities:
+        by_name = {activity_name(fn): fn for fn in replace_activities}
+        for options in specs.values():
+            options["activities"] = [by_name.pop(activity_name(fn), fn) for fn in options["activities"]]  # type: ignore[union-attr]
+        if by_name:
+            raise ValueError(f"no registered activity to replace named {', '.join(by_name)}")
     if only is not None:
         if only not in specs:
             known = ", ".join(specs)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -29,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
         SyncCompanyPricesResult,
     )
     from workflows import queues
+    from workflows.inputs import validated
 
 # Database activities: quick, retried with backoff for as long as a short outage lasts.
 DB_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
@@ -58,7 +60,8 @@ def _failure_type(error: ActivityError) -> tuple[str | None, str]:
 @workflow.defn(name="SyncCompanyPrices")
 class SyncCompanyPrices:
     @workflow.run
-    async def run(self, request: SyncCompanyPricesInput) -> SyncCompanyPricesResult:
+    async def run(self, raw: dict[str, Any] | None = None) -> SyncCompanyPricesResult:
+        request = validated(SyncCompanyPricesInput, raw)
         session = await workflow.execute_activity_method(
             MarketDataActivities.market_session,
             MarketSessionInput(at=workflow.now()),

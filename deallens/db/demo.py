@@ -61,7 +61,7 @@ async def seed_demo(engine: AsyncEngine) -> SeedReport:
             )
             .on_conflict_do_nothing(index_elements=["symbol"])
         )
-        ids = dict((await session.execute(select(Company.symbol, Company.id))).tuples().all())
+        ids = {symbol: id_ for symbol, id_ in await session.execute(select(Company.symbol, Company.id))}
         users = [User(email=email, name=name, timezone=tz) for email, name, tz, _ in DEMO_USERS]
         session.add_all(users)
         await session.flush()

@@ -51,25 +51,10 @@ class Quote(BaseModel):
     change: Decimal
     change_percent: Decimal
 
-    @field_validator("open", "high", "low", "price", "previous_close")
+    # pydantic already rejects NaN and infinities for Decimal fields.
+    @field_validator("open", "high", "low", "price", "previous_close", "volume")
     @classmethod
-    def _non_negative_finite(cls, value: Decimal) -> Decimal:
-        if not value.is_finite():
-            raise ValueError("must be a finite number")
-        if value < 0:
-            raise ValueError("must not be negative")
-        return value
-
-    @field_validator("change", "change_percent")
-    @classmethod
-    def _finite(cls, value: Decimal) -> Decimal:
-        if not value.is_finite():
-            raise ValueError("must be a finite number")
-        return value
-
-    @field_validator("volume")
-    @classmethod
-    def _volume(cls, value: int) -> int:
+    def _non_negative(cls, value: Decimal | int) -> Decimal | int:
         if value < 0:
             raise ValueError("must not be negative")
         return value
@@ -169,7 +154,8 @@ def parse_global_quote(body: Any, symbol: str) -> Quote:
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "quote"
-        raise MalformedResponse(PROVIDER, f"GLOBAL_QUOTE {where}: {first['msg']}") from None
+        message = first["msg"].removeprefix("Value error, ")
+        raise MalformedResponse(PROVIDER, f"GLOBAL_QUOTE {where}: {message}") from None
     if quote.symbol.upper() != symbol.upper():
         raise MalformedResponse(PROVIDER, f"GLOBAL_QUOTE answered for {quote.symbol!r}, asked for {symbol!r}")
     return quote

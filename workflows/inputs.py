@@ -1,0 +1,31 @@
+"""Workflow input validation that fails the *workflow*, not the workflow task.
+
+If a workflow's run() parameter is typed as a pydantic model, a bad `--input` fails while the
+SDK decodes it: that is a workflow *task* failure, retried forever and visible only as a
+stuck workflow. So workflows take the raw JSON object and validate it here, failing with a
+non-retryable `InvalidInput` that names the field.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from temporalio.exceptions import ApplicationError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def validated(model: type[M], raw: dict[str, Any] | BaseModel | None) -> M:
+    if isinstance(raw, model):
+        return raw
+    data = raw.model_dump() if isinstance(raw, BaseModel) else (raw or {})
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "input"
+        message = first["msg"].removeprefix("Value error, ")
+        raise ApplicationError(
+            f"invalid input: {field}: {message}", type="InvalidInput", non_retryable=True
+        ) from None
