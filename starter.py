@@ -71,12 +71,21 @@ async def _health(settings: Settings) -> int:
 
     failures = 0
     print(f"config: ok (log level {settings.log_level})")
+    try:
+        settings.check_providers()
+        misconfigured = None
+    except ConfigError as error:
+        failures += 1
+        misconfigured = str(error)
     for name, simulated, url in (
         ("alphavantage", settings.alphavantage_simulated, settings.alphavantage_base_url),
         ("newsapi", settings.newsapi_simulated, settings.newsapi_base_url),
         ("openai", settings.openai_simulated, settings.openai_base_url),
     ):
-        print(f"provider {name}: {'simulated' if simulated else 'real'} at {url}")
+        if misconfigured and simulated and url.startswith("https://"):
+            print(f"provider {name}: MISCONFIGURED: no API key, and the URL is the real provider's ({url})")
+        else:
+            print(f"provider {name}: {'simulated' if simulated else 'real'} at {url}")
     try:
         engine = create_engine(_database_url(settings), pool_size=1)
         try:
@@ -132,4 +141,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from temporal_client import exit_skipping_teardown
+
+    exit_skipping_teardown(main())

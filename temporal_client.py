@@ -9,6 +9,7 @@ worker's *and* the Replayer's, or recorded histories will not replay.
 from __future__ import annotations
 
 import os
+import sys
 
 from temporalio.client import Client, Interceptor
 from temporalio.contrib.opentelemetry import TracingInterceptor
@@ -46,3 +47,15 @@ async def connect(settings: Settings) -> Client:
         interceptors=interceptors(),
         **({"runtime": runtime} if runtime else {}),
     )
+
+
+def exit_skipping_teardown(code: int) -> None:
+    """End a short-lived client-only process (CLI) without interpreter teardown.
+
+    The SDK's Rust runtime threads can outlive the event loop; tearing the interpreter down
+    under them sometimes aborts with "PyGILState_Release: thread state ... must be current"
+    (temporalio/sdk-python#300, open). The work is done and flushed by then, so skip it.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -180,4 +180,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from temporal_client import exit_skipping_teardown
+
+    exit_skipping_teardown(main())

@@ -183,3 +183,4 @@ def configure_logging(level: str) -> None:
     # httpx logs every request URL at INFO, query string included: that would print API keys.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)

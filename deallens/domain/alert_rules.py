@@ -138,13 +138,14 @@ def parse_alert(data: object) -> AlertRule:
         first = error.errors()[0]
         # The discriminator's own tag is a location, not a field the user wrote.
         loc = [str(part) for part in first["loc"] if str(part) not in KIND_BY_TYPE]
-        field = ".".join(loc) or "type"
+        field = ".".join(loc)
         message = first["msg"].removeprefix("Value error, ")
         if first["type"] == "union_tag_invalid":
-            message = f"unknown alert type; expected one of {', '.join(KIND_BY_TYPE)}"
+            field, message = "type", f"unknown alert type; expected one of {', '.join(KIND_BY_TYPE)}"
         elif first["type"] == "union_tag_not_found":
             field, message = "type", f"is required; one of {', '.join(KIND_BY_TYPE)}"
-        raise InvalidAlert(f"{field}: {message}") from None
+        # A model-level check has no single field: its message names the fields itself.
+        raise InvalidAlert(f"{field}: {message}" if field else message) from None
 
 
 def alert_params(rule: AlertRule) -> dict[str, object]:

@@ -1,0 +1,103 @@
+"""Against a real dev server: the vertical slice through the `temporal` CLI, and schedules."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import ScheduleOverlapPolicy
+from temporalio.testing import WorkflowEnvironment
+
+import schedules
+from deallens.db.demo import seed_demo
+from deallens.sim import alphavantage as av_sim
+from deallens.sim.serve import serve_asgi
+from tests.conftest import TEMPORAL_CLI, dev_server_address
+from tests.workers import running_workers
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[tuple[str, Any]]:
+    app = av_sim.make_app(seed=5)
+    async with serve_asgi(app) as url:
+        yield url, app.state.sim
+
+
+async def _cli(*args: str) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        str(TEMPORAL_CLI), *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=120)
+    return process.returncode or 0, out.decode(), err.decode()
+
+
+async def test_vertical_slice_through_the_temporal_cli(
+    dev_env: WorkflowEnvironment, task_queue: str, db: AsyncEngine, sim: tuple[str, Any], make_settings: Any
+) -> None:
+    """`temporal workflow execute --input '{...}'` → quotes fetched on the AlphaVantage queue →
+    one bulk upsert; the unknown symbol fails alone, non-retryably."""
+    await seed_demo(db)
+    settings = make_settings(alphavantage_base_url=sim[0], alphavantage_calls_per_minute=600)
+    async with running_workers(dev_env.client, settings, task_queue):
+        code, out, err = await _cli(
+            "workflow", "execute",
+            "--address", dev_server_address(dev_env.client),
+            "--type", "SyncCompanyPrices",
+            "--task-queue", task_queue,
+            "--workflow-id", f"cli-{task_queue}",
+            "--input", '{"symbols": ["AAPL", "NOPE", "GS"], "force": true}',
+            "--output", "json",
+        )
+    assert code == 0, err
+    result = json.loads(out)["result"]
+    outcomes = {s["symbol"]: s["outcome"] for s in result["symbols"]}
+    assert outcomes == {"AAPL": "updated", "NOPE": "unknown", "GS": "updated"}
+    assert result["stored"] == 2 and result["simulated"] is True
+    async with db.connect() as conn:
+        rows = (await conn.execute(text(
+            "SELECT c.symbol, q.source, q.price > 0 FROM price_quotes q JOIN companies c ON c.id = q.company_id ORDER BY 1"
+        ))).all()
+    assert [tuple(r) for r in rows] == [("AAPL", "alphavantage-sim", True), ("GS", "alphavantage-sim", True)]
+    # Each symbol was one provider call: the unknown one was not retried.
+    assert sim[1].stats.by_endpoint["GLOBAL_QUOTE"] == 3
+
+
+async def test_bad_cli_input_fails_the_workflow_with_the_field(
+    dev_env: WorkflowEnvironment, task_queue: str, db: AsyncEngine, sim: tuple[str, Any], make_settings: Any
+) -> None:
+    settings = make_settings(alphavantage_base_url=sim[0])
+    async with running_workers(dev_env.client, settings, task_queue):
+        code, out, err = await _cli(
+            "workflow", "execute",
+            "--address", dev_server_address(dev_env.client),
+            "--type", "SyncCompanyPrices",
+            "--task-queue", task_queue,
+            "--input", '{"symbols": "AAPL"}',
+        )
+    assert code != 0
+    assert "invalid input: symbols: Input should be a valid list" in out + err
+
+
+async def test_schedules_apply_creates_then_updates(dev_env: WorkflowEnvironment, task_queue: str) -> None:
+    client = dev_env.client
+    first = await schedules.apply(client, dry_run=False, task_queue=task_queue)
+    assert first == ["created sync-company-prices (latest quotes in market hours)"]
+    # Applying again updates in place instead of failing on "already exists".
+    second = await schedules.apply(client, dry_run=False, task_queue=task_queue)
+    assert second == ["updated sync-company-prices (latest quotes in market hours)"]
+
+    description = await client.get_schedule_handle("sync-company-prices").describe()
+    spec = description.schedule.spec
+    assert spec.time_zone_name == "America/New_York"
+    # The server returns crons as calendars: 09:30-09:59 and 10:00-15:59 on weekdays.
+    hours = sorted({r.start for c in spec.calendars for r in c.hour})
+    assert hours == [9, 10]
+    assert description.schedule.policy.overlap is ScheduleOverlapPolicy.SKIP
+    action = description.schedule.action
+    assert action.workflow == "SyncCompanyPrices" and action.task_queue == task_queue
+    await client.get_schedule_handle("sync-company-prices").delete()
