@@ -32,7 +32,12 @@ from temporalio.client import (
 )
 
 from deallens.config import ConfigError, load_settings
-from deallens.contracts import SyncCompanyPricesInput
+from deallens.contracts import (
+    CleanupMarketDataInput,
+    SyncCompanyPricesInput,
+    SyncDailyOHLCInput,
+    SyncFundamentalsInput,
+)
 from workflows import queues
 
 EXCHANGE_TZ = "America/New_York"
@@ -76,6 +81,38 @@ SCHEDULES: tuple[ScheduleDef, ...] = (
         overlap=ScheduleOverlapPolicy.SKIP,
         catchup=timedelta(minutes=1),
         note="latest quotes in market hours",
+    ),
+    ScheduleDef(
+        id="sync-daily-ohlc",
+        workflow="SyncDailyOHLC",
+        input=SyncDailyOHLCInput(),
+        # After the close (13:00 on early-close days, 16:00 otherwise); the workflow catches up
+        # every company that is behind, so a missed day is filled by the next run.
+        crons=("30 16 * * 1-5",),
+        time_zone=EXCHANGE_TZ,
+        overlap=ScheduleOverlapPolicy.SKIP,
+        catchup=timedelta(hours=12),
+        note="daily bars after the close, catching up missed days",
+    ),
+    ScheduleDef(
+        id="sync-fundamentals",
+        workflow="SyncFundamentals",
+        input=SyncFundamentalsInput(),
+        crons=("0 8 * * 1-5",),
+        time_zone=EXCHANGE_TZ,
+        overlap=ScheduleOverlapPolicy.SKIP,
+        catchup=timedelta(hours=1),
+        note="company fundamentals before the open, stalest first",
+    ),
+    ScheduleDef(
+        id="cleanup-market-data",
+        workflow="CleanupMarketData",
+        input=CleanupMarketDataInput(),
+        crons=("0 2 * * *",),
+        time_zone=EXCHANGE_TZ,
+        overlap=ScheduleOverlapPolicy.SKIP,
+        catchup=timedelta(days=1),
+        note="retention per table",
     ),
 )
 

@@ -26,16 +26,17 @@ from temporalio.worker import Worker
 
 from activities.market_data import AlphaVantageActivities, MarketDataActivities
 from deallens.config import ConfigError, Settings, configure_logging, load_settings
+from deallens.db import retention
 from deallens.db.engine import create_engine
 from deallens.db.migrate import DatabaseBehindError, ensure_up_to_date
 from deallens.providers.alphavantage import AlphaVantageClient
 from temporal_client import connect
 from workflows import queues
-from workflows.market_data import SyncCompanyPrices
+from workflows.market_data import CleanupMarketData, SyncCompanyPrices, SyncDailyOHLC, SyncFundamentals
 
 log = logging.getLogger("deallens.worker")
 
-WORKFLOWS = [SyncCompanyPrices]
+WORKFLOWS = [SyncCompanyPrices, SyncDailyOHLC, SyncFundamentals, CleanupMarketData]
 
 
 @dataclass
@@ -86,8 +87,27 @@ def build_workers(
     `replace_activities` swaps registered activities for others of the same activity name
     (tests pin the market clock this way; the SDK's own tests do the same).
     """
-    market = MarketDataActivities(resources.engine, price_sync_max_symbols=settings.price_sync_max_symbols)
-    alphavantage = AlphaVantageActivities(resources.alphavantage, simulated=settings.alphavantage_simulated)
+    market = MarketDataActivities(
+        resources.engine,
+        calls_per_day=settings.alphavantage_calls_per_day,
+        premium=settings.alphavantage_premium,
+        price_sync_max_symbols=settings.price_sync_max_symbols,
+        fundamentals_max_symbols=settings.fundamentals_max_symbols,
+        retention_rules=retention.rules(
+            price_quotes_days=settings.retention_price_quotes_days,
+            ohlc_days=settings.retention_ohlc_days,
+            news_days=settings.retention_news_days,
+            alert_history_days=settings.retention_alert_history_days,
+            usage_days=settings.retention_usage_days,
+        ),
+    )
+    alphavantage = AlphaVantageActivities(
+        resources.alphavantage,
+        resources.engine,
+        simulated=settings.alphavantage_simulated,
+        calls_per_day=settings.alphavantage_calls_per_day,
+        calls_per_minute=settings.alphavantage_calls_per_minute,
+    )
     av_queue = queues.provider_queue(task_queue, queues.ALPHAVANTAGE_SUFFIX)
     specs = {
         task_queue: dict(
@@ -97,13 +117,21 @@ def build_workers(
                 market.plan_price_sync,
                 market.store_quotes,
                 market.record_unknown_symbols,
+                market.plan_daily_bars,
+                market.plan_fundamentals,
+                market.cleanup,
             ],
             max_concurrent_activities=settings.worker_concurrency,
             # The server does not rate-limit eager activities: keep every start going through it.
             disable_eager_activity_execution=True,
         ),
         av_queue: dict(
-            activities=[alphavantage.fetch_quote],
+            activities=[
+                alphavantage.fetch_quote,
+                alphavantage.fetch_bulk_quotes,
+                alphavantage.sync_daily_bars,
+                alphavantage.sync_fundamentals,
+            ],
             max_task_queue_activities_per_second=settings.alphavantage_calls_per_minute / 60,
             max_concurrent_activities=max(1, min(settings.worker_concurrency, 10)),
         ),

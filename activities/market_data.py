@@ -1,67 +1,211 @@
 """Market-data activities: where a price arrives.
 
 `AlphaVantageActivities` make provider calls and run only on the `deallens-alphavantage`
-task queue, whose task-queue-wide rate limit spaces calls across every worker. The database
-activities (`MarketDataActivities`) run on the default queue.
+task queue, whose task-queue-wide rate limit spaces calls across every worker; each takes
+one call from the daily-quota ledger before it calls. Series and fundamentals are fetched
+*and stored* in the same activity, so no large payload ever enters workflow history.
+The database-only activities (`MarketDataActivities`) run on the default queue.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.errors import to_application_error
 from deallens.contracts import (
+    BarsSyncResult,
+    CleanupInput,
+    CleanupMarketDataResult,
+    FetchBulkQuotesInput,
+    FetchedBulkQuotes,
     FetchedQuote,
     FetchQuoteInput,
+    FundamentalsJob,
+    FundamentalsSyncResult,
+    BarsJob,
     MarketSessionInput,
     MarketSessionResult,
+    PlanDailyBarsInput,
+    PlanDailyBarsResult,
+    PlanFundamentalsInput,
+    PlanFundamentalsResult,
     PlanPriceSyncInput,
     PlanPriceSyncResult,
     RecordUnknownSymbolsInput,
     RecordUnknownSymbolsResult,
     StoreQuotesInput,
     StoreQuotesResult,
+    SyncBarsInput,
 )
-from deallens.db import prices
+from deallens.db import companies, ohlc, prices, retention, usage
+from deallens.domain.budget import ledger_day
 from deallens.domain.market_calendar import session_at
-from deallens.providers.alphavantage import PROVIDER, AlphaVantageClient
-from deallens.providers.errors import ProviderError
+from deallens.providers.alphavantage import PROVIDER, AlphaVantageClient, Quote
+from deallens.providers.errors import ProviderError, RateLimited
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+BULK_QUOTES_PER_CALL = 100
+HEARTBEAT_EVERY_SECONDS = 10.0
+# Fundamentals fetched within this long count as fresh for the daily refresh.
+FUNDAMENTALS_FRESH_FOR = dt.timedelta(hours=20)
+
+
+def _fetched(quote: Quote, source: str, at: dt.datetime) -> FetchedQuote:
+    return FetchedQuote(
+        symbol=quote.symbol.upper(),
+        price=quote.price,
+        open=quote.open,
+        high=quote.high,
+        low=quote.low,
+        previous_close=quote.previous_close,
+        change=quote.change,
+        change_percent=quote.change_percent,
+        volume=quote.volume,
+        latest_trading_day=quote.latest_trading_day,
+        # Bulk quotes carry the provider's own timestamp; GLOBAL_QUOTE has none.
+        quoted_at=quote.quoted_at.astimezone(dt.UTC) if quote.quoted_at else at,
+        source=source,
+    )
+
+
+async def _wait_heartbeating(seconds: float) -> None:
+    """Sleep until the reserved call slot, heartbeating so a long queue is not taken for a hang."""
+    remaining = seconds
+    while remaining > 0:
+        step = min(remaining, HEARTBEAT_EVERY_SECONDS)
+        await asyncio.sleep(step)
+        remaining -= step
+        activity.heartbeat("waiting for the call slot")
 
 
 class AlphaVantageActivities:
-    def __init__(self, client: AlphaVantageClient, *, simulated: bool) -> None:
+    def __init__(
+        self,
+        client: AlphaVantageClient,
+        engine: AsyncEngine,
+        *,
+        simulated: bool,
+        calls_per_day: int,
+        calls_per_minute: float | None = None,
+    ) -> None:
         self._client = client
+        self._engine = engine
+        self._calls_per_day = calls_per_day
+        self._calls_per_minute = calls_per_minute
         self._source = f"{PROVIDER}-sim" if simulated else PROVIDER
+
+    async def _call(self, request: Callable[[], Awaitable[T]]) -> T:
+        """One provider call: reserve it (day's quota and call slot), wait for the slot, call,
+        and map failures to retry semantics."""
+        day = ledger_day(dt.datetime.now(dt.UTC))
+        reservation = await usage.reserve_call(
+            self._engine, PROVIDER, day, self._calls_per_day, calls_per_minute=self._calls_per_minute
+        )
+        if reservation is None:
+            raise ApplicationError(
+                f"the daily budget of {self._calls_per_day} AlphaVantage calls is used up "
+                "(ALPHAVANTAGE_CALLS_PER_DAY); the next run after midnight ET continues",
+                type="BudgetExhausted",
+                non_retryable=True,
+            )
+        await _wait_heartbeating(reservation.wait_seconds)
+        try:
+            return await request()
+        except RateLimited as error:
+            await usage.record_refusal(self._engine, PROVIDER, day)
+            log.warning("AlphaVantage refused a call for rate reasons: %s", error.message)
+            if error.daily:
+                # The provider's own day is over for this key: waiting an hour inside a
+                # retry would only hold a slot. Defer to the next run instead.
+                raise ApplicationError(str(error), type="BudgetExhausted", non_retryable=True) from None
+            raise to_application_error(error) from None
+        except ProviderError as error:
+            raise to_application_error(error) from None
 
     @activity.defn(name="alphavantage.fetch_quote")
     async def fetch_quote(self, request: FetchQuoteInput) -> FetchedQuote:
-        try:
-            quote = await self._client.global_quote(request.symbol)
-        except ProviderError as error:
-            raise to_application_error(error) from None
-        return FetchedQuote(
-            symbol=request.symbol,
-            price=quote.price,
-            open=quote.open,
-            high=quote.high,
-            low=quote.low,
-            previous_close=quote.previous_close,
-            change=quote.change,
-            change_percent=quote.change_percent,
-            volume=quote.volume,
-            latest_trading_day=quote.latest_trading_day,
-            quoted_at=dt.datetime.now(dt.UTC).replace(microsecond=0),
-            source=self._source,
+        quote = await self._call(lambda: self._client.global_quote(request.symbol))
+        return _fetched(quote, self._source, dt.datetime.now(dt.UTC).replace(microsecond=0))
+
+    @activity.defn(name="alphavantage.fetch_bulk_quotes")
+    async def fetch_bulk_quotes(self, request: FetchBulkQuotesInput) -> FetchedBulkQuotes:
+        bulk = await self._call(lambda: self._client.bulk_quotes(request.symbols))
+        at = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        return FetchedBulkQuotes(quotes=[_fetched(q, self._source, at) for q in bulk.quotes], unknown=bulk.unknown)
+
+    @activity.defn(name="alphavantage.sync_daily_bars")
+    async def sync_daily_bars(self, request: SyncBarsInput) -> BarsSyncResult:
+        series = await self._call(lambda: self._client.daily_series(request.symbol, full=request.full))
+        activity.heartbeat("fetched")
+        before_close = dt.datetime.now(dt.UTC) < request.session_closes_at
+        rows = [
+            ohlc.BarRow(
+                company_id=request.company_id,
+                date=bar.date,
+                open=bar.open,
+                high=bar.high,
+                low=bar.low,
+                close=bar.close,
+                volume=bar.volume,
+                provisional=bar.date == request.session_date and before_close,
+                source=self._source,
+            )
+            for bar in series.bars
+        ]
+        # An empty (but well-formed) series stores nothing and deletes nothing.
+        counts = await ohlc.upsert_bars(self._engine, rows)
+        return BarsSyncResult(
+            inserted=counts.inserted,
+            updated=counts.updated,
+            unchanged=counts.unchanged,
+            rejected=len(series.rejected),
+            latest_date=series.bars[-1].date if series.bars else None,
         )
+
+    @activity.defn(name="alphavantage.sync_fundamentals")
+    async def sync_fundamentals(self, request: FundamentalsJob) -> FundamentalsSyncResult:
+        overview = await self._call(lambda: self._client.overview(request.symbol))
+        fields = {
+            "name": overview.name,
+            "sector": overview.sector,
+            "industry": overview.industry,
+            "exchange": overview.exchange,
+            "currency": overview.currency,
+        }
+        raw = json.dumps({**overview.raw, "_source": self._source}, sort_keys=True)
+        name, changed = await companies.update_fundamentals(self._engine, request.company_id, fields, raw)
+        return FundamentalsSyncResult(changed=changed, name=name)
 
 
 class MarketDataActivities:
-    def __init__(self, engine: AsyncEngine, *, price_sync_max_symbols: int) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        calls_per_day: int,
+        premium: bool,
+        price_sync_max_symbols: int,
+        fundamentals_max_symbols: int,
+        retention_rules: list[retention.Rule],
+    ) -> None:
         self._engine = engine
+        self._calls_per_day = calls_per_day
+        self._premium = premium
         self._max_symbols = price_sync_max_symbols
+        self._fundamentals_max = fundamentals_max_symbols
+        self._retention = retention_rules
 
     @activity.defn(name="market.session")
     async def market_session(self, request: MarketSessionInput) -> MarketSessionResult:
@@ -71,13 +215,24 @@ class MarketDataActivities:
             session_date=session.session_date,
             opens_at=session.opens_at,
             closes_at=session.closes_at,
+            last_closed=session.last_closed,
         )
 
     @activity.defn(name="market.plan_price_sync")
     async def plan_price_sync(self, request: PlanPriceSyncInput) -> PlanPriceSyncResult:
-        limit = request.limit or self._max_symbols
-        fetch, quarantined, deferred = await prices.plan_price_sync(self._engine, request.symbols, limit)
-        return PlanPriceSyncResult(fetch=fetch, quarantined=quarantined, deferred=deferred)
+        used, _ = await usage.usage(self._engine, PROVIDER, ledger_day(request.at))
+        per_call = BULK_QUOTES_PER_CALL if self._premium else 1
+        budget = prices.PriceBudget(
+            calls_per_day=self._calls_per_day,
+            used_today=used,
+            at=request.at,
+            opens_at=request.opens_at,
+            closes_at=request.closes_at,
+            # With bulk quotes one call refreshes up to 100 symbols.
+            max_symbols=self._max_symbols * per_call,
+        )
+        fetch, quarantined, deferred = await prices.plan_price_sync(self._engine, request.symbols, budget)
+        return PlanPriceSyncResult(fetch=fetch, quarantined=quarantined, deferred=deferred, per_call=per_call)
 
     @activity.defn(name="market.store_quotes")
     async def store_quotes(self, request: StoreQuotesInput) -> StoreQuotesResult:
@@ -86,5 +241,35 @@ class MarketDataActivities:
 
     @activity.defn(name="market.record_unknown_symbols")
     async def record_unknown_symbols(self, request: RecordUnknownSymbolsInput) -> RecordUnknownSymbolsResult:
-        quarantined = await prices.record_unknown_symbols(self._engine, request.symbols, request.reason)
+        quarantined = await companies.record_unknown_symbols(self._engine, request.symbols, request.reason)
         return RecordUnknownSymbolsResult(quarantined=quarantined)
+
+    @activity.defn(name="market.plan_daily_bars")
+    async def plan_daily_bars(self, request: PlanDailyBarsInput) -> PlanDailyBarsResult:
+        jobs, skipped = await companies.daily_bar_jobs(
+            self._engine, request.symbols, through=request.through, full=request.full
+        )
+        return PlanDailyBarsResult(
+            jobs=[BarsJob(company_id=c, symbol=s, full=f) for c, s, f in jobs], skipped=skipped
+        )
+
+    @activity.defn(name="market.plan_fundamentals")
+    async def plan_fundamentals(self, request: PlanFundamentalsInput) -> PlanFundamentalsResult:
+        if request.symbols:
+            found, skipped = await companies.resolve(self._engine, request.symbols)
+        else:
+            fresh_after = dt.datetime.now(dt.UTC) - FUNDAMENTALS_FRESH_FOR
+            found, skipped = await companies.stalest_fundamentals(self._engine, self._fundamentals_max, fresh_after), []
+        return PlanFundamentalsResult(
+            jobs=[FundamentalsJob(company_id=c, symbol=s) for c, s in found], skipped=skipped
+        )
+
+    @activity.defn(name="market.cleanup")
+    async def cleanup(self, request: CleanupInput) -> CleanupMarketDataResult:
+        def progress(table: str, removed: int) -> None:
+            activity.heartbeat(table, removed)
+
+        removed, cutoffs = await retention.apply(
+            self._engine, self._retention, at=request.at, dry_run=request.dry_run, progress=progress
+        )
+        return CleanupMarketDataResult(dry_run=request.dry_run, removed=removed, cutoffs=cutoffs)

@@ -80,9 +80,19 @@ class Settings(BaseSettings):
         default=20, validation_alias=AliasChoices("WORKER_CONCURRENCY", "CELERY_CONCURRENCY")
     )
 
-    # How many symbols SyncCompanyPrices refreshes when it is given none (tracked companies by
-    # priority). The daily-quota ledger that bounds it further is market-sync work (issue 3).
+    # At most this many symbols per SyncCompanyPrices run without symbols (tracked companies
+    # by priority); the daily quota, paced over the session, usually allows fewer.
     price_sync_max_symbols: Annotated[int, Field(ge=1, le=10_000)] = 5
+    # Companies whose fundamentals one SyncFundamentals run refreshes (stalest first).
+    fundamentals_max_symbols: Annotated[int, Field(ge=1, le=10_000)] = 5
+
+    # Retention (CleanupMarketData); 0 keeps everything. The latest quote of each company is
+    # always kept, however old: alerts and the digest read it.
+    retention_price_quotes_days: Annotated[int, Field(ge=0)] = 30
+    retention_ohlc_days: Annotated[int, Field(ge=0)] = 0
+    retention_news_days: Annotated[int, Field(ge=0)] = 365
+    retention_alert_history_days: Annotated[int, Field(ge=0)] = 365
+    retention_usage_days: Annotated[int, Field(ge=0)] = 400
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -57,6 +57,7 @@ class SymbolOutcome(StrEnum):
     QUARANTINED = "quarantined"  # skipped: the provider has repeatedly not known it
     DEFERRED = "deferred"  # not fetched this run: over the rate budget
     FAILED = "failed"  # the provider kept failing; retried by the next run
+    UNTRACKED = "untracked"  # not in companies: SyncCompanyPrices tracks a symbol the provider knows
 
 
 class SymbolResult(Model):
@@ -89,18 +90,32 @@ class MarketSessionResult(Model):
     session_date: dt.date
     opens_at: dt.datetime
     closes_at: dt.datetime
+    last_closed: dt.date
 
 
 class PlanPriceSyncInput(Model):
     symbols: list[str] = []
-    # Used when no symbols are given: how many tracked companies to refresh this run.
-    limit: int | None = None
+    # With no symbols, the run's share of the daily budget is paced over this session.
+    at: dt.datetime
+    opens_at: dt.datetime
+    closes_at: dt.datetime
 
 
 class PlanPriceSyncResult(Model):
     fetch: list[str]
     quarantined: list[SymbolResult] = []
     deferred: list[SymbolResult] = []
+    # Symbols per provider call: 1 (GLOBAL_QUOTE), or up to 100 with a premium key (bulk quotes).
+    per_call: int = 1
+
+
+class FetchBulkQuotesInput(Model):
+    symbols: list[str]
+
+
+class FetchedBulkQuotes(Model):
+    quotes: list[FetchedQuote]
+    unknown: list[str]
 
 
 class FetchQuoteInput(Model):
@@ -117,7 +132,8 @@ class FetchedQuote(Model):
     change: Decimal
     change_percent: Decimal
     volume: int
-    latest_trading_day: dt.date
+    # Unknown for bulk quotes taken outside a session's day.
+    latest_trading_day: dt.date | None
     quoted_at: dt.datetime
     source: str
 
@@ -138,3 +154,118 @@ class RecordUnknownSymbolsInput(Model):
 
 class RecordUnknownSymbolsResult(Model):
     quarantined: list[str]
+
+
+# ---------------------------------------------------------------- SyncDailyOHLC
+
+
+class SyncDailyOHLCInput(Model):
+    """`{"symbols": [..], "full": false}`: no symbols means every tracked company that is behind."""
+
+    symbols: Annotated[list[str], Field(max_length=1000)] = []
+    full: bool = False
+    force: bool = False
+
+    @field_validator("symbols")
+    @classmethod
+    def _symbols(cls, value: list[str]) -> list[str]:
+        return normalize_symbols(value)
+
+
+class BarsSyncResult(Model):
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    latest_date: dt.date | None = None
+
+
+class SyncDailyOHLCResult(Model):
+    session_date: dt.date | None = None
+    skipped_reason: str | None = None
+    symbols: list[SymbolResult] = []
+    bars_inserted: int = 0
+    bars_updated: int = 0
+
+
+class PlanDailyBarsInput(Model):
+    symbols: list[str] = []
+    full: bool = False
+    # The last session whose bar should be stored.
+    through: dt.date
+
+
+class BarsJob(Model):
+    company_id: int
+    symbol: str
+    full: bool
+
+
+class PlanDailyBarsResult(Model):
+    jobs: list[BarsJob]
+    skipped: list[SymbolResult] = []
+
+
+class SyncBarsInput(Model):
+    company_id: int
+    symbol: str
+    full: bool
+    # Bars of this session are provisional when fetched before its close.
+    session_date: dt.date
+    session_closes_at: dt.datetime
+
+
+# ---------------------------------------------------------------- SyncFundamentals
+
+
+class SyncFundamentalsInput(Model):
+    """`{"symbols": [..]}`: no symbols means the stalest tracked companies within the budget."""
+
+    symbols: Annotated[list[str], Field(max_length=1000)] = []
+
+    @field_validator("symbols")
+    @classmethod
+    def _symbols(cls, value: list[str]) -> list[str]:
+        return normalize_symbols(value)
+
+
+class PlanFundamentalsInput(Model):
+    symbols: list[str] = []
+
+
+class FundamentalsJob(Model):
+    company_id: int
+    symbol: str
+
+
+class PlanFundamentalsResult(Model):
+    jobs: list[FundamentalsJob]
+    skipped: list[SymbolResult] = []
+
+
+class FundamentalsSyncResult(Model):
+    changed: bool
+    name: str
+
+
+class SyncFundamentalsResult(Model):
+    symbols: list[SymbolResult] = []
+
+
+# ---------------------------------------------------------------- CleanupMarketData
+
+
+class CleanupMarketDataInput(Model):
+    dry_run: bool = False
+
+
+class CleanupInput(Model):
+    dry_run: bool
+    at: dt.datetime
+
+
+class CleanupMarketDataResult(Model):
+    dry_run: bool
+    # Rows removed (or, in a dry run, that would be) per table, and the cut-off applied.
+    removed: dict[str, int]
+    cutoffs: dict[str, dt.datetime]

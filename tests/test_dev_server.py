@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -86,10 +87,13 @@ async def test_bad_cli_input_fails_the_workflow_with_the_field(
 async def test_schedules_apply_creates_then_updates(dev_env: WorkflowEnvironment, task_queue: str) -> None:
     client = dev_env.client
     first = await schedules.apply(client, dry_run=False, task_queue=task_queue)
-    assert first == ["created sync-company-prices (latest quotes in market hours)"]
+    assert first == [f"created {d.id} ({d.note})" for d in schedules.SCHEDULES]
+    assert {d.id for d in schedules.SCHEDULES} == {
+        "sync-company-prices", "sync-daily-ohlc", "sync-fundamentals", "cleanup-market-data",
+    }
     # Applying again updates in place instead of failing on "already exists".
     second = await schedules.apply(client, dry_run=False, task_queue=task_queue)
-    assert second == ["updated sync-company-prices (latest quotes in market hours)"]
+    assert second == [f"updated {d.id} ({d.note})" for d in schedules.SCHEDULES]
 
     description = await client.get_schedule_handle("sync-company-prices").describe()
     spec = description.schedule.spec
@@ -100,4 +104,8 @@ async def test_schedules_apply_creates_then_updates(dev_env: WorkflowEnvironment
     assert description.schedule.policy.overlap is ScheduleOverlapPolicy.SKIP
     action = description.schedule.action
     assert action.workflow == "SyncCompanyPrices" and action.task_queue == task_queue
-    await client.get_schedule_handle("sync-company-prices").delete()
+    daily = (await client.get_schedule_handle("sync-daily-ohlc").describe()).schedule
+    assert [(c.hour[0].start, c.minute[0].start) for c in daily.spec.calendars] == [(16, 30)]
+    assert daily.policy.catchup_window == dt.timedelta(hours=12)
+    for definition in schedules.SCHEDULES:
+        await client.get_schedule_handle(definition.id).delete()

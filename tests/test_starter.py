@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from deallens.db.demo import seed_demo
 from deallens.db.engine import create_engine
+from deallens.db.migrate import head_revision
 from starter import main as starter_main
 from tests.conftest import ROOT, fresh_database
 
@@ -34,8 +35,9 @@ async def blank_url(server_url: str) -> AsyncIterator[str]:
 
 
 async def test_migrate_seed_and_add_alerts(blank_url: str) -> None:
-    assert starter(blank_url, "migrate").stdout.strip() == "database at migration 0001 (was empty)"
-    assert starter(blank_url, "migrate").stdout.strip() == "database at migration 0001"
+    head = head_revision()
+    assert starter(blank_url, "migrate").stdout.strip() == f"database at migration {head} (was empty)"
+    assert starter(blank_url, "migrate").stdout.strip() == f"database at migration {head}"
     assert starter(blank_url, "seed-demo").stdout.strip() == "seeded 22 companies, 3 users, 9 alerts"
     assert starter(blank_url, "seed-demo").stdout.strip() == "database already has users: demo seed skipped"
 

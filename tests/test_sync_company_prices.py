@@ -39,6 +39,7 @@ def market(is_open: bool) -> Any:
             session_date=SESSION_DAY,
             opens_at=dt.datetime(2026, 11, 30, 14, 30, tzinfo=dt.UTC),
             closes_at=dt.datetime(2026, 11, 30, 21, 0, tzinfo=dt.UTC),
+            last_closed=SESSION_DAY,
         )
 
     return pinned_session
@@ -144,7 +145,8 @@ async def test_no_symbols_refreshes_tracked_companies_by_priority(
     time_env: WorkflowEnvironment, task_queue: str, seeded: AsyncEngine, sim: tuple[str, Any], make_settings: Any
 ) -> None:
     settings = make_settings(
-        alphavantage_base_url=sim[0], alphavantage_calls_per_minute=600, price_sync_max_symbols=4
+        alphavantage_base_url=sim[0], alphavantage_calls_per_minute=600, alphavantage_calls_per_day=10_000,
+        price_sync_max_symbols=4
     )
     async with running_workers(time_env.client, settings, task_queue, replace_activities=[market(True)]):
         handle = await _run(time_env, task_queue, SyncCompanyPricesInput(), "sync-priority")
@@ -184,3 +186,24 @@ async def test_bad_input_fails_naming_the_field(
     assert isinstance(cause, ApplicationError) and cause.type == "InvalidInput" and cause.non_retryable
     assert cause.message.startswith("invalid input: symbols: 'not a symbol!' is not a ticker symbol")
     assert sim[1].stats.total_requests == 0
+
+
+async def test_premium_key_refreshes_many_symbols_per_call(
+    time_env: WorkflowEnvironment, task_queue: str, seeded: AsyncEngine, make_settings: Any
+) -> None:
+    app = av_sim.make_app(seed=3, premium=True)
+    async with serve_asgi(app) as url:
+        settings = make_settings(
+            alphavantage_base_url=url, alphavantage_premium=True, alphavantage_calls_per_minute=600,
+            alphavantage_calls_per_day=10_000,
+        )
+        async with running_workers(time_env.client, settings, task_queue, replace_activities=[market(True)]):
+            result = await (
+                await _run(time_env, task_queue, SyncCompanyPricesInput(symbols=["AAPL", "MSFT", "KO", "QQQQ"]), "bulk")
+            ).result()
+    assert {r.symbol: r.outcome for r in result.symbols} == {
+        "AAPL": SymbolOutcome.UPDATED, "MSFT": SymbolOutcome.UPDATED, "KO": SymbolOutcome.UPDATED,
+        "QQQQ": SymbolOutcome.UNKNOWN,
+    }
+    assert app.state.sim.stats.by_endpoint == {"REALTIME_BULK_QUOTES": 1}
+    assert len(await _stored(seeded)) == 3

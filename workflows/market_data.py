@@ -1,15 +1,16 @@
-"""Market-data workflows: SyncCompanyPrices (latest quotes).
+"""Market-data workflows: SyncCompanyPrices, SyncDailyOHLC, SyncFundamentals, CleanupMarketData.
 
-The workflow decides what to fetch and records every symbol's outcome; activities do the
-I/O. One fetch activity is one provider call, so the `deallens-alphavantage` queue's rate
-limit is the provider's call budget, and a failing symbol never holds up the others.
+Each decides what to do and records every symbol's outcome; activities do the I/O. One
+provider activity is one provider call, so the `deallens-alphavantage` queue's rate limit is
+the provider's call budget, and a failing symbol never holds up the others.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -18,56 +19,119 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.market_data import AlphaVantageActivities, MarketDataActivities
     from deallens.contracts import (
+        CleanupInput,
+        CleanupMarketDataInput,
+        CleanupMarketDataResult,
+        FetchBulkQuotesInput,
         FetchedQuote,
         FetchQuoteInput,
         MarketSessionInput,
+        MarketSessionResult,
+        PlanDailyBarsInput,
+        PlanFundamentalsInput,
         PlanPriceSyncInput,
         RecordUnknownSymbolsInput,
         StoreQuotesInput,
         SymbolOutcome,
         SymbolResult,
+        SyncBarsInput,
         SyncCompanyPricesInput,
         SyncCompanyPricesResult,
+        SyncDailyOHLCInput,
+        SyncDailyOHLCResult,
+        SyncFundamentalsInput,
+        SyncFundamentalsResult,
     )
     from workflows import queues
     from workflows.inputs import validated
 
+T = TypeVar("T")
+
 # Database activities: quick, retried with backoff for as long as a short outage lasts.
 DB_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
 DB_TIMEOUT = timedelta(seconds=60)
+CLEANUP_TIMEOUT = timedelta(minutes=30)
+CLEANUP_HEARTBEAT = timedelta(minutes=2)
 
-# Provider calls: capped exponential backoff; unknown symbols and configuration errors are
-# permanent. Rate limits override the interval with the provider's own delay.
+# Provider calls: capped exponential backoff; unknown symbols, configuration errors and an
+# exhausted daily budget are permanent. Rate limits override the interval with the
+# provider's own delay (ApplicationError.next_retry_delay).
 PROVIDER_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
     backoff_coefficient=2.0,
     maximum_interval=timedelta(minutes=2),
     maximum_attempts=5,
-    non_retryable_error_types=["UnknownSymbol", "ProviderConfigError"],
+    non_retryable_error_types=["UnknownSymbol", "ProviderConfigError", "BudgetExhausted"],
 )
-PROVIDER_CALL_TIMEOUT = timedelta(seconds=30)
+# A call may first wait for its slot (calls are spaced 60 s / calls-per-minute apart across
+# all workers), heartbeating meanwhile; a full 20-year series is a few MB and ~6,500 rows.
+PROVIDER_CALL_TIMEOUT = timedelta(minutes=10)
+PROVIDER_HEARTBEAT = timedelta(minutes=1)
 # Includes the time spent queued behind the task queue's rate limit.
-PROVIDER_SCHEDULE_TIMEOUT = timedelta(minutes=30)
+PROVIDER_SCHEDULE_TIMEOUT = timedelta(minutes=60)
+
+UNKNOWN_REASON = "the provider does not know this symbol"
 
 
-def _failure_type(error: ActivityError) -> tuple[str | None, str]:
+def _failure(symbol: str, error: BaseException) -> SymbolResult:
+    """The outcome of a provider activity that failed (after its retries)."""
+    if not isinstance(error, ActivityError):
+        raise error  # a bug, not a provider failure: fail the workflow task visibly
     cause = error.cause
-    if isinstance(cause, ApplicationError):
-        return cause.type, cause.message
-    return None, str(cause or error)
+    error_type = cause.type if isinstance(cause, ApplicationError) else None
+    message = cause.message if isinstance(cause, ApplicationError) else str(cause or error)
+    outcome = {
+        "UnknownSymbol": SymbolOutcome.UNKNOWN,
+        "BudgetExhausted": SymbolOutcome.DEFERRED,
+    }.get(error_type or "", SymbolOutcome.FAILED)
+    return SymbolResult(symbol=symbol, outcome=outcome, detail=message)
+
+
+async def _settle(calls: Sequence[Awaitable[T]]) -> list[T | BaseException]:
+    return list(await asyncio.gather(*calls, return_exceptions=True))
+
+
+def _provider_queue() -> str:
+    return queues.provider_queue(workflow.info().task_queue, queues.ALPHAVANTAGE_SUFFIX)
+
+
+async def _session() -> MarketSessionResult:
+    return await workflow.execute_activity_method(
+        MarketDataActivities.market_session,
+        MarketSessionInput(at=workflow.now()),
+        start_to_close_timeout=DB_TIMEOUT,
+        retry_policy=DB_RETRY,
+    )
+
+
+async def _record_unknown(results: dict[str, SymbolResult]) -> None:
+    """Count unknown-symbol answers towards quarantine, and say so where it now applies."""
+    unknown = [s for s, r in results.items() if r.outcome is SymbolOutcome.UNKNOWN]
+    if not unknown:
+        return
+    recorded = await workflow.execute_activity_method(
+        MarketDataActivities.record_unknown_symbols,
+        RecordUnknownSymbolsInput(symbols=unknown, reason=UNKNOWN_REASON),
+        start_to_close_timeout=DB_TIMEOUT,
+        retry_policy=DB_RETRY,
+    )
+    for symbol in recorded.quarantined:
+        results[symbol] = results[symbol].model_copy(update={"detail": f"{results[symbol].detail}; now quarantined"})
+
+
+def _ordered(results: dict[str, SymbolResult], *orders: Sequence[str]) -> list[SymbolResult]:
+    seen = dict.fromkeys(s for order in orders for s in order)
+    return [results[s] for s in seen if s in results]
 
 
 @workflow.defn(name="SyncCompanyPrices")
 class SyncCompanyPrices:
+    """Latest quotes. Without symbols: tracked companies by priority within the paced budget."""
+
     @workflow.run
     async def run(self, raw: dict[str, Any] | None = None) -> SyncCompanyPricesResult:
         request = validated(SyncCompanyPricesInput, raw)
-        session = await workflow.execute_activity_method(
-            MarketDataActivities.market_session,
-            MarketSessionInput(at=workflow.now()),
-            start_to_close_timeout=DB_TIMEOUT,
-            retry_policy=DB_RETRY,
-        )
+        session = await _session()
         if not session.is_open and not request.force:
             return SyncCompanyPricesResult(
                 market_open=False,
@@ -77,29 +141,33 @@ class SyncCompanyPrices:
 
         plan = await workflow.execute_activity_method(
             MarketDataActivities.plan_price_sync,
-            PlanPriceSyncInput(symbols=request.symbols),
+            PlanPriceSyncInput(
+                symbols=request.symbols, at=workflow.now(), opens_at=session.opens_at, closes_at=session.closes_at
+            ),
             start_to_close_timeout=DB_TIMEOUT,
             retry_policy=DB_RETRY,
         )
-        fetched = await asyncio.gather(
-            *(self._fetch(symbol) for symbol in plan.fetch), return_exceptions=True
-        )
-
         results: dict[str, SymbolResult] = {r.symbol: r for r in [*plan.quarantined, *plan.deferred]}
         quotes: list[FetchedQuote] = []
-        unknown: list[str] = []
-        for symbol, outcome in zip(plan.fetch, fetched, strict=True):
-            if isinstance(outcome, FetchedQuote):
-                quotes.append(outcome)
-            elif isinstance(outcome, ActivityError):
-                error_type, message = _failure_type(outcome)
-                if error_type == "UnknownSymbol":
-                    unknown.append(symbol)
-                    results[symbol] = SymbolResult(symbol=symbol, outcome=SymbolOutcome.UNKNOWN, detail=message)
+        if plan.per_call == 1:
+            fetched = await _settle([self._fetch(symbol) for symbol in plan.fetch])
+            for symbol, outcome in zip(plan.fetch, fetched, strict=True):
+                if isinstance(outcome, FetchedQuote):
+                    quotes.append(outcome)
                 else:
-                    results[symbol] = SymbolResult(symbol=symbol, outcome=SymbolOutcome.FAILED, detail=message)
-            else:
-                raise outcome  # a bug, not a provider failure: fail the workflow task visibly
+                    results[symbol] = _failure(symbol, outcome)
+        else:
+            chunks = [plan.fetch[i : i + plan.per_call] for i in range(0, len(plan.fetch), plan.per_call)]
+            fetched_chunks = await _settle([self._fetch_bulk(chunk) for chunk in chunks])
+            for chunk, outcome in zip(chunks, fetched_chunks, strict=True):
+                if isinstance(outcome, BaseException):
+                    results.update({s: _failure(s, outcome) for s in chunk})
+                    continue
+                quotes.extend(outcome.quotes)
+                for symbol in outcome.unknown:
+                    results[symbol] = SymbolResult(
+                        symbol=symbol, outcome=SymbolOutcome.UNKNOWN, detail="absent from the bulk quotes"
+                    )
 
         stored = await workflow.execute_activity_method(
             MarketDataActivities.store_quotes,
@@ -111,28 +179,13 @@ class SyncCompanyPrices:
         for symbol in stored.updated:
             results[symbol] = SymbolResult(symbol=symbol, outcome=SymbolOutcome.UPDATED, price=by_symbol[symbol].price)
         for symbol in stored.unchanged:
-            results[symbol] = SymbolResult(
-                symbol=symbol, outcome=SymbolOutcome.UNCHANGED, price=by_symbol[symbol].price
-            )
-
-        if unknown:
-            recorded = await workflow.execute_activity_method(
-                MarketDataActivities.record_unknown_symbols,
-                RecordUnknownSymbolsInput(symbols=unknown, reason="the provider does not know this symbol"),
-                start_to_close_timeout=DB_TIMEOUT,
-                retry_policy=DB_RETRY,
-            )
-            for symbol in recorded.quarantined:
-                results[symbol] = results[symbol].model_copy(
-                    update={"detail": f"{results[symbol].detail}; now quarantined"}
-                )
+            results[symbol] = SymbolResult(symbol=symbol, outcome=SymbolOutcome.UNCHANGED, price=by_symbol[symbol].price)
+        await _record_unknown(results)
 
         # Seam for the alert monitors (alerts work): signal `new_data` with stored.updated.
-        order = [*request.symbols, *plan.fetch, *(r.symbol for r in plan.deferred)]
-        ordered = [results[s] for s in dict.fromkeys(order) if s in results]
         return SyncCompanyPricesResult(
             market_open=session.is_open,
-            symbols=ordered,
+            symbols=_ordered(results, request.symbols, plan.fetch, [r.symbol for r in plan.deferred]),
             stored=len(stored.updated),
             simulated=any(q.source.endswith("-sim") for q in quotes),
         )
@@ -141,8 +194,143 @@ class SyncCompanyPrices:
         return await workflow.execute_activity_method(
             AlphaVantageActivities.fetch_quote,
             FetchQuoteInput(symbol=symbol),
-            task_queue=queues.provider_queue(workflow.info().task_queue, queues.ALPHAVANTAGE_SUFFIX),
+            task_queue=_provider_queue(),
             start_to_close_timeout=PROVIDER_CALL_TIMEOUT,
             schedule_to_close_timeout=PROVIDER_SCHEDULE_TIMEOUT,
+            heartbeat_timeout=PROVIDER_HEARTBEAT,
             retry_policy=PROVIDER_RETRY,
+        )
+
+    async def _fetch_bulk(self, symbols: list[str]) -> Any:
+        return await workflow.execute_activity_method(
+            AlphaVantageActivities.fetch_bulk_quotes,
+            FetchBulkQuotesInput(symbols=symbols),
+            task_queue=_provider_queue(),
+            start_to_close_timeout=PROVIDER_CALL_TIMEOUT,
+            schedule_to_close_timeout=PROVIDER_SCHEDULE_TIMEOUT,
+            heartbeat_timeout=PROVIDER_HEARTBEAT,
+            retry_policy=PROVIDER_RETRY,
+        )
+
+
+@workflow.defn(name="SyncDailyOHLC")
+class SyncDailyOHLC:
+    """Daily bars through the last closed session; catches up every company that is behind."""
+
+    @workflow.run
+    async def run(self, raw: dict[str, Any] | None = None) -> SyncDailyOHLCResult:
+        request = validated(SyncDailyOHLCInput, raw)
+        session = await _session()
+        # Catch up through the last closed session (its bar is final). A compact series
+        # fetched during a session also carries today's bar, stored as provisional.
+        through = session.last_closed
+        plan = await workflow.execute_activity_method(
+            MarketDataActivities.plan_daily_bars,
+            PlanDailyBarsInput(symbols=request.symbols, full=request.full, through=through),
+            start_to_close_timeout=DB_TIMEOUT,
+            retry_policy=DB_RETRY,
+        )
+        results: dict[str, SymbolResult] = {r.symbol: r for r in plan.skipped}
+        synced = await _settle(
+            [
+                workflow.execute_activity_method(
+                    AlphaVantageActivities.sync_daily_bars,
+                    SyncBarsInput(
+                        company_id=job.company_id,
+                        symbol=job.symbol,
+                        full=job.full,
+                        session_date=session.session_date,
+                        session_closes_at=session.closes_at,
+                    ),
+                    task_queue=_provider_queue(),
+                    start_to_close_timeout=PROVIDER_CALL_TIMEOUT,
+                    schedule_to_close_timeout=PROVIDER_SCHEDULE_TIMEOUT,
+                    heartbeat_timeout=PROVIDER_HEARTBEAT,
+                    retry_policy=PROVIDER_RETRY,
+                )
+                for job in plan.jobs
+            ]
+        )
+        inserted = updated = 0
+        for job, outcome in zip(plan.jobs, synced, strict=True):
+            if isinstance(outcome, BaseException):
+                results[job.symbol] = _failure(job.symbol, outcome)
+                continue
+            inserted += outcome.inserted
+            updated += outcome.updated
+            changed = outcome.inserted + outcome.updated
+            detail = (
+                f"{'full history' if job.full else 'compact'}: {outcome.inserted} new, {outcome.updated} updated, "
+                f"{outcome.unchanged} unchanged bars through {outcome.latest_date}"
+            )
+            if outcome.rejected:
+                detail += f"; {outcome.rejected} impossible bar(s) rejected"
+            results[job.symbol] = SymbolResult(
+                symbol=job.symbol,
+                outcome=SymbolOutcome.UPDATED if changed else SymbolOutcome.UNCHANGED,
+                detail=detail,
+            )
+        await _record_unknown(results)
+        return SyncDailyOHLCResult(
+            session_date=through,
+            symbols=_ordered(results, request.symbols, [j.symbol for j in plan.jobs], sorted(results)),
+            bars_inserted=inserted,
+            bars_updated=updated,
+        )
+
+
+@workflow.defn(name="SyncFundamentals")
+class SyncFundamentals:
+    """Company overview fields; without symbols the stalest companies, a few a day."""
+
+    @workflow.run
+    async def run(self, raw: dict[str, Any] | None = None) -> SyncFundamentalsResult:
+        request = validated(SyncFundamentalsInput, raw)
+        plan = await workflow.execute_activity_method(
+            MarketDataActivities.plan_fundamentals,
+            PlanFundamentalsInput(symbols=request.symbols),
+            start_to_close_timeout=DB_TIMEOUT,
+            retry_policy=DB_RETRY,
+        )
+        results: dict[str, SymbolResult] = {r.symbol: r for r in plan.skipped}
+        synced = await _settle(
+            [
+                workflow.execute_activity_method(
+                    AlphaVantageActivities.sync_fundamentals,
+                    job,
+                    task_queue=_provider_queue(),
+                    start_to_close_timeout=PROVIDER_CALL_TIMEOUT,
+                    schedule_to_close_timeout=PROVIDER_SCHEDULE_TIMEOUT,
+                    heartbeat_timeout=PROVIDER_HEARTBEAT,
+                    retry_policy=PROVIDER_RETRY,
+                )
+                for job in plan.jobs
+            ]
+        )
+        for job, outcome in zip(plan.jobs, synced, strict=True):
+            if isinstance(outcome, BaseException):
+                results[job.symbol] = _failure(job.symbol, outcome)
+            else:
+                results[job.symbol] = SymbolResult(
+                    symbol=job.symbol,
+                    outcome=SymbolOutcome.UPDATED if outcome.changed else SymbolOutcome.UNCHANGED,
+                    detail=outcome.name,
+                )
+        await _record_unknown(results)
+        return SyncFundamentalsResult(symbols=_ordered(results, request.symbols, [j.symbol for j in plan.jobs]))
+
+
+@workflow.defn(name="CleanupMarketData")
+class CleanupMarketData:
+    """Retention per table (see Settings.retention_*); `dry_run` counts and changes nothing."""
+
+    @workflow.run
+    async def run(self, raw: dict[str, Any] | None = None) -> CleanupMarketDataResult:
+        request = validated(CleanupMarketDataInput, raw)
+        return await workflow.execute_activity_method(
+            MarketDataActivities.cleanup,
+            CleanupInput(dry_run=request.dry_run, at=workflow.now()),
+            start_to_close_timeout=CLEANUP_TIMEOUT,
+            heartbeat_timeout=CLEANUP_HEARTBEAT,
+            retry_policy=DB_RETRY,
         )

@@ -409,6 +409,20 @@ class ApiUsage(Base):
     updated_at: Mapped[dt.datetime] = _updated_at()
 
 
+class ApiRateSlot(Base):
+    """The next moment a provider may be called, shared by every worker.
+
+    Each call takes the slot and pushes it one interval (60 s / calls per minute) on, in one
+    statement: calls are spaced exactly across workers, which the task queue's rate limiter
+    (approximate: it allows bursts and spends tokens when it matches a task) cannot promise.
+    """
+
+    __tablename__ = "api_rate_slots"
+
+    provider: Mapped[str] = mapped_column(String(32), primary_key=True)
+    next_call_at: Mapped[dt.datetime]
+
+
 class LLMUsage(Base):
     """Tokens and cost per LLM call: the ledger the hard cost budget is checked against."""
 

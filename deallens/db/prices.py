@@ -1,4 +1,5 @@
-"""Where a price arrives in the database: planning a sync, storing quotes, quarantine.
+"""Where a price arrives in the database: planning a price sync and storing quotes
+(each quote also updates the day's provisional bar in ohlc_data).
 
 Every write is one set-based statement per batch (arrays unnested server-side), never a row
 at a time, and idempotent: a retried activity stores each quote once.
@@ -6,21 +7,16 @@ at a time, and idempotent: a retried activity stores each quote once.
 
 from __future__ import annotations
 
+import datetime as dt
+from dataclasses import dataclass
+
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from deallens.contracts import FetchedQuote, SymbolOutcome, SymbolResult
-
-# After this many "unknown symbol" answers in a row a company is skipped by syncs.
-QUARANTINE_AFTER_FAILURES = 3
-
-_QUARANTINED = text(
-    """
-    SELECT symbol, quarantine_reason, quarantined_at
-    FROM companies
-    WHERE symbol = ANY(CAST(:symbols AS text[])) AND quarantined_at IS NOT NULL
-    """
-)
+from deallens.db import ohlc
+from deallens.db.companies import quarantined_result
+from deallens.domain.budget import price_sync_allowance
 
 # Tracked companies by priority: most watchlists first, then the stalest quote.
 _BY_PRIORITY = text(
@@ -33,6 +29,14 @@ _BY_PRIORITY = text(
     ) q ON true
     WHERE c.quarantined_at IS NULL
     ORDER BY w.n DESC, q.quoted_at ASC NULLS FIRST, c.symbol
+    """
+)
+
+_QUARANTINED = text(
+    """
+    SELECT symbol, quarantine_reason, quarantined_at
+    FROM companies
+    WHERE symbol = ANY(CAST(:symbols AS text[])) AND quarantined_at IS NOT NULL
     """
 )
 
@@ -83,48 +87,51 @@ _STORE_QUOTES = text(
         UPDATE companies SET consecutive_failures = 0
         WHERE id IN (SELECT company_id FROM resolved) AND consecutive_failures > 0
     )
-    SELECT r.symbol, EXISTS (SELECT 1 FROM inserted x WHERE x.company_id = r.company_id) AS stored
+    SELECT r.symbol, r.company_id, EXISTS (SELECT 1 FROM inserted x WHERE x.company_id = r.company_id) AS stored
     FROM resolved r
     """
 )
 
-_RECORD_UNKNOWN = text(
-    """
-    UPDATE companies
-    SET consecutive_failures = consecutive_failures + 1,
-        quarantined_at = CASE
-            WHEN consecutive_failures + 1 >= :threshold AND quarantined_at IS NULL THEN now()
-            ELSE quarantined_at END,
-        quarantine_reason = CASE
-            WHEN consecutive_failures + 1 >= :threshold THEN :reason ELSE quarantine_reason END
-    WHERE symbol = ANY(CAST(:symbols AS text[]))
-    RETURNING symbol, quarantined_at IS NOT NULL AS quarantined
-    """
-)
+
+@dataclass(frozen=True, slots=True)
+class PriceBudget:
+    """What the daily quota allows a run without explicit symbols (see deallens/domain/budget.py)."""
+
+    calls_per_day: int
+    used_today: int
+    at: dt.datetime
+    opens_at: dt.datetime
+    closes_at: dt.datetime
+    max_symbols: int
 
 
 async def plan_price_sync(
-    engine: AsyncEngine, symbols: list[str], limit: int
+    engine: AsyncEngine, symbols: list[str], budget: PriceBudget
 ) -> tuple[list[str], list[SymbolResult], list[SymbolResult]]:
-    """(to fetch, quarantined, deferred). Given symbols are all fetched unless quarantined."""
+    """(to fetch, quarantined, deferred). Given symbols are all fetched unless quarantined;
+    otherwise tracked companies by priority, as many as the paced budget allows now."""
     async with engine.connect() as conn:
         if symbols:
             rows = (await conn.execute(_QUARANTINED, {"symbols": symbols})).all()
-            skipped = {
-                row.symbol: SymbolResult(
-                    symbol=row.symbol,
-                    outcome=SymbolOutcome.QUARANTINED,
-                    detail=f"quarantined since {row.quarantined_at:%Y-%m-%d}: {row.quarantine_reason}",
-                )
-                for row in rows
-            }
+            skipped = {row.symbol: quarantined_result(row.symbol, row.quarantined_at, row.quarantine_reason) for row in rows}
             return [s for s in symbols if s not in skipped], list(skipped.values()), []
         ranked = list((await conn.execute(_BY_PRIORITY)).scalars())
-    deferred = [
-        SymbolResult(symbol=s, outcome=SymbolOutcome.DEFERRED, detail=f"over this run's budget of {limit} symbols")
-        for s in ranked[limit:]
-    ]
-    return ranked[:limit], [], deferred
+    allowance = price_sync_allowance(
+        calls_per_day=budget.calls_per_day,
+        used_today=budget.used_today,
+        # The post-close OHLC sync needs about one call per tracked company.
+        held_back=len(ranked),
+        opens_at=budget.opens_at,
+        closes_at=budget.closes_at,
+        at=budget.at,
+        max_symbols=budget.max_symbols,
+    )
+    reason = (
+        f"over this run's budget: {allowance} call(s) now; {budget.used_today} of "
+        f"{budget.calls_per_day} daily calls used, the rest paced over the session"
+    )
+    deferred = [SymbolResult(symbol=s, outcome=SymbolOutcome.DEFERRED, detail=reason) for s in ranked[allowance:]]
+    return ranked[:allowance], [], deferred
 
 
 async def store_quotes(engine: AsyncEngine, quotes: list[FetchedQuote]) -> tuple[list[str], list[str]]:
@@ -147,20 +154,23 @@ async def store_quotes(engine: AsyncEngine, quotes: list[FetchedQuote]) -> tuple
     }
     async with engine.begin() as conn:
         rows = (await conn.execute(_STORE_QUOTES, params)).all()
+    # The quote is also the day's bar so far: store it as provisional (the post-close daily
+    # sync overwrites it with the final bar; a final bar is never overwritten by it).
+    company_ids = {row.symbol: row.company_id for row in rows}
+    await ohlc.upsert_bars(
+        engine,
+        [
+            ohlc.BarRow(
+                company_id=company_ids[q.symbol], date=q.latest_trading_day, open=q.open, high=q.high, low=q.low,
+                close=q.price, volume=q.volume, provisional=True, source=q.source,
+            )
+            for q in quotes
+            if q.latest_trading_day is not None
+            and q.symbol in company_ids
+            and q.low <= min(q.open, q.price)
+            and max(q.open, q.price) <= q.high
+        ],
+    )
     updated = [row.symbol for row in rows if row.stored]
     unchanged = [row.symbol for row in rows if not row.stored]
     return updated, unchanged
-
-
-async def record_unknown_symbols(engine: AsyncEngine, symbols: list[str], reason: str) -> list[str]:
-    """Count an "unknown symbol" answer against each company; returns those now quarantined."""
-    if not symbols:
-        return []
-    async with engine.begin() as conn:
-        rows = (
-            await conn.execute(
-                _RECORD_UNKNOWN,
-                {"symbols": symbols, "reason": reason, "threshold": QUARANTINE_AFTER_FAILURES},
-            )
-        ).all()
-    return [row.symbol for row in rows if row.quarantined]

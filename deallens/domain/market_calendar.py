@@ -28,6 +28,8 @@ class MarketSession:
     session_date: dt.date
     opens_at: dt.datetime
     closes_at: dt.datetime
+    # The most recent session that had closed by `at`: whose daily bar is final.
+    last_closed: dt.date
 
 
 @lru_cache(maxsize=1)
@@ -53,11 +55,15 @@ def session_at(at: dt.datetime) -> MarketSession:
     session = calendar.minute_to_session(minute, direction="next")
     if not is_open and minute >= calendar.session_close(session):
         session = calendar.next_session(session)
+    last_closed = calendar.previous_session(session)
+    if not is_open and minute >= calendar.session_close(session):
+        last_closed = session
     return MarketSession(
         is_open=is_open,
         session_date=session.date(),
         opens_at=_utc(calendar.session_open(session)),
         closes_at=_utc(calendar.session_close(session)),
+        last_closed=last_closed.date(),
     )
 
 

@@ -1,0 +1,299 @@
+"""Where daily bars arrive in the database: idempotent, set-based upserts of OHLC bars.
+
+A retried activity must store each bar once, and a re-sync of unchanged history must cost
+no writes: an identical bar is filtered out before the INSERT, so it is neither rewritten
+nor even row-locked (no dead tuple, no WAL, `updated_at` and `xmin`/`xmax` untouched).
+Which stored bar an incoming one may overwrite is one rule (`_overwrites`), used both by
+that filter and by ON CONFLICT ... DO UPDATE WHERE, which stays authoritative when another
+transaction writes the same bar concurrently.
+
+Three write paths, one transaction per call:
+
+- small batches: one INSERT ... SELECT FROM unnest(typed arrays) ... ON CONFLICT statement;
+- large batches: COPY into a temporary table (ON COMMIT DROP), then the same statement
+  reading from it, since binary COPY encodes and ships rows far faster than array parameters;
+- large batches none of whose keys is stored yet (a fresh backfill): COPY straight into
+  ohlc_data, skipping the staging table and the conflict handling.
+
+bench/ohlc_upsert.py measures them; bench/README.md has the figures behind the threshold.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+import asyncpg
+from sqlalchemy import exc, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+log = logging.getLogger(__name__)
+
+# From this many distinct bars on, a batch goes through COPY. Measured (bench/README.md):
+# below ~2,000 bars the single statement wins (no temp table to create, no extra round
+# trips); from ~2,000 on COPY is faster, by about 2x at 6,250 bars (one symbol's history).
+COPY_THRESHOLD = 2_000
+
+_COLUMNS = ("company_id", "date", "open", "high", "low", "close", "volume", "provisional", "source")
+_VALUES = ("open", "high", "low", "close", "volume", "provisional")
+_STAGING_TABLE = "ohlc_incoming"
+
+
+@dataclass(frozen=True, slots=True)
+class BarRow:
+    """One daily bar as a provider reported it, validated by the caller."""
+
+    company_id: int
+    date: dt.date
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: int
+    provisional: bool  # today's bar during the session
+    source: str  # "alphavantage" or "alphavantage-sim"
+
+
+@dataclass(frozen=True, slots=True)
+class BarUpsertCounts:
+    """What a call did with its rows; the three always add up to the rows passed in."""
+
+    inserted: int
+    updated: int
+    unchanged: int
+
+
+class WritePath(enum.Enum):
+    """How a batch reached ohlc_data (logged, so a slow backfill can be explained)."""
+
+    STATEMENT = "statement"
+    STAGED_COPY = "staged-copy"
+    DIRECT_COPY = "direct-copy"
+
+
+def _overwrites(stored: str, incoming: str) -> str:
+    """SQL: may the incoming bar replace the stored one? A provisional bar yields to any
+    bar; a final bar only to a final one (a provider correction); and never for equal values."""
+    stored_values = ", ".join(f"{stored}.{c}" for c in _VALUES)
+    incoming_values = ", ".join(f"{incoming}.{c}" for c in _VALUES)
+    return (
+        f"({stored}.provisional OR NOT {incoming}.provisional)"
+        f" AND ({stored_values}) IS DISTINCT FROM ({incoming_values})"
+    )
+
+
+def _upsert_sql(incoming: str) -> str:
+    """The one upsert, reading the incoming bars from `incoming` (a query returning _COLUMNS).
+
+    The bars that would not be written are dropped first, by one index probe each: the
+    LATERAL ... LIMIT 1 keeps the planner from turning NOT EXISTS into a hash anti-join
+    over the whole table, which it does for batches of a few thousand bars. Counting
+    inside the statement keeps a million-row batch from returning a million rows; a row
+    returned by RETURNING was written, and xmax = 0 tells an insert from an update.
+    """
+    columns = ", ".join(_COLUMNS)
+    incoming_columns = ", ".join(f"incoming.{c}" for c in _COLUMNS)
+    assignments = ", ".join(f"{c} = EXCLUDED.{c}" for c in (*_VALUES, "source"))
+    return f"""
+        WITH written AS (
+            INSERT INTO ohlc_data AS stored ({columns})
+            SELECT {incoming_columns} FROM ({incoming}) AS incoming
+            LEFT JOIN LATERAL (
+                SELECT true AS kept FROM ohlc_data same
+                WHERE same.company_id = incoming.company_id AND same.date = incoming.date
+                  AND NOT ({_overwrites("same", "incoming")})
+                LIMIT 1
+            ) unchanged ON true
+            WHERE unchanged.kept IS NULL
+            ON CONFLICT (company_id, date) DO UPDATE
+            SET {assignments}, updated_at = now()
+            WHERE {_overwrites("stored", "EXCLUDED")}
+            RETURNING stored.xmax = 0 AS inserted
+        )
+        SELECT count(*) FILTER (WHERE inserted) AS inserted,
+               count(*) FILTER (WHERE NOT inserted) AS updated
+        FROM written
+    """
+
+
+# Casting to numeric(18,6)[] rounds like the columns do, so that a bar with more decimals
+# than stored compares equal to its stored self in the filter (the staging table's columns
+# do the same); EXCLUDED is rounded too, but by then the row would be locked for nothing.
+_UPSERT_FROM_ARRAYS = text(
+    _upsert_sql(
+        """
+        SELECT * FROM unnest(
+            CAST(:company_ids AS bigint[]), CAST(:dates AS date[]),
+            CAST(:opens AS numeric(18,6)[]), CAST(:highs AS numeric(18,6)[]),
+            CAST(:lows AS numeric(18,6)[]), CAST(:closes AS numeric(18,6)[]),
+            CAST(:volumes AS bigint[]), CAST(:provisionals AS boolean[]), CAST(:sources AS text[])
+        ) AS i(company_id, date, open, high, low, close, volume, provisional, source)
+        """
+    )
+)
+
+_UPSERT_FROM_STAGING = text(_upsert_sql(f"SELECT * FROM {_STAGING_TABLE}"))
+
+_CREATE_STAGING = text(
+    f"""
+    CREATE TEMPORARY TABLE {_STAGING_TABLE} (
+        company_id bigint NOT NULL, date date NOT NULL,
+        open numeric(18,6) NOT NULL, high numeric(18,6) NOT NULL,
+        low numeric(18,6) NOT NULL, close numeric(18,6) NOT NULL,
+        volume bigint NOT NULL, provisional boolean NOT NULL, source varchar(32) NOT NULL
+    ) ON COMMIT DROP
+    """
+)
+
+# Every incoming key lies within its company's [first, last] dates, so no stored bar in
+# those ranges means no incoming key is stored: one index probe per company, not per bar.
+_ANY_KEY_STORED = text(
+    """
+    SELECT EXISTS (
+        SELECT 1
+        FROM unnest(CAST(:company_ids AS bigint[]), CAST(:firsts AS date[]), CAST(:lasts AS date[]))
+             AS span(company_id, first, last)
+        JOIN LATERAL (
+            SELECT 1 FROM ohlc_data o
+            WHERE o.company_id = span.company_id AND o.date BETWEEN span.first AND span.last
+            LIMIT 1
+        ) stored ON true
+    )
+    """
+)
+
+_LATEST_BAR_DATES = text(
+    """
+    SELECT c.company_id, latest.date
+    FROM unnest(CAST(:company_ids AS bigint[])) AS c(company_id)
+    JOIN LATERAL (
+        SELECT o.date FROM ohlc_data o WHERE o.company_id = c.company_id ORDER BY o.date DESC LIMIT 1
+    ) latest ON true
+    """
+)
+
+
+async def upsert_bars(
+    engine: AsyncEngine, rows: Sequence[BarRow], *, copy_threshold: int = COPY_THRESHOLD
+) -> BarUpsertCounts:
+    """Store a batch of bars in one transaction (all or nothing); idempotent.
+
+    Within the batch, the last bar given for a (company_id, date) wins; the ones it
+    supersedes count as unchanged. A bar violating a CHECK raises `sqlalchemy.exc.IntegrityError`
+    and stores nothing of the batch.
+    """
+    if not rows:
+        return BarUpsertCounts(inserted=0, updated=0, unchanged=0)
+    bars = _last_bar_per_key(rows)
+    async with engine.begin() as conn:
+        if len(bars) < copy_threshold:
+            path = WritePath.STATEMENT
+            inserted, updated = await _upsert_from_arrays(conn, bars)
+        elif await _any_key_stored(conn, bars):
+            path = WritePath.STAGED_COPY
+            inserted, updated = await _upsert_via_staging(conn, bars)
+        else:
+            path, inserted, updated = await _copy_as_fresh(conn, bars)
+    counts = BarUpsertCounts(inserted=inserted, updated=updated, unchanged=len(rows) - inserted - updated)
+    log.debug(
+        "stored %d bars via %s: %d inserted, %d updated, %d unchanged",
+        len(rows), path.value, counts.inserted, counts.updated, counts.unchanged,
+        extra={"write_path": path},
+    )
+    return counts
+
+
+async def latest_bar_dates(engine: AsyncEngine, company_ids: Sequence[int]) -> dict[int, dt.date]:
+    """The newest stored bar's date per company (provisional or not), for catch-up planning.
+
+    Companies without any bar are absent. One statement, one index probe per company.
+    """
+    if not company_ids:
+        return {}
+    async with engine.connect() as conn:
+        result = await conn.execute(_LATEST_BAR_DATES, {"company_ids": list(company_ids)})
+        return {row.company_id: row.date for row in result}
+
+
+def _last_bar_per_key(rows: Sequence[BarRow]) -> list[BarRow]:
+    """One bar per key (ON CONFLICT cannot touch a row twice in one statement), in key
+    order, so concurrent batches lock the rows they share in the same order (no deadlock)."""
+    by_key = {(row.company_id, row.date): row for row in rows}
+    return [by_key[key] for key in sorted(by_key)]
+
+
+async def _upsert_from_arrays(conn: AsyncConnection, bars: list[BarRow]) -> tuple[int, int]:
+    params = {
+        "company_ids": [b.company_id for b in bars],
+        "dates": [b.date for b in bars],
+        "opens": [b.open for b in bars],
+        "highs": [b.high for b in bars],
+        "lows": [b.low for b in bars],
+        "closes": [b.close for b in bars],
+        "volumes": [b.volume for b in bars],
+        "provisionals": [b.provisional for b in bars],
+        "sources": [b.source for b in bars],
+    }
+    row = (await conn.execute(_UPSERT_FROM_ARRAYS, params)).one()
+    return row.inserted, row.updated
+
+
+async def _upsert_via_staging(conn: AsyncConnection, bars: list[BarRow]) -> tuple[int, int]:
+    await conn.execute(_CREATE_STAGING)
+    await _copy(conn, _STAGING_TABLE, bars)
+    row = (await conn.execute(_UPSERT_FROM_STAGING)).one()
+    return row.inserted, row.updated
+
+
+async def _copy_as_fresh(conn: AsyncConnection, bars: list[BarRow]) -> tuple[WritePath, int, int]:
+    """COPY straight into ohlc_data, none of whose keys was stored at the check.
+
+    A concurrent writer may store some of them in between (a timed-out activity attempt
+    still running beside its retry): the COPY then fails on the unique key, and the batch
+    goes through the staged upsert instead of failing. The savepoint costs two round trips.
+    """
+    try:
+        async with conn.begin_nested():
+            await _copy(conn, "ohlc_data", bars)
+    except exc.IntegrityError as error:
+        if not isinstance(error.orig, asyncpg.UniqueViolationError):
+            raise
+        inserted, updated = await _upsert_via_staging(conn, bars)
+        return WritePath.STAGED_COPY, inserted, updated
+    return WritePath.DIRECT_COPY, len(bars), 0
+
+
+async def _any_key_stored(conn: AsyncConnection, bars: list[BarRow]) -> bool:
+    """Whether some stored bar may share a key with `bars` (sorted by key)."""
+    firsts: dict[int, dt.date] = {}
+    lasts: dict[int, dt.date] = {}
+    for bar in bars:
+        firsts.setdefault(bar.company_id, bar.date)
+        lasts[bar.company_id] = bar.date
+    params = {"company_ids": list(firsts), "firsts": list(firsts.values()), "lasts": list(lasts.values())}
+    return bool((await conn.execute(_ANY_KEY_STORED, params)).scalar_one())
+
+
+async def _copy(conn: AsyncConnection, table: str, bars: list[BarRow]) -> None:
+    """Binary COPY of `bars` into `table` on the connection's open transaction.
+
+    SQLAlchemy's asyncpg adapter sends BEGIN lazily, with the first statement; a COPY sent
+    before that would commit on its own, so the caller must have executed one already.
+    asyncpg's errors are raised as SQLAlchemy's, like those of every other path.
+    """
+    driver: asyncpg.Connection = (await conn.get_raw_connection()).driver_connection
+    if not driver.is_in_transaction():
+        raise RuntimeError("COPY outside a transaction: execute a statement on the connection first")
+    records = (
+        (b.company_id, b.date, b.open, b.high, b.low, b.close, b.volume, b.provisional, b.source) for b in bars
+    )
+    try:
+        await driver.copy_records_to_table(table, records=records, columns=_COLUMNS)
+    except asyncpg.IntegrityConstraintViolationError as error:
+        raise exc.IntegrityError(f"COPY {table}", None, error) from error
+    except asyncpg.DataError as error:
+        raise exc.DataError(f"COPY {table}", None, error) from error
