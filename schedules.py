@@ -31,14 +31,20 @@ from temporalio.client import (
     ScheduleUpdateInput,
 )
 
+from activities.alerts import monitor_id
 from deallens.config import ConfigError, load_settings
 from deallens.contracts import (
+    AlertMonitorInput,
     CleanupMarketDataInput,
     SyncCompanyPricesInput,
     SyncDailyOHLCInput,
     SyncFundamentalsInput,
 )
+from temporalio.common import WorkflowIDConflictPolicy
+
 from workflows import queues
+
+ALERT_KINDS = ("price", "volume", "news", "deal")
 
 EXCHANGE_TZ = "America/New_York"
 
@@ -135,7 +141,19 @@ async def apply(client: Client, *, dry_run: bool, task_queue: str = queues.DEFAU
 
             await client.get_schedule_handle(definition.id).update(_replace)
             report.append(f"updated {definition.id} ({definition.note})")
-    # Seam for the alerts work: make sure the AlertMonitor workflows run (start with a fixed ID).
+    for kind in ALERT_KINDS:
+        if dry_run:
+            report.append(f"would make sure {monitor_id(kind)} runs")
+            continue
+        handle = await client.start_workflow(
+            "AlertMonitor",
+            AlertMonitorInput(kind=kind),
+            id=monitor_id(kind),
+            task_queue=task_queue,
+            # Running already (the usual case): keep it, with its state and settings.
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        )
+        report.append(f"{monitor_id(kind)} running (run {handle.result_run_id or handle.run_id})")
     return report
 
 

@@ -5,6 +5,8 @@
   health                  check configuration, database and Temporal; exit 1 if any fails
   alerts add '<json>'     create an alert, print its id (e.g. '{"user_id": 1, "type":
                           "price_above", "symbol": "AAPL", "threshold": 200}')
+  alerts backtest --alert-id N [--days 90]
+                          when a price or volume alert would have fired on stored daily bars
 
 Workflows are started with `temporal workflow start --type NAME --task-queue deallens
 --input '{...}'` or from the Web UI; schedules with `python schedules.py apply`.
@@ -19,6 +21,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 
 from deallens.config import ConfigError, Settings, configure_logging, load_settings
+from deallens.db.alert_backtest import MAX_DAYS, BacktestError, backtest, format_report
 from deallens.db.alerts import add_alert
 from deallens.db.demo import seed_demo
 from deallens.db.engine import create_engine
@@ -64,6 +67,18 @@ async def _alerts_add(engine, raw: str) -> int:  # type: ignore[no-untyped-def]
     rule = parse_alert(data)
     print(await add_alert(engine, rule))
     return 0
+
+
+async def _alerts_backtest(engine, alert_id: int, days: int) -> int:  # type: ignore[no-untyped-def]
+    print("\n".join(format_report(await backtest(engine, alert_id, days))))
+    return 0
+
+
+def _backtest_days(value: str) -> int:
+    """--days: calendar days back from today, bounded so a typo cannot scan decades."""
+    if not value.isdigit() or not 1 <= int(value) <= MAX_DAYS:
+        raise argparse.ArgumentTypeError(f"must be a whole number of days from 1 to {MAX_DAYS}, got {value!r}")
+    return int(value)
 
 
 async def _health(settings: Settings) -> int:
@@ -117,6 +132,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     alerts = commands.add_parser("alerts", help="manage alerts").add_subparsers(dest="action", required=True)
     add = alerts.add_parser("add", help="create an alert from a JSON definition; prints its id")
     add.add_argument("definition", help='e.g. \'{"user_id": 1, "type": "price_above", "symbol": "AAPL", "threshold": 200}\'')
+    backtest_parser = alerts.add_parser("backtest", help="when a price or volume alert would have fired on stored daily bars")
+    backtest_parser.add_argument("--alert-id", type=int, required=True, metavar="N")
+    backtest_parser.add_argument("--days", type=_backtest_days, default=90, help=f"calendar days back from today, 1..{MAX_DAYS} (default 90)")
     args = parser.parse_args(argv)
 
     try:
@@ -128,7 +146,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_with_engine(settings, _seed))
         if args.command == "health":
             return asyncio.run(_health(settings))
+        if args.action == "backtest":
+            return asyncio.run(_with_engine(settings, _alerts_backtest, args.alert_id, args.days))
         return asyncio.run(_with_engine(settings, _alerts_add, args.definition))
+    except BacktestError as error:
+        print(error, file=sys.stderr)
+        return 2
     except InvalidAlert as error:
         print(f"invalid alert: {error}", file=sys.stderr)
         return 2

@@ -24,6 +24,7 @@ from temporalio.activity import _Definition
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.alerts import AlertActivities
 from activities.market_data import AlphaVantageActivities, MarketDataActivities
 from deallens.config import ConfigError, Settings, configure_logging, load_settings
 from deallens.db import retention
@@ -32,11 +33,20 @@ from deallens.db.migrate import DatabaseBehindError, ensure_up_to_date
 from deallens.providers.alphavantage import AlphaVantageClient
 from temporal_client import connect
 from workflows import queues
+from workflows.alerts import AlertMonitor, SendAlertNotification, SendAlertNotificationBatch
 from workflows.market_data import CleanupMarketData, SyncCompanyPrices, SyncDailyOHLC, SyncFundamentals
 
 log = logging.getLogger("deallens.worker")
 
-WORKFLOWS = [SyncCompanyPrices, SyncDailyOHLC, SyncFundamentals, CleanupMarketData]
+WORKFLOWS = [
+    SyncCompanyPrices,
+    SyncDailyOHLC,
+    SyncFundamentals,
+    CleanupMarketData,
+    AlertMonitor,
+    SendAlertNotification,
+    SendAlertNotificationBatch,
+]
 
 
 @dataclass
@@ -108,6 +118,11 @@ def build_workers(
         calls_per_day=settings.alphavantage_calls_per_day,
         calls_per_minute=settings.alphavantage_calls_per_minute,
     )
+    alerts = AlertActivities(
+        resources.engine,
+        max_quote_age=timedelta(seconds=settings.alert_max_quote_age_seconds),
+        sms_enabled=settings.sms_enabled,
+    )
     av_queue = queues.provider_queue(task_queue, queues.ALPHAVANTAGE_SUFFIX)
     specs = {
         task_queue: dict(
@@ -120,6 +135,10 @@ def build_workers(
                 market.plan_daily_bars,
                 market.plan_fundamentals,
                 market.cleanup,
+                alerts.evaluate,
+                alerts.signal_monitors,
+                alerts.record_intents,
+                alerts.record_intents_for_evaluation,
             ],
             max_concurrent_activities=settings.worker_concurrency,
             # The server does not rate-limit eager activities: keep every start going through it.

@@ -86,6 +86,11 @@ class Settings(BaseSettings):
     # Companies whose fundamentals one SyncFundamentals run refreshes (stalest first).
     fundamentals_max_symbols: Annotated[int, Field(ge=1, le=10_000)] = 5
 
+    # Alerts never fire (nor re-arm) on a quote older than this.
+    alert_max_quote_age_seconds: Annotated[int, Field(ge=10, le=7 * 86_400)] = 900
+    # SMS is ready (a provider interface and the ledger's channel) but off by default.
+    sms_enabled: bool = False
+
     # Retention (CleanupMarketData); 0 keeps everything. The latest quote of each company is
     # always kept, however old: alerts and the digest read it.
     retention_price_quotes_days: Annotated[int, Field(ge=0)] = 30

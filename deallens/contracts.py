@@ -12,7 +12,7 @@ import datetime as dt
 import re
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -269,3 +269,107 @@ class CleanupMarketDataResult(Model):
     # Rows removed (or, in a dry run, that would be) per table, and the cut-off applied.
     removed: dict[str, int]
     cutoffs: dict[str, dt.datetime]
+
+
+# ---------------------------------------------------------------- alerts
+
+AlertKindName = Literal["price", "volume", "news", "deal"]
+
+# How often each monitor polls when no `new_data` arrives (the old beat intervals).
+DEFAULT_MONITOR_INTERVALS: dict[str, int] = {"price": 120, "volume": 300, "news": 300, "deal": 300}
+
+
+class MonitorSettings(Model):
+    interval_seconds: Annotated[int, Field(ge=10, le=86_400)]
+    # A floor under every alert's own cooldown (0: each alert's cooldown alone applies).
+    cooldown_seconds: Annotated[int, Field(ge=0, le=7 * 86_400)] = 0
+
+
+class AlertMonitorInput(Model):
+    """`{"kind": "price"}`; the other fields carry state across continue-as-new."""
+
+    kind: AlertKindName
+    settings: MonitorSettings | None = None
+    # Evaluations before continue-as-new (each adds about ten history events).
+    evaluations_per_run: Annotated[int, Field(ge=1, le=1000)] = 200
+    paused: bool = False
+    pause_reason: str | None = None
+    pending_symbols: list[str] = []
+    pending_all: bool = False
+    evaluations: int = 0
+    fired_total: int = 0
+    last_evaluation_at: dt.datetime | None = None
+    last_evaluation_fired: int | None = None
+
+
+class PauseInput(Model):
+    reason: Annotated[str, Field(max_length=500)] = ""
+
+
+class NewDataInput(Model):
+    """`{"symbols": [..]}`: the companies whose data changed; none means "evaluate everything"."""
+
+    symbols: Annotated[list[str], Field(max_length=10_000)] = []
+
+    @field_validator("symbols")
+    @classmethod
+    def _symbols(cls, value: list[str]) -> list[str]:
+        return normalize_symbols(value)
+
+
+class AdjustInput(Model):
+    """`{"interval_seconds": N, "cooldown_seconds": N}`: either or both."""
+
+    interval_seconds: Annotated[int, Field(ge=10, le=86_400)] | None = None
+    cooldown_seconds: Annotated[int, Field(ge=0, le=7 * 86_400)] | None = None
+
+
+class MonitorStatus(Model):
+    kind: AlertKindName
+    paused: bool
+    pause_reason: str | None
+    settings: MonitorSettings
+    pending_symbols: list[str]
+    pending_all: bool
+    evaluations: int
+    fired_total: int
+    last_evaluation_at: dt.datetime | None
+    last_evaluation_fired: int | None
+
+
+class EvaluateAlertsInput(Model):
+    kind: AlertKindName
+    at: dt.datetime
+    # None: every alert of the kind.
+    symbols: list[str] | None = None
+    min_cooldown_seconds: int = 0
+
+
+class EvaluateAlertsResult(Model):
+    fired: int
+    # The firings' alert_history ids when few fired (each gets its own notify-<id> workflow);
+    # empty for a burst, which is notified by evaluation (kind, triggered_at) in batches.
+    history_ids: list[int] = []
+    triggered_at: dt.datetime
+
+
+class SignalMonitorsInput(Model):
+    kinds: list[AlertKindName]
+    symbols: list[str]
+    task_queue: str
+
+
+class SendAlertNotificationInput(Model):
+    """`{"alert_history_id": N}`."""
+
+    alert_history_id: Annotated[int, Field(gt=0)]
+
+
+class SendAlertNotificationBatchInput(Model):
+    kind: AlertKindName
+    triggered_at: dt.datetime
+
+
+class RecordIntentsResult(Model):
+    firings: int
+    deliveries: int

@@ -87,13 +87,20 @@ async def test_bad_cli_input_fails_the_workflow_with_the_field(
 async def test_schedules_apply_creates_then_updates(dev_env: WorkflowEnvironment, task_queue: str) -> None:
     client = dev_env.client
     first = await schedules.apply(client, dry_run=False, task_queue=task_queue)
-    assert first == [f"created {d.id} ({d.note})" for d in schedules.SCHEDULES]
+    created = [f"created {d.id} ({d.note})" for d in schedules.SCHEDULES]
+    assert first[: len(created)] == created
+    # It also makes sure the four alert monitors run, reusing a running one.
+    monitor_lines = first[len(created):]
+    assert [line.split(" (run ")[0] for line in monitor_lines] == [
+        f"alert-monitor-{kind} running" for kind in ("price", "volume", "news", "deal")
+    ]
     assert {d.id for d in schedules.SCHEDULES} == {
         "sync-company-prices", "sync-daily-ohlc", "sync-fundamentals", "cleanup-market-data",
     }
     # Applying again updates in place instead of failing on "already exists".
     second = await schedules.apply(client, dry_run=False, task_queue=task_queue)
-    assert second == [f"updated {d.id} ({d.note})" for d in schedules.SCHEDULES]
+    assert second[: len(created)] == [f"updated {d.id} ({d.note})" for d in schedules.SCHEDULES]
+    assert second[len(created):] == monitor_lines  # the same runs: not restarted
 
     description = await client.get_schedule_handle("sync-company-prices").describe()
     spec = description.schedule.spec
@@ -109,3 +116,5 @@ async def test_schedules_apply_creates_then_updates(dev_env: WorkflowEnvironment
     assert daily.policy.catchup_window == dt.timedelta(hours=12)
     for definition in schedules.SCHEDULES:
         await client.get_schedule_handle(definition.id).delete()
+    for kind in schedules.ALERT_KINDS:
+        await client.get_workflow_handle(f"alert-monitor-{kind}").terminate("test over")

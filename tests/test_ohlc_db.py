@@ -7,9 +7,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from decimal import Decimal
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -27,11 +27,16 @@ COPY = 0
 
 both_paths = pytest.mark.parametrize("threshold", [STATEMENT, COPY], ids=["statement", "copy"])
 
+WritePaths = Callable[[], list[WritePath]]
+
 
 async def create_companies(engine: AsyncEngine, *symbols: str) -> list[int]:
     async with engine.begin() as conn:
         result = await conn.execute(
-            text("INSERT INTO companies (symbol, name) SELECT s, s FROM unnest(CAST(:symbols AS text[])) s RETURNING id"),
+            text(
+                "INSERT INTO companies (symbol, name) "
+                "SELECT s, s FROM unnest(CAST(:symbols AS text[])) s RETURNING id"
+            ),
             {"symbols": list(symbols)},
         )
         return list(result.scalars())
@@ -84,7 +89,7 @@ async def one_bar(engine: AsyncEngine, company_id: int, day: dt.date) -> Any:
 
 
 @pytest.fixture
-def write_paths(caplog: pytest.LogCaptureFixture) -> Callable[[], list[WritePath]]:
+def write_paths(caplog: pytest.LogCaptureFixture) -> WritePaths:
     """The paths the test's upsert_bars calls took so far, in order (from their log records)."""
     caplog.set_level(logging.DEBUG, logger="deallens.db.ohlc")
     return lambda: [record.write_path for record in caplog.records if hasattr(record, "write_path")]
@@ -134,9 +139,8 @@ async def test_a_final_bar_is_corrected_by_a_differing_final_one(db: AsyncEngine
 async def test_a_mixed_batch_is_counted_exactly(db: AsyncEngine, threshold: int) -> None:
     aapl, msft = await create_companies(db, "AAPL", "MSFT")
     day = [MONDAY + dt.timedelta(days=i) for i in range(4)]
-    await ohlc.upsert_bars(
-        db, [bar(aapl, day[0], "10"), bar(aapl, day[1], "10", provisional=True), bar(aapl, day[2], "10"), bar(msft, day[0], "50")]
-    )
+    already = [bar(aapl, day[0]), bar(aapl, day[1], provisional=True), bar(aapl, day[2]), bar(msft, day[0], "50")]
+    await ohlc.upsert_bars(db, already)
     batch = [
         bar(aapl, day[0], "10"),  # identical final: unchanged
         bar(aapl, day[1], "10"),  # final over provisional (same prices): updated
@@ -156,7 +160,7 @@ async def test_a_mixed_batch_is_counted_exactly(db: AsyncEngine, threshold: int)
     ]
 
 
-async def test_the_statement_and_copy_paths_store_the_same(db: AsyncEngine, write_paths: Callable[[], list[WritePath]]) -> None:
+async def test_the_statement_and_copy_paths_store_the_same(db: AsyncEngine, write_paths: WritePaths) -> None:
     aapl, msft = await create_companies(db, "AAPL", "MSFT")
     backfill = [*history(aapl, 30), *history(msft, 30)]
     resync = [
@@ -175,7 +179,7 @@ async def test_the_statement_and_copy_paths_store_the_same(db: AsyncEngine, writ
     assert write_paths() == [WritePath.STATEMENT, WritePath.STATEMENT, WritePath.DIRECT_COPY, WritePath.STAGED_COPY]
 
 
-async def test_the_direct_copy_is_taken_only_when_no_key_is_stored(db: AsyncEngine, write_paths: Callable[[], list[WritePath]]) -> None:
+async def test_the_direct_copy_is_taken_only_when_no_key_is_stored(db: AsyncEngine, write_paths: WritePaths) -> None:
     aapl, msft = await create_companies(db, "AAPL", "MSFT")
     recent = history(aapl, 10, MONDAY)
     older = history(aapl, 10, MONDAY - dt.timedelta(days=10))
@@ -192,14 +196,13 @@ async def test_the_direct_copy_is_taken_only_when_no_key_is_stored(db: AsyncEngi
     # A gap inside the stored range is enough to rule the direct COPY out (cheap, conservative).
     gap = [bar(aapl, MONDAY + dt.timedelta(days=100)), bar(aapl, MONDAY - dt.timedelta(days=100))]
     assert await ohlc.upsert_bars(db, gap, copy_threshold=COPY) == BarUpsertCounts(2, 0, 0)
-    assert write_paths() == [
-        WritePath.DIRECT_COPY, WritePath.DIRECT_COPY, WritePath.DIRECT_COPY, WritePath.STAGED_COPY, WritePath.STAGED_COPY
-    ]
+    direct, staged = WritePath.DIRECT_COPY, WritePath.STAGED_COPY
+    assert write_paths() == [direct, direct, direct, staged, staged]
     assert len(await stored(db)) == ohlc.COPY_THRESHOLD + 10 + 10 + 3 + 2
 
 
 async def test_a_concurrent_writer_of_a_key_sends_the_direct_copy_through_staging(
-    db: AsyncEngine, write_paths: Callable[[], list[WritePath]]
+    db: AsyncEngine, write_paths: WritePaths
 ) -> None:
     (company,) = await create_companies(db, "AAPL")
     batch = history(company, 50)
@@ -222,7 +225,9 @@ async def test_a_concurrent_writer_of_a_key_sends_the_direct_copy_through_stagin
 
 
 async def wait_for_a_lock_wait(engine: AsyncEngine) -> None:
-    query = text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")
+    query = text(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
     async with asyncio.timeout(10), engine.connect() as conn:
         while not (await conn.execute(query)).scalar_one():
             await asyncio.sleep(0.02)
@@ -259,7 +264,8 @@ async def test_a_bar_violating_a_check_stores_nothing_of_its_batch(
     if stored_first:
         await ohlc.upsert_bars(db, history(company, 3))
     before = await stored(db)
-    batch = [*(replace(b, close=b.low) for b in history(company, 9)), invalid(bar(company, MONDAY + dt.timedelta(days=9)))]
+    corrected = [replace(b, close=b.low) for b in history(company, 9)]
+    batch = [*corrected, invalid(bar(company, MONDAY + dt.timedelta(days=9)))]
     with pytest.raises(sqlalchemy.exc.IntegrityError, match="ck_ohlc_data_low_nonnegative"):
         await ohlc.upsert_bars(db, batch, copy_threshold=threshold)
     assert await stored(db) == before
@@ -270,8 +276,9 @@ async def test_a_retry_after_an_interrupted_batch_stores_each_bar_once(db: Async
     (company,) = await create_companies(db, "AAPL")
     clean = history(company, 40)
     # The first attempt dies on its last bar, after the others were written: rolled back.
+    interrupted = [*clean, invalid(bar(company, MONDAY + dt.timedelta(days=40)))]
     with pytest.raises(sqlalchemy.exc.IntegrityError):
-        await ohlc.upsert_bars(db, [*clean, invalid(bar(company, MONDAY + dt.timedelta(days=40)))], copy_threshold=threshold)
+        await ohlc.upsert_bars(db, interrupted, copy_threshold=threshold)
     assert await ohlc.upsert_bars(db, clean, copy_threshold=threshold) == BarUpsertCounts(40, 0, 0)
     assert await ohlc.upsert_bars(db, clean, copy_threshold=threshold) == BarUpsertCounts(0, 0, 40)
     assert [row[1] for row in await stored(db)] == [b.date for b in clean]

@@ -17,6 +17,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.alerts import AlertActivities
     from activities.market_data import AlphaVantageActivities, MarketDataActivities
     from deallens.contracts import (
         CleanupInput,
@@ -31,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
         PlanFundamentalsInput,
         PlanPriceSyncInput,
         RecordUnknownSymbolsInput,
+        SignalMonitorsInput,
         StoreQuotesInput,
         SymbolOutcome,
         SymbolResult,
@@ -182,7 +184,14 @@ class SyncCompanyPrices:
             results[symbol] = SymbolResult(symbol=symbol, outcome=SymbolOutcome.UNCHANGED, price=by_symbol[symbol].price)
         await _record_unknown(results)
 
-        # Seam for the alert monitors (alerts work): signal `new_data` with stored.updated.
+        if stored.updated:
+            # Signal-with-start: the price and volume monitors evaluate these symbols now.
+            await workflow.execute_activity_method(
+                AlertActivities.signal_monitors,
+                SignalMonitorsInput(kinds=["price", "volume"], symbols=stored.updated, task_queue=workflow.info().task_queue),
+                start_to_close_timeout=DB_TIMEOUT,
+                retry_policy=DB_RETRY,
+            )
         return SyncCompanyPricesResult(
             market_open=session.is_open,
             symbols=_ordered(results, request.symbols, plan.fetch, [r.symbol for r in plan.deferred]),

@@ -2,7 +2,8 @@
 
 A retried activity must store each bar once, and a re-sync of unchanged history must cost
 no writes: an identical bar is filtered out before the INSERT, so it is neither rewritten
-nor even row-locked (no dead tuple, no WAL, `updated_at` and `xmin`/`xmax` untouched).
+nor even row-locked (no dead tuple, no WAL for ohlc_data, `updated_at`, `xmin` and `xmax`
+untouched; ON CONFLICT alone would lock each one, ~60 bytes of WAL a bar).
 Which stored bar an incoming one may overwrite is one rule (`_overwrites`), used both by
 that filter and by ON CONFLICT ... DO UPDATE WHERE, which stays authoritative when another
 transaction writes the same bar concurrently.
@@ -10,12 +11,14 @@ transaction writes the same bar concurrently.
 Three write paths, one transaction per call:
 
 - small batches: one INSERT ... SELECT FROM unnest(typed arrays) ... ON CONFLICT statement;
-- large batches: COPY into a temporary table (ON COMMIT DROP), then the same statement
-  reading from it, since binary COPY encodes and ships rows far faster than array parameters;
+- large batches: binary COPY into a temporary table (ON COMMIT DROP), then the same
+  statement reading from it;
 - large batches none of whose keys is stored yet (a fresh backfill): COPY straight into
-  ohlc_data, skipping the staging table and the conflict handling.
+  ohlc_data, skipping the staging table and the conflict handling (about 1.5x faster than
+  either of the others for one symbol's full history).
 
-bench/ohlc_upsert.py measures them; bench/README.md has the figures behind the threshold.
+`python bench/ohlc_upsert.py --crossover` measures them by batch size; bench/README.md
+has the figures behind COPY_THRESHOLD.
 """
 
 from __future__ import annotations
@@ -33,9 +36,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 log = logging.getLogger(__name__)
 
-# From this many distinct bars on, a batch goes through COPY. Measured (bench/README.md):
-# below ~2,000 bars the single statement wins (no temp table to create, no extra round
-# trips); from ~2,000 on COPY is faster, by about 2x at 6,250 bars (one symbol's history).
+# From this many distinct bars on, a batch goes through COPY. Measured (bench/README.md,
+# three runs): re-syncing 100-500 bars, the single statement is up to 1.6x faster (no
+# temporary table, fewer round trips); from 1,000 to 3,000 bars the two are even within the
+# noise; from 5,000 on the staged COPY is up to 1.7x faster. A fresh backfill's direct COPY
+# is ~1.4x faster from 1,000 bars and ~1.5x at 6,250 (one symbol's full history), which
+# tips the even range towards its lower half.
 COPY_THRESHOLD = 2_000
 
 _COLUMNS = ("company_id", "date", "open", "high", "low", "close", "volume", "provisional", "source")

@@ -1,0 +1,75 @@
+"""Alert activities: where an alert fires (the set-based evaluation), signal-with-start of
+the monitors after fresh data, and recording notification intents."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio import activity
+from temporalio.common import WorkflowIDConflictPolicy
+
+from deallens.contracts import (
+    AlertMonitorInput,
+    EvaluateAlertsInput,
+    EvaluateAlertsResult,
+    NewDataInput,
+    RecordIntentsResult,
+    SendAlertNotificationBatchInput,
+    SendAlertNotificationInput,
+    SignalMonitorsInput,
+)
+from deallens.db import alert_eval, notifications
+
+# Up to this many firings in one evaluation get a workflow each (notify-<id>); a larger
+# burst is notified in batches by evaluation, not by starting thousands of workflows.
+SINGLE_SENDS_MAX = 25
+
+
+def monitor_id(kind: str) -> str:
+    return f"alert-monitor-{kind}"
+
+
+class AlertActivities:
+    def __init__(self, engine: AsyncEngine, *, max_quote_age: dt.timedelta, sms_enabled: bool) -> None:
+        self._engine = engine
+        self._max_quote_age = max_quote_age
+        self._sms_enabled = sms_enabled
+
+    @activity.defn(name="alerts.evaluate")
+    async def evaluate(self, request: EvaluateAlertsInput) -> EvaluateAlertsResult:
+        policy = alert_eval.EvalPolicy(
+            now=request.at, max_quote_age=self._max_quote_age, min_cooldown_seconds=request.min_cooldown_seconds
+        )
+        firings = await alert_eval.evaluate(self._engine, request.kind, policy, symbols=request.symbols)
+        ids = [f.alert_history_id for f in firings] if len(firings) <= SINGLE_SENDS_MAX else []
+        return EvaluateAlertsResult(fired=len(firings), history_ids=ids, triggered_at=request.at)
+
+    @activity.defn(name="alerts.signal_monitors")
+    async def signal_monitors(self, request: SignalMonitorsInput) -> None:
+        """Signal-with-start: the monitor receives `new_data`, and is started if it was not running."""
+        client = activity.client()
+        for kind in request.kinds:
+            await client.start_workflow(
+                "AlertMonitor",
+                AlertMonitorInput(kind=kind),
+                id=monitor_id(kind),
+                task_queue=request.task_queue,
+                start_signal="new_data",
+                start_signal_args=[NewDataInput(symbols=request.symbols)],
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            )
+
+    @activity.defn(name="notifications.record_intents")
+    async def record_intents(self, request: SendAlertNotificationInput) -> RecordIntentsResult:
+        firings, deliveries = await notifications.record_intents(
+            self._engine, [request.alert_history_id], sms_enabled=self._sms_enabled
+        )
+        return RecordIntentsResult(firings=firings, deliveries=deliveries)
+
+    @activity.defn(name="notifications.record_intents_for_evaluation")
+    async def record_intents_for_evaluation(self, request: SendAlertNotificationBatchInput) -> RecordIntentsResult:
+        firings, deliveries = await notifications.record_intents_for_evaluation(
+            self._engine, request.kind, request.triggered_at, sms_enabled=self._sms_enabled
+        )
+        return RecordIntentsResult(firings=firings, deliveries=deliveries)

@@ -1,0 +1,542 @@
+"""Where an alert fires: one set-based statement per alert kind.
+
+Each evaluation is ONE statement: it joins the kind's active alerts with the latest data,
+decides what fires, records it in alert_history, updates the alerts and returns the
+firings. A Python loop over alerts would cost a round trip per alert (the benchmark in
+bench/alert_eval.py measures how much that is); here the work stays in the database.
+
+Semantics (the same as deallens/db/alert_backtest.py replays on daily bars):
+
+- condition alerts (price_above, price_below, percent_change, volume_spike, volume_above,
+  news_sentiment) are edge-triggered: they fire while armed, which disarms them, and re-arm
+  when fresh data finds the condition false. No usable data (a quote older than
+  `max_quote_age`, no reference for a move, fewer than 5 bars for a volume average, no
+  scored article in the sentiment window) neither fires nor re-arms.
+- event alerts (news_mention, deal_new, deal_status_change) fire once per event (the
+  article, deal or deal event) and are never disarmed: each new event is its own edge.
+- a firing is suppressed, and the alert stays armed so that it fires later if the condition
+  still holds, while snoozed, within the effective cooldown of its last firing, or beyond its
+  user's daily cap (firings since 00:00 UTC). Suppressed events are not lost: they fire once
+  the suppression ends (a news_mention then fires for the newest article since its last firing).
+- expired alerts never fire and are deactivated; one-shot alerts are deactivated by firing.
+
+Concurrency: overlapping evaluations (a `new_data` signal beside the timer, a retried
+activity) never fire one edge twice. The alerts about to fire are locked in id order and
+re-checked on their latest version (READ COMMITTED re-evaluates a locked row that changed),
+so an alert another evaluation has just fired drops out; alert_history's unique
+(alert_id, dedup_key) with ON CONFLICT DO NOTHING makes recording an already recorded data
+point a no-op; and only the rows the INSERT returned update their alerts. Each dedup key
+names the data point: `price:<price_quotes.id>`, `volume:<price_quotes.id>`, `news:<article id>`,
+`sentiment:<newest scored article id>`, `deal:<deal id>`, `deal_event:<deal_events.id>`.
+
+The daily cap counts what this statement's snapshot sees: evaluations of two kinds for the
+same user running at the same instant may each use the remaining allowance.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Literal, get_args
+
+from sqlalchemy import TextClause, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+AlertKind = Literal["price", "volume", "news", "deal"]
+
+# Alert types that fire once per event; every other type is an edge-triggered condition.
+EVENT_TYPES = ("news_mention", "deal_new", "deal_status_change")
+# A volume average needs this many final bars before the quote's trading day, of at most 20.
+VOLUME_BASELINE_BARS = 20
+VOLUME_BASELINE_MIN_BARS = 5
+# Untrusted text (titles, names) is clipped to this many characters in a message.
+MESSAGE_TEXT_MAX = 200
+
+
+@dataclass(frozen=True, slots=True)
+class EvalPolicy:
+    """What one evaluation assumes; the clock is passed in so that evaluation is replayable."""
+
+    now: dt.datetime  # aware; the evaluation's clock, recorded as alert_history.triggered_at
+    max_quote_age: dt.timedelta  # no firing (and no re-arming) on a quote older than this
+    min_cooldown_seconds: int = 0  # the monitor's floor: cooldown = max(alert's, this)
+    news_sentiment_window: dt.timedelta = dt.timedelta(hours=24)
+
+    def __post_init__(self) -> None:
+        if self.now.tzinfo is None:
+            raise ValueError("EvalPolicy.now must be timezone-aware")
+
+
+@dataclass(frozen=True, slots=True)
+class Firing:
+    """One recorded firing: the alert_history row and what a notification needs to say."""
+
+    alert_history_id: int
+    alert_id: int
+    user_id: int
+    kind: str
+    alert_type: str
+    symbol: str | None
+    value: Decimal | None
+    threshold: Decimal | None
+    data_at: dt.datetime | None
+    message: str
+
+
+# ------------------------------------------------------------------ SQL fragments
+# Every fragment is a constant of this module, never user input; values are bound parameters.
+
+_NOW = "CAST(:now AS timestamptz)"
+_MAX_QUOTE_AGE = "CAST(:max_quote_age AS interval)"
+_EVENT_TYPES = "(" + ", ".join(f"'{t}'" for t in EVENT_TYPES) + ")"
+
+
+def _may_fire(a: str) -> str:
+    """May alert row `a` fire now? Checked on the statement's snapshot, then again on the
+    locked latest version, so that both use one rule."""
+    return f"""{a}.active
+        AND ({a}.expires_at IS NULL OR {a}.expires_at > {_NOW})
+        AND ({a}.armed OR {a}.params->>'type' IN {_EVENT_TYPES})
+        AND ({a}.snoozed_until IS NULL OR {a}.snoozed_until <= {_NOW})
+        AND ({a}.last_triggered_at IS NULL OR {a}.last_triggered_at <= {_NOW}
+             - make_interval(secs => greatest({a}.cooldown_seconds, CAST(:min_cooldown_seconds AS integer))))"""
+
+
+def _one_line(expr: str) -> str:
+    """Control characters (CR, LF, tab, C1) and Unicode line/paragraph separators as spaces."""
+    return rf"regexp_replace({expr}, '[\u0001-\u001f\u007f-\u009f\u2028\u2029]+', ' ', 'g')"
+
+
+def _clip(expr: str) -> str:
+    return f"(CASE WHEN length({expr}) > {MESSAGE_TEXT_MAX} THEN left({expr}, {MESSAGE_TEXT_MAX - 1}) || '…' ELSE {expr} END)"
+
+
+def _price(expr: str) -> str:
+    """231.5 -> '231.50'; sub-cent prices keep their digits: 0.1234 -> '0.1234'."""
+    return f"CAST(round({expr}, greatest(2, scale(trim_scale({expr})))) AS text)"
+
+
+def _plain(expr: str) -> str:
+    """2.50 -> '2.5', the way a user wrote a parameter."""
+    return f"CAST(trim_scale({expr}) AS text)"
+
+
+def _compact(expr: str) -> str:
+    """41234567 -> '41.2M': volumes and deal values at a glance."""
+    return f"""(CASE
+        WHEN {expr} >= 1e12 THEN round({expr} / 1e12, 1) || 'T'
+        WHEN {expr} >= 1e9 THEN round({expr} / 1e9, 1) || 'B'
+        WHEN {expr} >= 1e6 THEN round({expr} / 1e6, 1) || 'M'
+        WHEN {expr} >= 1e3 THEN round({expr} / 1e3, 1) || 'K'
+        ELSE CAST(round({expr}) AS text) END)"""
+
+
+def _utc_time(expr: str) -> str:
+    return f"to_char({expr} AT TIME ZONE 'UTC', 'HH24:MI') || ' UTC'"
+
+
+def _history_number(expr: str) -> str:
+    """alert_history's numeric(18,6) holds less than 1e12: a larger observation (a bogus
+    provider volume) is recorded as NULL rather than failing every alert's evaluation."""
+    return f"(CASE WHEN abs({expr}) < 1e12 THEN round({expr}, 6) END)"
+
+
+def _alert_columns(c: str) -> str:
+    """The columns of `observations` that come from the candidate alert `c`, the same for
+    every kind: what `due` and `rearmed` need without reading the alerts again."""
+    return f"""{c}.id AS alert_id, {c}.user_id, {c}.company_id, {c}.type, {c}.params, {c}.armed,
+               {c}.last_triggered_at, {_may_fire(c)} AS may_fire"""
+
+
+# The latest quote of each company in scope: one backward probe of the unique
+# (company_id, quoted_at) index per company; a stale one is no data at all. Inlined where
+# used, and keyed by companies.id, whose statistics (unique) let the planner hash these
+# few rows and scan the alerts once, rather than probe the alerts company by company.
+_LATEST_QUOTES = f"""
+    latest AS NOT MATERIALIZED (
+        SELECT s.id AS company_id, q.id, q.price, q.previous_close, q.volume, q.latest_trading_day, q.quoted_at
+        FROM companies s
+        CROSS JOIN LATERAL (
+            SELECT q.id, q.price, q.previous_close, q.volume, q.latest_trading_day, q.quoted_at
+            FROM price_quotes q
+            WHERE q.company_id = s.id
+            ORDER BY q.quoted_at DESC
+            LIMIT 1
+        ) q
+        WHERE s.id IN (SELECT id FROM scope) AND q.quoted_at >= {_NOW} - {_MAX_QUOTE_AGE}
+    ),"""
+
+
+@dataclass(frozen=True, slots=True)
+class _KindSQL:
+    """What differs between kinds: the CTEs ending in `observations`, and the message (over
+    `o`, an observed row, and `co`, the alert's company).
+
+    `observations` has one row per candidate alert and data point: the alert's columns
+    (`_alert_columns`), then edge (a condition, not an event), holds (NULL: no usable
+    data), value, threshold, data_at, dedup_key, and what the kind's message needs.
+    """
+
+    observations: str
+    message: str
+
+
+_PRICE = _KindSQL(
+    observations=_LATEST_QUOTES
+    + f"""
+    observations AS (
+        -- price_above / price_below: the price against the threshold (strictly, as "above" says);
+        -- percent_change: the move in percent against its reference, at least `percent`.
+        SELECT {_alert_columns('c')}, true AS edge,
+               CASE c.type
+                   WHEN 'price_above' THEN q.price > t.threshold
+                   WHEN 'price_below' THEN q.price < t.threshold
+                   ELSE CASE c.params->>'direction'
+                       WHEN 'up' THEN m.change >= t.threshold
+                       WHEN 'down' THEN m.change <= -t.threshold
+                       ELSE abs(m.change) >= t.threshold
+                   END
+               END AS holds,
+               CASE WHEN c.type = 'percent_change' THEN m.change ELSE q.price END AS value,
+               t.threshold, q.quoted_at AS data_at, 'price:' || q.id AS dedup_key,
+               q.price, t.minutes AS window_minutes
+        FROM candidates c
+        JOIN latest q ON q.company_id = c.company_id
+        CROSS JOIN LATERAL (
+            SELECT CAST(coalesce(c.params->>'threshold', c.params->>'percent') AS numeric) AS threshold,
+                   CAST(c.params->>'window_minutes' AS integer) AS minutes
+        ) t
+        CROSS JOIN LATERAL (
+            -- The move against the previous close or, over window_minutes, against the latest
+            -- quote at or before now - window, itself no older than max_quote_age beyond that
+            -- (looked up for windowed alerts only); no reference (NULL) is no data.
+            SELECT (q.price - r.price) / nullif(r.price, 0) * 100 AS change
+            FROM (SELECT CASE WHEN t.minutes IS NULL THEN q.previous_close ELSE (
+                SELECT w.price
+                FROM price_quotes w
+                WHERE w.company_id = c.company_id
+                  AND w.quoted_at <= {_NOW} - make_interval(mins => t.minutes)
+                  AND w.quoted_at >= {_NOW} - make_interval(mins => t.minutes) - {_MAX_QUOTE_AGE}
+                ORDER BY w.quoted_at DESC
+                LIMIT 1
+            ) END) r(price)
+        ) m
+    ),""",
+    message=f"""CASE o.type
+        WHEN 'price_above' THEN co.symbol || ' rose above ' || {_price('o.threshold')} || ': ' || {_price('o.price')}
+            || ' (' || {_utc_time('o.data_at')} || ')'
+        WHEN 'price_below' THEN co.symbol || ' fell below ' || {_price('o.threshold')} || ': ' || {_price('o.price')}
+            || ' (' || {_utc_time('o.data_at')} || ')'
+        ELSE co.symbol || ' moved ' || CASE WHEN o.value > 0 THEN '+' ELSE '' END || CAST(round(o.value, 2) AS text) || '%'
+            || coalesce(' in ' || o.window_minutes || ' min', ' since the previous close')
+            || ' (' || {_plain('o.threshold')} || '% alert)'
+    END""",
+)
+
+_VOLUME = _KindSQL(
+    observations=_LATEST_QUOTES
+    + f"""
+    averages AS (
+        -- volume_spike: the mean volume of the company's last {VOLUME_BASELINE_BARS} final daily bars
+        -- before the quote's trading day (backward on the unique (company_id, date) index).
+        SELECT q.company_id, avg(b.volume) AS average
+        FROM latest q
+        CROSS JOIN LATERAL (
+            SELECT o.volume
+            FROM ohlc_data o
+            WHERE o.company_id = q.company_id AND NOT o.provisional
+              AND o.date < coalesce(q.latest_trading_day, CAST(q.quoted_at AT TIME ZONE 'America/New_York' AS date))
+            ORDER BY o.date DESC
+            LIMIT {VOLUME_BASELINE_BARS}
+        ) b
+        WHERE q.company_id IN (SELECT company_id FROM candidates WHERE type = 'volume_spike')
+        GROUP BY q.company_id
+        HAVING count(*) >= {VOLUME_BASELINE_MIN_BARS} AND avg(b.volume) > 0
+    ),
+    observations AS (
+        -- The quote's volume (the session's so far) against a level: the threshold, or
+        -- `multiple` times the average.
+        SELECT {_alert_columns('c')}, true AS edge, q.volume >= t.threshold AS holds,
+               CAST(q.volume AS numeric) AS value, t.threshold, q.quoted_at AS data_at,
+               'volume:' || q.id AS dedup_key, av.average
+        FROM candidates c
+        JOIN latest q ON q.company_id = c.company_id AND q.volume IS NOT NULL
+        LEFT JOIN averages av ON av.company_id = c.company_id
+        CROSS JOIN LATERAL (
+            SELECT CASE c.type
+                WHEN 'volume_above' THEN CAST(c.params->>'threshold' AS numeric)
+                ELSE round(CAST(c.params->>'multiple' AS numeric) * av.average)
+            END AS threshold
+        ) t
+    ),""",
+    message=f"""CASE o.type
+        WHEN 'volume_above' THEN co.symbol || ' volume ' || {_compact('o.value')} || ' is above '
+            || {_compact('o.threshold')} || ' (' || {_utc_time('o.data_at')} || ')'
+        ELSE co.symbol || ' volume ' || {_compact('o.value')} || ' is ' || CAST(round(o.value / o.average, 1) AS text)
+            || 'x its {VOLUME_BASELINE_BARS}-day average (' || {_plain("CAST(o.params->>'multiple' AS numeric)")} || 'x alert)'
+    END""",
+)
+
+_NEWS = _KindSQL(
+    observations=f"""
+    sentiments AS (
+        -- news_sentiment: per company, the mean score of its scored articles in the window.
+        SELECT nc.company_id, avg(n.sentiment_score) AS average, count(*) AS articles,
+               max(n.published_at) AS newest_at,
+               (array_agg(n.id ORDER BY n.published_at DESC, n.id DESC))[1] AS newest_id
+        FROM news_company nc
+        JOIN news_articles n ON n.id = nc.news_id
+        WHERE nc.company_id IN (SELECT company_id FROM candidates WHERE type = 'news_sentiment')
+          AND n.published_at > {_NOW} - CAST(:news_sentiment_window AS interval)
+          AND n.sentiment_score IS NOT NULL
+        GROUP BY nc.company_id
+    ),
+    observations AS (
+        -- news_mention: the newest article linked to the company, published after the alert was
+        -- created and after its last firing, whose title or description contains a keyword
+        -- (case-insensitively; the first matching one is named), or any such article without keywords.
+        SELECT {_alert_columns('c')}, false AS edge, true AS holds,
+               CAST(NULL AS numeric) AS value, CAST(NULL AS numeric) AS threshold, n.published_at AS data_at,
+               'news:' || n.id AS dedup_key, n.title, n.keyword, CAST(NULL AS bigint) AS articles
+        FROM candidates c
+        CROSS JOIN LATERAL (
+            SELECT n.id, n.title, n.published_at, k.keyword
+            FROM news_company nc
+            JOIN news_articles n ON n.id = nc.news_id
+            LEFT JOIN LATERAL (
+                SELECT k.keyword
+                FROM jsonb_array_elements_text(c.params->'keywords') WITH ORDINALITY AS k(keyword, position)
+                WHERE strpos(lower(n.title), lower(k.keyword)) > 0
+                   OR strpos(lower(coalesce(n.description, '')), lower(k.keyword)) > 0
+                ORDER BY k.position
+                LIMIT 1
+            ) k ON true
+            WHERE nc.company_id = c.company_id
+              AND n.published_at > greatest(c.created_at, c.last_triggered_at)  -- greatest() skips NULL
+              AND (k.keyword IS NOT NULL OR jsonb_array_length(coalesce(c.params->'keywords', '[]')) = 0)
+            ORDER BY n.published_at DESC, n.id DESC
+            LIMIT 1
+        ) n
+        WHERE c.type = 'news_mention'
+        UNION ALL
+        -- news_sentiment: the window's mean score crossing the threshold in `direction`.
+        SELECT {_alert_columns('c')}, true,
+               CASE c.params->>'direction' WHEN 'above' THEN s.average > t.threshold ELSE s.average < t.threshold END,
+               round(s.average, 4), t.threshold, s.newest_at,
+               'sentiment:' || s.newest_id, NULL, NULL, s.articles
+        FROM candidates c
+        JOIN sentiments s ON s.company_id = c.company_id
+        CROSS JOIN LATERAL (SELECT CAST(c.params->>'threshold' AS numeric) AS threshold) t
+        WHERE c.type = 'news_sentiment'
+    ),""",
+    message=f"""CASE o.type
+        WHEN 'news_mention' THEN 'New ' || {_clip('co.name')} || ' article'
+            || coalesce(' mentioning ''' || o.keyword || '''', '') || ': ' || {_clip('o.title')}
+        ELSE co.symbol || ' news sentiment ' || CAST(round(o.value, 2) AS text)
+            || ' is ' || (o.params->>'direction') || ' ' || CAST(round(o.threshold, 2) AS text)
+            || ' (' || o.articles || CASE WHEN o.articles = 1 THEN ' scored article)' ELSE ' scored articles)' END
+    END""",
+)
+
+_DEAL = _KindSQL(
+    observations=f"""
+    named AS (
+        -- Each deal once per company it names (acquirer, target).
+        SELECT d.id AS deal_id, x.company_id
+        FROM deals d
+        CROSS JOIN LATERAL (VALUES (d.acquirer_company_id), (d.target_company_id)) AS x(company_id)
+        WHERE x.company_id IS NOT NULL
+    ),
+    in_scope AS (
+        -- The deals naming a company in scope (every deal when :symbols is NULL).
+        SELECT id AS deal_id FROM deals WHERE CAST(:symbols AS text[]) IS NULL
+        UNION
+        SELECT deal_id FROM named WHERE company_id IN (SELECT id FROM scope)
+    ),
+    followed AS (
+        -- The deals each alert follows: its deal; else those naming its company; else those
+        -- naming a company on its user's watchlist.
+        SELECT c.id AS alert_id, c.deal_id FROM candidates c WHERE c.deal_id IS NOT NULL
+        UNION
+        SELECT c.id, n.deal_id
+        FROM candidates c JOIN named n ON n.company_id = c.company_id
+        WHERE c.deal_id IS NULL
+        UNION
+        SELECT c.id, n.deal_id
+        FROM candidates c
+        JOIN watchlist w ON w.user_id = c.user_id
+        JOIN named n ON n.company_id = w.company_id
+        WHERE c.company_id IS NULL AND c.deal_id IS NULL
+    ),
+    labelled AS (
+        -- What a message calls a followed deal in scope: "Acquirer to acquire Target".
+        SELECT d.id, d.created_at,
+               coalesce(coalesce(acquirer.name, d.acquirer_name) || ' to acquire ' || coalesce(target.name, d.target_name),
+                        d.title) AS label,
+               d.value_usd
+        FROM deals d
+        LEFT JOIN companies acquirer ON acquirer.id = d.acquirer_company_id
+        LEFT JOIN companies target ON target.id = d.target_company_id
+        WHERE d.id IN (SELECT deal_id FROM followed) AND d.id IN (SELECT deal_id FROM in_scope)
+    ),
+    observations AS (
+        -- deal_new: each followed deal recorded after the alert was created.
+        SELECT {_alert_columns('c')}, false AS edge, true AS holds,
+               CAST(NULL AS numeric) AS value, CAST(NULL AS numeric) AS threshold, d.created_at AS data_at,
+               'deal:' || d.id AS dedup_key, d.label, d.value_usd,
+               CAST(NULL AS text) AS old_status, CAST(NULL AS text) AS new_status
+        FROM candidates c
+        JOIN followed f ON f.alert_id = c.id
+        JOIN labelled d ON d.id = f.deal_id
+        WHERE c.type = 'deal_new' AND d.created_at > c.created_at
+        UNION ALL
+        -- deal_status_change: each status change of a followed deal recorded after the alert was created.
+        SELECT {_alert_columns('c')}, false, true, NULL, NULL, e.occurred_at, 'deal_event:' || e.id,
+               d.label, d.value_usd, e.old_status, e.new_status
+        FROM candidates c
+        JOIN followed f ON f.alert_id = c.id
+        JOIN labelled d ON d.id = f.deal_id
+        JOIN deal_events e ON e.deal_id = d.id AND e.event_type = 'status_change'
+        WHERE c.type = 'deal_status_change' AND e.created_at > c.created_at
+    ),""",
+    message=f"""CASE o.type
+        WHEN 'deal_new' THEN 'New deal: ' || {_clip('o.label')} || coalesce(' ($' || {_compact('o.value_usd')} || ')', '')
+        ELSE 'Deal status changed: ' || coalesce(o.old_status, 'unknown') || ' → ' || coalesce(o.new_status, 'unknown')
+            || ' (' || {_clip('o.label')} || ')'
+    END""",
+)
+
+
+def _statement(kind: _KindSQL) -> TextClause:
+    return text(
+        f"""
+    WITH scope AS (
+        -- The companies evaluated: those a `new_data` signal names, or all (:symbols NULL).
+        SELECT id FROM companies
+        WHERE CAST(:symbols AS text[]) IS NULL OR symbol = ANY(CAST(:symbols AS text[]))
+    ),
+    candidates AS NOT MATERIALIZED (
+        -- The kind's active, unexpired alerts in scope (partial index ix_alerts_kind_active);
+        -- deal alerts are scoped by the deals they follow. Inlined where it is used: a
+        -- materialized copy of 100,000 alerts would cost more than everything else.
+        SELECT a.*, a.params->>'type' AS type
+        FROM alerts a
+        WHERE a.kind = CAST(:kind AS text) AND a.active
+          AND (a.expires_at IS NULL OR a.expires_at > {_NOW})
+          AND (a.kind = 'deal' OR a.company_id IN (SELECT id FROM scope))
+    ),
+    {kind.observations}
+    observed AS (
+        -- Only what may change something: conditions that hold, disarmed ones found false.
+        SELECT * FROM observations o WHERE o.holds OR (o.edge AND NOT o.holds AND NOT o.armed)
+    ),
+    due AS (
+        -- What fires on this snapshot: the condition holds, the alert may fire, and this data
+        -- point has not fired it before (the unique key decides; this keeps an old data point
+        -- from taking a place under the daily cap).
+        SELECT o.alert_id, o.user_id, o.type, co.symbol, o.data_at, o.dedup_key, o.value, o.threshold,
+               {_one_line(kind.message)} AS message
+        FROM observed o
+        LEFT JOIN companies co ON co.id = o.company_id
+        WHERE o.holds AND o.may_fire
+          AND NOT EXISTS (SELECT 1 FROM alert_history h WHERE h.alert_id = o.alert_id AND h.dedup_key = o.dedup_key)
+    ),
+    claimed AS (
+        -- Lock the due alerts in id order (overlapping evaluations cannot deadlock). A row
+        -- another evaluation changed meanwhile is re-checked on its latest version and drops
+        -- out if it may no longer fire: that evaluation fired it first.
+        SELECT a.id
+        FROM alerts a
+        WHERE a.id IN (SELECT alert_id FROM due) AND {_may_fire('a')}
+        ORDER BY a.id
+        FOR UPDATE
+    ),
+    ranked AS (
+        -- Each user's firings in order, for the daily cap: oldest data first.
+        SELECT d.*, row_number() OVER (PARTITION BY d.user_id ORDER BY d.data_at, d.alert_id, d.dedup_key) AS nth
+        FROM due d
+        WHERE d.alert_id IN (SELECT id FROM claimed)
+    ),
+    fired_today AS (
+        -- What those users' alerts have fired since the start of the UTC day.
+        SELECT a.user_id, count(*) AS n
+        FROM alert_history h
+        JOIN alerts a ON a.id = h.alert_id
+        WHERE h.triggered_at >= CAST(:day_start AS timestamptz)
+          AND h.triggered_at < CAST(:day_start AS timestamptz) + interval '1 day'
+          AND a.user_id IN (SELECT user_id FROM ranked)
+        GROUP BY a.user_id
+    ),
+    fired AS (
+        -- Record the firings within the cap; one recorded meanwhile makes its insert a no-op.
+        INSERT INTO alert_history (alert_id, triggered_at, value, threshold, data_at, message, dedup_key)
+        SELECT r.alert_id, {_NOW}, {_history_number('r.value')}, {_history_number('r.threshold')},
+               r.data_at, r.message, r.dedup_key
+        FROM ranked r
+        JOIN users u ON u.id = r.user_id
+        LEFT JOIN fired_today t ON t.user_id = r.user_id
+        WHERE r.nth <= u.daily_alert_cap - coalesce(t.n, 0)
+        ORDER BY r.data_at, r.alert_id, r.dedup_key
+        ON CONFLICT (alert_id, dedup_key) DO NOTHING
+        RETURNING id, alert_id, value, threshold, data_at, message, dedup_key
+    ),
+    triggered AS (
+        -- Only the alerts recorded as fired: conditions disarm, one-shot alerts retire.
+        UPDATE alerts a
+        SET armed = a.params->>'type' IN {_EVENT_TYPES}, last_triggered_at = {_NOW}, active = NOT a.one_shot
+        WHERE a.id IN (SELECT alert_id FROM fired) AND (a.armed OR a.params->>'type' IN {_EVENT_TYPES})
+    ),
+    rearmed AS (
+        -- Fresh data finds the condition false: the next crossing fires. Not if another
+        -- evaluation fired the alert after this snapshot (its last_triggered_at moved).
+        UPDATE alerts a
+        SET armed = true
+        FROM observed o
+        WHERE a.id = o.alert_id AND NOT o.holds AND NOT a.armed
+          AND a.last_triggered_at IS NOT DISTINCT FROM o.last_triggered_at
+    ),
+    retired AS (
+        -- Expired alerts never fire: deactivate them.
+        UPDATE alerts a
+        SET active = false
+        WHERE a.kind = CAST(:kind AS text) AND a.active AND a.expires_at <= {_NOW}
+    )
+    SELECT f.id AS alert_history_id, f.alert_id, r.user_id, r.type AS alert_type, r.symbol,
+           f.value, f.threshold, f.data_at, f.message
+    FROM fired f
+    JOIN ranked r ON r.alert_id = f.alert_id AND r.dedup_key = f.dedup_key
+    ORDER BY f.id
+    """
+    )
+
+
+_STATEMENTS: dict[str, TextClause] = {
+    "price": _statement(_PRICE),
+    "volume": _statement(_VOLUME),
+    "news": _statement(_NEWS),
+    "deal": _statement(_DEAL),
+}
+
+
+async def evaluate(
+    engine: AsyncEngine, kind: AlertKind, policy: EvalPolicy, *, symbols: Sequence[str] | None = None
+) -> list[Firing]:
+    """Evaluate the kind's alerts (only those on `symbols`' companies when given; deal alerts:
+    deals naming them) in one statement and transaction; returns what fired, in history order."""
+    if kind not in get_args(AlertKind):
+        raise ValueError(f"unknown alert kind {kind!r}; expected one of {', '.join(get_args(AlertKind))}")
+    now = policy.now.astimezone(dt.UTC)
+    params = {
+        "kind": kind,
+        "now": now,
+        "day_start": now.replace(hour=0, minute=0, second=0, microsecond=0),
+        "max_quote_age": policy.max_quote_age,
+        "min_cooldown_seconds": policy.min_cooldown_seconds,
+        "news_sentiment_window": policy.news_sentiment_window,
+        "symbols": None if symbols is None else [s.strip().upper() for s in symbols],
+    }
+    async with engine.begin() as conn:
+        rows = (await conn.execute(_STATEMENTS[kind], params)).all()
+    return [Firing(kind=kind, **row._asdict()) for row in rows]

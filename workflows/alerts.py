@@ -1,0 +1,274 @@
+"""Alert workflows: one long-running AlertMonitor per alert kind, and notification starts.
+
+A monitor waits on a durable timer (its interval) or a `new_data` signal from the sync that
+just stored fresh data, evaluates in one set-based SQL activity, and starts notification
+work for what fired. Price and volume monitors sleep through closed market hours (but still
+evaluate `new_data`, e.g. from a forced sync). History stays bounded by continue-as-new.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.workflow import ParentClosePolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.alerts import AlertActivities
+    from activities.market_data import MarketDataActivities
+    from deallens.contracts import (
+        DEFAULT_MONITOR_INTERVALS,
+        AdjustInput,
+        AlertMonitorInput,
+        EvaluateAlertsInput,
+        MarketSessionInput,
+        MonitorSettings,
+        MonitorStatus,
+        NewDataInput,
+        PauseInput,
+        RecordIntentsResult,
+        SendAlertNotificationBatchInput,
+        SendAlertNotificationInput,
+    )
+    from workflows.inputs import validated
+
+DB_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
+DB_TIMEOUT = timedelta(seconds=60)
+MARKET_HOURS_KINDS = frozenset({"price", "volume"})
+
+
+@workflow.defn(name="AlertMonitor")
+class AlertMonitor:
+    @workflow.init
+    def __init__(self, raw: dict[str, Any] | None = None) -> None:
+        # State comes from the input here, not in run(): a signal or update delivered with
+        # the start (signal-with-start, or an adjust right after start) runs its handler
+        # before run() and must find the state it changes.
+        self._input_error: ApplicationError | None = None
+        try:
+            self._state = validated(AlertMonitorInput, raw)
+        except ApplicationError as error:
+            self._input_error, self._state = error, AlertMonitorInput(kind="price")
+        self._settings = self._state.settings or MonitorSettings(
+            interval_seconds=DEFAULT_MONITOR_INTERVALS[self._state.kind]
+        )
+        self._paused, self._pause_reason = self._state.paused, self._state.pause_reason
+        self._pending: set[str] = set(self._state.pending_symbols)
+        self._pending_all = self._state.pending_all
+        self._wake = False
+
+    @workflow.run
+    async def run(self, raw: dict[str, Any] | None = None) -> None:
+        if self._input_error is not None:
+            raise self._input_error
+        runs_evaluations = 0
+
+        while True:
+            timer_due = await self._wait()
+            if self._paused:
+                continue
+            if self._pending or self._pending_all:
+                symbols = None if self._pending_all else sorted(self._pending)
+                self._pending, self._pending_all = set(), False
+                await self._evaluate(symbols)
+            elif timer_due:
+                await self._evaluate(None)
+            else:
+                continue
+            runs_evaluations += 1
+            # A bounded history replays fast after a worker restart, whatever the server suggests.
+            if runs_evaluations >= self._state.evaluations_per_run or workflow.info().is_continue_as_new_suggested():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(self._carry_over())
+
+    async def _wait(self) -> bool:
+        """Until there is something to do; True when the polling interval came due."""
+        self._wake = False
+        if self._paused:
+            await workflow.wait_condition(lambda: self._wake or not self._paused)
+            return False
+        if self._pending or self._pending_all:
+            return False
+        try:
+            await workflow.wait_condition(
+                lambda: self._wake or bool(self._pending) or self._pending_all,
+                timeout=await self._poll_delay(),
+            )
+        except asyncio.TimeoutError:
+            return await self._polling_allowed()
+        return False
+
+    async def _poll_delay(self) -> timedelta:
+        interval = timedelta(seconds=self._settings.interval_seconds)
+        if self._state.kind not in MARKET_HOURS_KINDS:
+            return interval
+        session = await workflow.execute_activity_method(
+            MarketDataActivities.market_session,
+            MarketSessionInput(at=workflow.now()),
+            start_to_close_timeout=DB_TIMEOUT,
+            retry_policy=DB_RETRY,
+        )
+        if session.is_open:
+            return interval
+        # Closed: sleep until the next open (a `new_data` signal still wakes us).
+        return max(interval, session.opens_at - workflow.now())
+
+    async def _polling_allowed(self) -> bool:
+        if self._state.kind not in MARKET_HOURS_KINDS:
+            return True
+        session = await workflow.execute_activity_method(
+            MarketDataActivities.market_session,
+            MarketSessionInput(at=workflow.now()),
+            start_to_close_timeout=DB_TIMEOUT,
+            retry_policy=DB_RETRY,
+        )
+        return session.is_open
+
+    async def _evaluate(self, symbols: list[str] | None) -> None:
+        result = await workflow.execute_activity_method(
+            AlertActivities.evaluate,
+            EvaluateAlertsInput(
+                kind=self._state.kind,
+                at=workflow.now(),
+                symbols=symbols,
+                min_cooldown_seconds=self._settings.cooldown_seconds,
+            ),
+            start_to_close_timeout=DB_TIMEOUT,
+            retry_policy=DB_RETRY,
+        )
+        self._state = self._state.model_copy(
+            update={
+                "evaluations": self._state.evaluations + 1,
+                "fired_total": self._state.fired_total + result.fired,
+                "last_evaluation_at": result.triggered_at,
+                "last_evaluation_fired": result.fired,
+            }
+        )
+        if result.history_ids:
+            for history_id in result.history_ids:
+                await self._start_child(
+                    "SendAlertNotification", SendAlertNotificationInput(alert_history_id=history_id), f"notify-{history_id}"
+                )
+        elif result.fired:
+            batch = SendAlertNotificationBatchInput(kind=self._state.kind, triggered_at=result.triggered_at)
+            await self._start_child(
+                "SendAlertNotificationBatch", batch, f"notify-batch-{self._state.kind}-{result.triggered_at.isoformat()}"
+            )
+
+    async def _start_child(self, workflow_type: str, argument: Any, workflow_id: str) -> None:
+        try:
+            await workflow.start_child_workflow(
+                workflow_type,
+                argument,
+                id=workflow_id,
+                # Notifications must outlive this run (continue-as-new) and a terminated monitor.
+                parent_close_policy=ParentClosePolicy.ABANDON,
+                execution_timeout=timedelta(days=2),
+            )
+        except WorkflowAlreadyStartedError:
+            pass  # an earlier attempt started it: exactly one notify-<id> per firing
+
+    def _carry_over(self) -> AlertMonitorInput:
+        return self._state.model_copy(
+            update={
+                "settings": self._settings,
+                "paused": self._paused,
+                "pause_reason": self._pause_reason,
+                "pending_symbols": sorted(self._pending),
+                "pending_all": self._pending_all,
+            }
+        )
+
+    @workflow.signal(name="new_data")
+    def new_data(self, raw: dict[str, Any] | None = None) -> None:
+        try:
+            signal = NewDataInput.model_validate(raw or {})
+        except ValueError:
+            workflow.logger.warning("ignored a new_data signal with invalid input: %r", raw)
+            return
+        if signal.symbols:
+            self._pending |= set(signal.symbols)
+        else:
+            self._pending_all = True
+
+    @workflow.signal(name="pause")
+    def pause(self, raw: dict[str, Any] | None = None) -> None:
+        try:
+            reason = PauseInput.model_validate(raw or {}).reason
+        except ValueError:
+            reason = ""  # a pause with a malformed reason still pauses
+        self._paused, self._pause_reason = True, reason or None
+        self._wake = True
+
+    @workflow.signal(name="resume")
+    def resume(self, raw: dict[str, Any] | None = None) -> None:
+        self._paused, self._pause_reason = False, None
+        self._wake = True
+
+    @workflow.update(name="adjust")
+    def adjust(self, raw: dict[str, Any]) -> MonitorSettings:
+        change = AdjustInput.model_validate(raw)
+        self._settings = self._settings.model_copy(update=change.model_dump(exclude_none=True))
+        self._wake = True  # re-arm the timer with the new interval
+        return self._settings
+
+    @adjust.validator
+    def _validate_adjust(self, raw: dict[str, Any]) -> None:
+        try:
+            change = AdjustInput.model_validate(raw)
+        except ValueError as error:
+            first = error.errors()[0]  # type: ignore[attr-defined]
+            field = ".".join(str(part) for part in first["loc"]) or "input"
+            raise ValueError(f"{field}: {first['msg']}") from None
+        if change.interval_seconds is None and change.cooldown_seconds is None:
+            raise ValueError("give interval_seconds and/or cooldown_seconds")
+
+    @workflow.query(name="status")
+    def status(self) -> MonitorStatus:
+        return MonitorStatus(
+            kind=self._state.kind,
+            paused=self._paused,
+            pause_reason=self._pause_reason,
+            settings=self._settings,
+            pending_symbols=sorted(self._pending),
+            pending_all=self._pending_all,
+            evaluations=self._state.evaluations,
+            fired_total=self._state.fired_total,
+            last_evaluation_at=self._state.last_evaluation_at,
+            last_evaluation_fired=self._state.last_evaluation_fired,
+        )
+
+
+@workflow.defn(name="SendAlertNotification")
+class SendAlertNotification:
+    """Deliver one fired alert on the user's channels (ID notify-<alert_history_id>).
+
+    For now it records the delivery intent (a pending notification_deliveries row per
+    channel); the senders come with the notifications work.
+    """
+
+    @workflow.run
+    async def run(self, raw: dict[str, Any] | None = None) -> RecordIntentsResult:
+        request = validated(SendAlertNotificationInput, raw)
+        return await workflow.execute_activity_method(
+            AlertActivities.record_intents, request, start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY
+        )
+
+
+@workflow.defn(name="SendAlertNotificationBatch")
+class SendAlertNotificationBatch:
+    """Every firing of one evaluation (a burst), in one set-based activity."""
+
+    @workflow.run
+    async def run(self, raw: dict[str, Any] | None = None) -> RecordIntentsResult:
+        request = validated(SendAlertNotificationBatchInput, raw)
+        return await workflow.execute_activity_method(
+            AlertActivities.record_intents_for_evaluation,
+            request,
+            start_to_close_timeout=DB_TIMEOUT,
+            retry_policy=DB_RETRY,
+        )
