@@ -17,7 +17,9 @@ install: $(STAMP)
 # Reinstall when pyproject.toml changes; everything comes from PyPI (no download at run time).
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] >= (3, 11), "Python 3.11+ is required, found " + sys.version.split()[0]'
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@# A venv without pip (Debian without python3-venv) is useless: start over.
+	$(BIN)/python -m pip --version >/dev/null 2>&1 || { rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); } \
+		|| { rm -rf $(VENV); echo "cannot create a venv: install python3.11-venv (Debian/Ubuntu)"; exit 1; }
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)

@@ -204,10 +204,19 @@ def _smtp_sink(stack: contextlib.ExitStack, env: dict[str, str]) -> str:
     return f"127.0.0.1:{port} -> {_shown(maildir)}"
 
 
-def _run_step(args: list[str], env: dict[str, str]) -> None:
-    result = subprocess.run([sys.executable, *args], env=env, cwd=ROOT)
-    if result.returncode != 0:
-        raise StackError(f"`python {' '.join(args)}` failed with exit code {result.returncode} (see above)")
+async def _run_step(args: list[str], env: dict[str, str], stop: asyncio.Event) -> None:
+    """Run one set-up command; Ctrl-C stops it cleanly (it runs in its own session)."""
+    process = await asyncio.create_subprocess_exec(sys.executable, *args, env=env, cwd=ROOT, start_new_session=True)
+    finished = asyncio.ensure_future(process.wait())
+    interrupted = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({finished, interrupted}, return_when=asyncio.FIRST_COMPLETED)
+    interrupted.cancel()
+    if not finished.done():
+        process.terminate()
+        await finished
+        raise StackError(f"interrupted during `python {' '.join(args)}`")
+    if process.returncode != 0:
+        raise StackError(f"`python {' '.join(args)}` failed with exit code {process.returncode} (see above)")
 
 
 @contextlib.asynccontextmanager
@@ -240,11 +249,15 @@ async def run() -> int:
                 env["TEMPORAL_ADDRESS"] = settings.temporal_address
                 ui = "the Web UI of your Temporal cluster"
             simulated = await _simulators(stack, settings, env)
-            smtp = _smtp_sink(sync_stack, env) if "SMTP_HOST" not in os.environ else f"{settings.smtp_host}:{settings.smtp_port}"
+            smtp = (
+                _smtp_sink(sync_stack, env)
+                if "smtp_host" not in settings.model_fields_set
+                else f"{settings.smtp_host}:{settings.smtp_port}"
+            )
 
-            _run_step(["starter.py", "migrate"], env)
-            _run_step(["starter.py", "seed-demo"], env)
-            _run_step(["schedules.py", "apply"], env)
+            await _run_step(["starter.py", "migrate"], env, stop)
+            await _run_step(["starter.py", "seed-demo"], env, stop)
+            await _run_step(["schedules.py", "apply"], env, stop)
 
             lines = [
                 "",

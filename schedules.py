@@ -41,6 +41,7 @@ from deallens.contracts import (
     SyncFundamentalsInput,
 )
 from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.service import RPCError
 
 from workflows import queues
 
@@ -136,7 +137,10 @@ async def apply(client: Client, *, dry_run: bool, task_queue: str = queues.DEFAU
             report.append(f"created {definition.id} ({definition.note})")
         except ScheduleAlreadyRunningError:
 
-            def _replace(_: ScheduleUpdateInput, schedule: Schedule = schedule) -> ScheduleUpdate:
+            def _replace(current: ScheduleUpdateInput, schedule: Schedule = schedule) -> ScheduleUpdate:
+                # The definition comes from this file; the state (paused by an operator, with
+                # its note) stays as the operator left it.
+                schedule.state = current.description.schedule.state
                 return ScheduleUpdate(schedule=schedule)
 
             await client.get_schedule_handle(definition.id).update(_replace)
@@ -169,7 +173,11 @@ async def _main(dry_run: bool) -> int:
         client = await connect(settings)
     except RuntimeError as error:
         raise ConfigError(f"TEMPORAL_ADDRESS: cannot reach Temporal at {settings.temporal_address}: {error}") from None
-    for line in await apply(client, dry_run=False):
+    try:
+        lines = await apply(client, dry_run=False)
+    except RPCError as error:
+        raise ConfigError(f"Temporal refused to apply the schedules: {error.message}") from None
+    for line in lines:
         print(line)
     return 0
 

@@ -20,11 +20,13 @@ import json
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 
+from sqlalchemy.exc import ArgumentError, DBAPIError
+
 from deallens.config import ConfigError, Settings, configure_logging, load_settings
 from deallens.db.alert_backtest import MAX_DAYS, BacktestError, backtest, format_report
 from deallens.db.alerts import add_alert
 from deallens.db.demo import seed_demo
-from deallens.db.engine import create_engine
+from deallens.db.engine import create_engine, database_problem
 from deallens.db.migrate import current_revision, head_revision, upgrade_to_head
 from deallens.domain.alert_rules import InvalidAlert, parse_alert
 
@@ -110,9 +112,12 @@ async def _health(settings: Settings) -> int:
         state = "ok" if current == head else f"BEHIND (at {current or 'empty'}, code needs {head})"
         failures += current != head
         print(f"database: {state}")
-    except (ConfigError, OSError) as error:
+    except ConfigError as error:
         failures += 1
         print(f"database: FAILED: {error}")
+    except (OSError, DBAPIError, ArgumentError, ValueError) as error:
+        failures += 1
+        print(f"database: FAILED: {database_problem(error)}")
     try:
         client = await connect(settings)
         await client.service_client.check_health()
@@ -158,8 +163,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"starter: {error}", file=sys.stderr)
         return 2
-    except OSError as error:
-        print(f"starter: cannot reach the database: {error}", file=sys.stderr)
+    except (OSError, DBAPIError, ArgumentError, ValueError) as error:
+        print(f"starter: cannot use the database: {database_problem(error)}", file=sys.stderr)
         return 2
 
 

@@ -34,9 +34,11 @@ def _runtime(settings: Settings) -> Runtime | None:
 
 
 async def connect(settings: Settings) -> Client:
+    # Settings (which include .env) under the process environment, which wins.
     env = {
         "TEMPORAL_ADDRESS": settings.temporal_address,
         "TEMPORAL_NAMESPACE": settings.temporal_namespace,
+        **({"TEMPORAL_API_KEY": settings.temporal_api_key.get_secret_value()} if settings.temporal_api_key else {}),
         **os.environ,
     }
     config = ClientConfig.load_client_connect_config(override_env_vars=env)

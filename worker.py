@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.activity import _Definition
 from temporalio.client import Client
@@ -28,7 +29,7 @@ from activities.alerts import AlertActivities
 from activities.market_data import AlphaVantageActivities, MarketDataActivities
 from deallens.config import ConfigError, Settings, configure_logging, load_settings
 from deallens.db import retention
-from deallens.db.engine import create_engine
+from deallens.db.engine import create_engine, database_problem
 from deallens.db.migrate import DatabaseBehindError, ensure_up_to_date
 from deallens.providers.alphavantage import AlphaVantageClient
 from temporal_client import connect
@@ -211,7 +212,9 @@ async def run(settings: Settings, only: str | None) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python worker.py", description="Run the DealLens Temporal workers.")
-    parser.add_argument("--queue", help=f"run only this task queue (default: all of {', '.join(queues.ALL)})")
+    parser.add_argument(
+        "--queue", help=f"run only this task queue: {queues.DEFAULT} or {queues.ALPHAVANTAGE} (default: both)"
+    )
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
@@ -220,8 +223,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, DatabaseBehindError) as error:
         print(f"worker: {error}", file=sys.stderr)
         return 2
-    except OSError as error:
-        print(f"worker: cannot reach the database: {error}", file=sys.stderr)
+    except (OSError, DBAPIError, ArgumentError, ValueError) as error:
+        print(f"worker: cannot use the database: {database_problem(error)}", file=sys.stderr)
         return 2
     return 0
 

@@ -19,6 +19,7 @@ from deallens.contracts import (
     SendAlertNotificationInput,
     SignalMonitorsInput,
 )
+from activities.errors import permanent_database_errors
 from deallens.db import alert_eval, notifications
 
 # Up to this many firings in one evaluation get a workflow each (notify-<id>); a larger
@@ -41,9 +42,14 @@ class AlertActivities:
         policy = alert_eval.EvalPolicy(
             now=request.at, max_quote_age=self._max_quote_age, min_cooldown_seconds=request.min_cooldown_seconds
         )
-        firings = await alert_eval.evaluate(self._engine, request.kind, policy, symbols=request.symbols)
-        ids = [f.alert_history_id for f in firings] if len(firings) <= SINGLE_SENDS_MAX else []
-        return EvaluateAlertsResult(fired=len(firings), history_ids=ids, triggered_at=request.at)
+        with permanent_database_errors():
+            await alert_eval.evaluate(self._engine, request.kind, policy, symbols=request.symbols)
+        # Every firing of this evaluation, not just this attempt's: an attempt that committed
+        # but did not report back (worker lost) is retried with the same `at`, and its
+        # firings must still be notified.
+        fired = await notifications.evaluation_firings(self._engine, request.kind, request.at)
+        ids = fired if len(fired) <= SINGLE_SENDS_MAX else []
+        return EvaluateAlertsResult(fired=len(fired), history_ids=ids, triggered_at=request.at)
 
     @activity.defn(name="alerts.signal_monitors")
     async def signal_monitors(self, request: SignalMonitorsInput) -> None:
@@ -62,14 +68,16 @@ class AlertActivities:
 
     @activity.defn(name="notifications.record_intents")
     async def record_intents(self, request: SendAlertNotificationInput) -> RecordIntentsResult:
-        firings, deliveries = await notifications.record_intents(
-            self._engine, [request.alert_history_id], sms_enabled=self._sms_enabled
-        )
+        with permanent_database_errors():
+            firings, deliveries = await notifications.record_intents(
+                self._engine, [request.alert_history_id], sms_enabled=self._sms_enabled
+            )
         return RecordIntentsResult(firings=firings, deliveries=deliveries)
 
     @activity.defn(name="notifications.record_intents_for_evaluation")
     async def record_intents_for_evaluation(self, request: SendAlertNotificationBatchInput) -> RecordIntentsResult:
-        firings, deliveries = await notifications.record_intents_for_evaluation(
-            self._engine, request.kind, request.triggered_at, sms_enabled=self._sms_enabled
-        )
+        with permanent_database_errors():
+            firings, deliveries = await notifications.record_intents_for_evaluation(
+                self._engine, request.kind, request.triggered_at, sms_enabled=self._sms_enabled
+            )
         return RecordIntentsResult(firings=firings, deliveries=deliveries)

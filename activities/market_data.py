@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.errors import to_application_error
+from activities.errors import permanent_database_errors, to_application_error
 from deallens.contracts import (
     BarsSyncResult,
     CleanupInput,
@@ -165,7 +165,8 @@ class AlphaVantageActivities:
             for bar in series.bars
         ]
         # An empty (but well-formed) series stores nothing and deletes nothing.
-        counts = await ohlc.upsert_bars(self._engine, rows)
+        with permanent_database_errors():
+            counts = await ohlc.upsert_bars(self._engine, rows)
         return BarsSyncResult(
             inserted=counts.inserted,
             updated=counts.updated,
@@ -185,7 +186,8 @@ class AlphaVantageActivities:
             "currency": overview.currency,
         }
         raw = json.dumps({**overview.raw, "_source": self._source}, sort_keys=True)
-        name, changed = await companies.update_fundamentals(self._engine, request.company_id, fields, raw)
+        with permanent_database_errors():
+            name, changed = await companies.update_fundamentals(self._engine, request.company_id, fields, raw)
         return FundamentalsSyncResult(changed=changed, name=name)
 
 
@@ -206,6 +208,10 @@ class MarketDataActivities:
         self._max_symbols = price_sync_max_symbols
         self._fundamentals_max = fundamentals_max_symbols
         self._retention = retention_rules
+
+    async def _calls_left(self) -> int:
+        used, _ = await usage.usage(self._engine, PROVIDER, ledger_day(dt.datetime.now(dt.UTC)))
+        return max(0, self._calls_per_day - used)
 
     @activity.defn(name="market.session")
     async def market_session(self, request: MarketSessionInput) -> MarketSessionResult:
@@ -236,7 +242,8 @@ class MarketDataActivities:
 
     @activity.defn(name="market.store_quotes")
     async def store_quotes(self, request: StoreQuotesInput) -> StoreQuotesResult:
-        updated, unchanged = await prices.store_quotes(self._engine, request.quotes)
+        with permanent_database_errors():
+            updated, unchanged = await prices.store_quotes(self._engine, request.quotes)
         return StoreQuotesResult(updated=updated, unchanged=unchanged)
 
     @activity.defn(name="market.record_unknown_symbols")
@@ -247,7 +254,7 @@ class MarketDataActivities:
     @activity.defn(name="market.plan_daily_bars")
     async def plan_daily_bars(self, request: PlanDailyBarsInput) -> PlanDailyBarsResult:
         jobs, skipped = await companies.daily_bar_jobs(
-            self._engine, request.symbols, through=request.through, full=request.full
+            self._engine, request.symbols, through=request.through, full=request.full, calls_left=await self._calls_left()
         )
         return PlanDailyBarsResult(
             jobs=[BarsJob(company_id=c, symbol=s, full=f) for c, s, f in jobs], skipped=skipped
@@ -258,8 +265,12 @@ class MarketDataActivities:
         if request.symbols:
             found, skipped = await companies.resolve(self._engine, request.symbols)
         else:
+            # Fundamentals change quarterly: they get only what is left after holding back a
+            # call per tracked company for the post-close OHLC sync.
+            spare = await self._calls_left() - await companies.tracked_count(self._engine)
             fresh_after = dt.datetime.now(dt.UTC) - FUNDAMENTALS_FRESH_FOR
-            found, skipped = await companies.stalest_fundamentals(self._engine, self._fundamentals_max, fresh_after), []
+            limit = max(0, min(self._fundamentals_max, spare))
+            found, skipped = await companies.stalest_fundamentals(self._engine, limit, fresh_after), []
         return PlanFundamentalsResult(
             jobs=[FundamentalsJob(company_id=c, symbol=s) for c, s in found], skipped=skipped
         )

@@ -9,11 +9,12 @@ percent_change, stored exactly as `alert_params` stores them, thresholds around 
 so that 1-2% fire), then times:
 
 1. `deallens.db.alert_eval.evaluate(engine, "price", policy)`: the one statement;
-   then once more on the same data, where nothing new fires;
+   then once more on the same data, where nothing new fires (the median of 3 rounds,
+   each from the seeded state);
 2. the loop a Celery task would run, on the same alerts reset to the same state: for each
    active alert, SELECT its company's latest quote, decide in Python, and per firing count
    the user's firings today, INSERT alert_history and UPDATE the alert in a transaction.
-   When a 5,000-alert sample projects to more than a minute, the sample's time is
+   When a 5,000-alert sample projects to more than two minutes, the sample's time is
    extrapolated linearly (the output says so).
 
 Both must fire the same alerts: the loop is also a cross-check of the statement's semantics.
@@ -53,8 +54,9 @@ COMPANIES = 2_000
 USERS = 10_000
 NOW = dt.datetime(2026, 11, 27, 15, 4, tzinfo=dt.UTC)
 POLICY = EvalPolicy(now=NOW, max_quote_age=dt.timedelta(minutes=15))
+REPEATS = 3
 SAMPLE = 5_000
-NAIVE_BUDGET_SECONDS = 60.0
+NAIVE_BUDGET_SECONDS = 120.0
 TARGET_SECONDS = 0.5
 TARGET_RATIO = 100
 
@@ -133,7 +135,8 @@ async def seed(engine: AsyncEngine, url: str, alerts: int) -> None:
         index = rand.randrange(COMPANIES)
         user_id = rand.choice(users)
         rule = parse_alert({"user_id": user_id, **alert_definition(rand, companies[index].symbol, prices[index])})
-        records.append((user_id, companies[index].id, "price", json.dumps(alert_params(rule)), NOW - dt.timedelta(days=1)))
+        params = json.dumps(alert_params(rule))
+        records.append((user_id, companies[index].id, "price", params, NOW - dt.timedelta(days=1)))
     conn = await asyncpg.connect(asyncpg_dsn(url))
     try:
         await conn.copy_records_to_table(
@@ -148,7 +151,10 @@ async def reset(engine: AsyncEngine) -> None:
     """Every alert back to its seeded state, no history: the next run does the same work."""
     async with engine.begin() as conn:
         await conn.execute(text("TRUNCATE alert_history, notification_deliveries"))
-        await conn.execute(text("UPDATE alerts SET armed = true, active = true, last_triggered_at = NULL"))
+        await conn.execute(text(
+            "UPDATE alerts SET armed = true, active = true, last_triggered_at = NULL "
+            "WHERE NOT armed OR NOT active OR last_triggered_at IS NOT NULL"
+        ))
     async with engine.connect() as conn:
         await (await conn.execution_options(isolation_level="AUTOCOMMIT")).execute(text("VACUUM ANALYZE alerts"))
 
@@ -239,10 +245,22 @@ async def naive_loop(engine: AsyncEngine, policy: EvalPolicy, limit: int | None)
 # ------------------------------------------------------------------ timed runs
 
 
-async def time_evaluate(engine: AsyncEngine, label: str, alerts: int) -> Timing:
-    started = time.perf_counter()
-    firings = await evaluate(engine, "price", POLICY)
-    return Timing(label, alerts, len(firings), time.perf_counter() - started)
+async def time_evaluate(engine: AsyncEngine, alerts: int) -> tuple[Timing, Timing]:
+    """The statement on the seeded state, then again on the same data: the median of
+    REPEATS rounds, each from the seeded state (single runs are noisy on a shared machine)."""
+    first: list[tuple[int, float]] = []
+    again: list[tuple[int, float]] = []
+    for _ in range(REPEATS):
+        await reset(engine)
+        for runs in (first, again):
+            started = time.perf_counter()
+            firings = await evaluate(engine, "price", POLICY)
+            runs.append((len(firings), time.perf_counter() - started))
+    median = REPEATS // 2
+    return (
+        Timing(f"evaluate(): one statement (median of {REPEATS})", alerts, *sorted(first, key=lambda r: r[1])[median]),
+        Timing("evaluate() again: nothing new fires", alerts, *sorted(again, key=lambda r: r[1])[median]),
+    )
 
 
 async def time_naive(engine: AsyncEngine, alerts: int) -> Timing:
@@ -252,7 +270,8 @@ async def time_naive(engine: AsyncEngine, alerts: int) -> Timing:
     sample_seconds = time.perf_counter() - started
     projected = sample_seconds * alerts / sampled
     if projected > NAIVE_BUDGET_SECONDS:
-        return Timing("naive per-alert loop (extrapolated)", alerts, round(sample_fired * alerts / sampled), projected, sampled)
+        fired = round(sample_fired * alerts / sampled)
+        return Timing("naive per-alert loop (extrapolated)", alerts, fired, projected, sampled)
     await reset(engine)
     started = time.perf_counter()
     evaluated, fired = await naive_loop(engine, POLICY, None)
@@ -270,8 +289,10 @@ def report(sql: Timing, again: Timing, naive: Timing) -> None:
         print(f"2. timed on the first {naive.extrapolated_from:,} alerts and extrapolated linearly to {naive.alerts:,}")
     ratio = naive.seconds / sql.seconds
     print(f"ratio: the statement is {ratio:,.0f}x the naive loop")
-    print(f"target: SQL evaluation <= {TARGET_SECONDS} s: {'PASS' if sql.seconds <= TARGET_SECONDS else 'FAIL'} ({sql.seconds:.2f} s)")
-    print(f"target: >= {TARGET_RATIO}x the naive loop: {'PASS' if ratio >= TARGET_RATIO else 'FAIL'} ({ratio:,.0f}x)")
+    fast = "PASS" if sql.seconds <= TARGET_SECONDS else "FAIL"
+    print(f"target: SQL evaluation <= {TARGET_SECONDS} s: {fast} ({sql.seconds:.2f} s)")
+    faster = "PASS" if ratio >= TARGET_RATIO else "FAIL"
+    print(f"target: >= {TARGET_RATIO}x the naive loop: {faster} ({ratio:,.0f}x)")
 
 
 async def bench(server_url: str, alerts: int) -> None:
@@ -285,8 +306,7 @@ async def bench(server_url: str, alerts: int) -> None:
         await seed(engine, url, alerts)
         print(f"seeded {alerts:,} price alerts on {COMPANIES:,} companies for {USERS:,} users, one quote per "
               f"company, in {time.perf_counter() - started:.1f} s (not timed)", flush=True)
-        sql = await time_evaluate(engine, "evaluate(): one statement", alerts)
-        again = await time_evaluate(engine, "evaluate() again: nothing new fires", alerts)
+        sql, again = await time_evaluate(engine, alerts)
         await reset(engine)
         naive = await time_naive(engine, alerts)
         if naive.extrapolated_from is None and naive.firings != sql.firings:

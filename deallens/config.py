@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     # are declared here so that `.env` and `starter.py health` see the same values.
     temporal_address: str = "localhost:7233"
     temporal_namespace: str = "default"
+    # Temporal Cloud / a TLS cluster; passed on to temporalio.envconfig (TEMPORAL_TLS* too).
+    temporal_api_key: SecretStr | None = None
     # host:port for the worker's Prometheus metrics endpoint (SDK metrics); unset = off.
     temporal_metrics_bind: str | None = None
 
@@ -171,7 +173,8 @@ def _describe(error: ValidationError) -> str:
         env_name = str(field_info.validation_alias.choices[0])
     value = first.get("input")
     secret = field_info is not None and field_info.annotation is not None and "SecretStr" in str(field_info.annotation)
-    shown = "" if field_info is None or secret else f" (got {value!r})"
+    # A database URL may carry a password: never echo it.
+    shown = "" if field_info is None or secret or field == "database_url" else f" (got {value!r})"
     message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
     return f"{env_name}: {message}{shown}"
 

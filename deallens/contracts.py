@@ -164,7 +164,6 @@ class SyncDailyOHLCInput(Model):
 
     symbols: Annotated[list[str], Field(max_length=1000)] = []
     full: bool = False
-    force: bool = False
 
     @field_validator("symbols")
     @classmethod
@@ -182,7 +181,6 @@ class BarsSyncResult(Model):
 
 class SyncDailyOHLCResult(Model):
     session_date: dt.date | None = None
-    skipped_reason: str | None = None
     symbols: list[SymbolResult] = []
     bars_inserted: int = 0
     bars_updated: int = 0

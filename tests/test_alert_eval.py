@@ -28,7 +28,7 @@ COMPANIES = {
 
 @pytest.fixture
 async def ids(db: AsyncEngine) -> dict[str, int]:
-    """The companies by symbol, and user 1 (daily cap 50)."""
+    """The companies by symbol; users 1 and 2 (daily cap 50)."""
     async with db.begin() as conn:
         rows = await conn.execute(
             text("INSERT INTO companies (symbol, name) SELECT * FROM unnest(CAST(:s AS text[]), CAST(:n AS text[])) "
@@ -45,10 +45,10 @@ async def sql(db: AsyncEngine, statement: str, **params: Any) -> Any:
         return (await conn.execute(text(statement), params)).all()
 
 
-async def alert(db: AsyncEngine, created_at: dt.datetime = CREATED, **definition: Any) -> int:
-    """Created as production does (params exactly as stored), `created_at` set for the test's clock."""
+async def alert(db: AsyncEngine, **definition: Any) -> int:
+    """Created as production does (params exactly as stored), at CREATED on the test's clock."""
     alert_id = await add_alert(db, parse_alert({"user_id": 1, **definition}))
-    await sql(db, "UPDATE alerts SET created_at = :t WHERE id = :a RETURNING id", t=created_at, a=alert_id)
+    await sql(db, "UPDATE alerts SET created_at = :t WHERE id = :a RETURNING id", t=CREATED, a=alert_id)
     return alert_id
 
 
@@ -70,8 +70,8 @@ async def run(
     db: AsyncEngine, kind: AlertKind, at: dt.datetime = NOW, *, symbols: list[str] | None = None, **policy: Any
 ) -> list[Firing]:
     """Quotes older than 30 minutes are stale."""
-    policy = EvalPolicy(now=at, max_quote_age=dt.timedelta(minutes=30), **policy)
-    return await evaluate(db, kind, policy, symbols=symbols)
+    eval_policy = EvalPolicy(now=at, max_quote_age=dt.timedelta(minutes=30), **policy)
+    return await evaluate(db, kind, eval_policy, symbols=symbols)
 
 
 async def state(db: AsyncEngine, alert_id: int) -> tuple[bool, bool, dt.datetime | None]:
@@ -228,7 +228,8 @@ async def test_symbols_restrict_the_evaluation(db: AsyncEngine, ids: dict[str, i
 @pytest.mark.parametrize(
     ("definition", "quotes", "message"),
     [
-        ({"percent": 2, "direction": "down"}, [("405.41", "415.00", 0)], "MSFT moved -2.31% since the previous close (2% alert)"),
+        ({"percent": 2, "direction": "down"}, [("405.41", "415.00", 0)],
+         "MSFT moved -2.31% since the previous close (2% alert)"),
         ({"percent": 2, "direction": "up"}, [("405.41", "415.00", 0)], None),
         ({"percent": "2.5"}, [("425.38", "415.00", 0)], "MSFT moved +2.50% since the previous close (2.5% alert)"),
         ({"percent": 2}, [("405.41", None, 0)], None),  # no previous close: no reference
@@ -282,7 +283,9 @@ async def test_volume_spike_against_the_20_day_average(db: AsyncEngine, ids: dic
     alert_id = await alert(db, type="volume_spike", symbol="GS", multiple=2)
     # 20 bars of 10M, older ones of 1M that would lower the average if counted, today's provisional ignored.
     await bars(db, "GS", 30, 1_000_000)
-    await sql(db, "UPDATE ohlc_data SET volume = 10000000 WHERE date >= CAST(:d AS date) - 20 RETURNING id", d=NOW.date())
+    await sql(
+        db, "UPDATE ohlc_data SET volume = 10000000 WHERE date >= CAST(:d AS date) - 20 RETURNING id", d=NOW.date()
+    )
     await bars(db, "GS", 0, 0, provisional_today=900_000_000)
     quote_id = await quote(db, "GS", "500", volume=26_000_000)
     [firing] = await run(db, "volume")
@@ -311,6 +314,14 @@ async def test_volume_above(db: AsyncEngine, ids: dict[str, int], volume: int, f
     assert len(firings) == fires
     if volume == 152_300_000:
         assert firings[0].message == "TSLA volume 152.3M is above 150.0M (15:04 UTC)"
+
+
+async def test_an_observation_too_large_to_record_is_recorded_as_null(db: AsyncEngine, ids: dict[str, int]) -> None:
+    """alert_history.value is numeric(18,6): a bogus provider volume must not fail the evaluation."""
+    await alert(db, type="volume_above", symbol="TSLA", threshold=150_000_000)
+    await quote(db, "TSLA", "250", volume=2_000_000_000_000)
+    [firing] = await run(db, "volume")
+    assert firing.value is None and firing.message == "TSLA volume 2.0T is above 150.0M (15:04 UTC)"
 
 
 # ------------------------------------------------------------------ news
@@ -370,7 +381,9 @@ async def test_messages_are_one_line_and_clipped(db: AsyncEngine, ids: dict[str,
 
 
 async def test_news_sentiment_is_edge_triggered(db: AsyncEngine, ids: dict[str, int]) -> None:
-    alert_id = await alert(db, type="news_sentiment", symbol="PFE", threshold=-0.3, direction="below", cooldown_seconds=0)
+    alert_id = await alert(
+        db, type="news_sentiment", symbol="PFE", threshold=-0.3, direction="below", cooldown_seconds=0
+    )
     await article(db, "older than the window", at=NOW - dt.timedelta(hours=25), score="0.9")
     await article(db, "unscored", at=NOW - 3 * MINUTE)
     assert await run(db, "news") == []  # nothing scored in the window: no data
@@ -387,13 +400,14 @@ async def test_news_sentiment_is_edge_triggered(db: AsyncEngine, ids: dict[str, 
 # ------------------------------------------------------------------ deals
 
 
-async def deal(db: AsyncEngine, *, created_at: dt.datetime, status: str = "announced", value: str | None = "43000000000") -> int:
+async def deal(db: AsyncEngine, *, created_at: dt.datetime, value: str | None = "43000000000") -> int:
+    """Pfizer to acquire Seagen, recorded at `created_at`."""
     [(deal_id,)] = await sql(
         db,
         "INSERT INTO deals (title, acquirer_company_id, target_company_id, status, value_usd, source, created_at) "
-        "SELECT 'Pfizer / Seagen', a.id, t.id, :st, :v, 'test', :c FROM companies a, companies t "
+        "SELECT 'Pfizer / Seagen', a.id, t.id, 'announced', :v, 'test', :c FROM companies a, companies t "
         "WHERE a.symbol = 'PFE' AND t.symbol = 'SGEN' RETURNING id",
-        st=status, v=None if value is None else Decimal(value), c=created_at,
+        v=None if value is None else Decimal(value), c=created_at,
     )
     return deal_id
 
@@ -513,6 +527,27 @@ async def test_overlapping_evaluations_of_one_event_fire_once(db: AsyncEngine, i
         assert len(await first) == 1 and await second == []
     assert await fired_count(db, alert_id) == 1
     assert (await state(db, alert_id))[2] == NOW  # the second evaluation updated nothing
+
+
+async def test_no_rearming_of_an_alert_fired_after_the_snapshot(db: AsyncEngine, ids: dict[str, int]) -> None:
+    """The evaluation sees the alert disarmed and the condition false; before its re-arming
+    UPDATE gets the row, another evaluation fires the alert again (here: the blocker). The
+    re-arming must not undo that firing's disarming."""
+    alert_id = await alert(db, type="price_above", symbol="AAPL", threshold=230, cooldown_seconds=0)
+    await sql(db, "UPDATE alerts SET armed = false, last_triggered_at = :t RETURNING id", t=NOW - 5 * MINUTE)
+    await quote(db, "AAPL", "229")
+    async with db.connect() as other:
+        await other.execute(text("UPDATE alerts SET last_triggered_at = :t WHERE id = :a"), {"t": NOW, "a": alert_id})
+        evaluation = asyncio.ensure_future(run(db, "price"))
+        await _waiting_on_locks(db, 1)
+        await other.commit()
+        assert await evaluation == []
+    assert await state(db, alert_id) == (False, True, NOW)
+
+
+async def test_an_unknown_kind_is_refused(db: AsyncEngine) -> None:
+    with pytest.raises(ValueError, match="unknown alert kind 'prices'"):
+        await evaluate(db, "prices", EvalPolicy(now=NOW, max_quote_age=MINUTE))  # type: ignore[arg-type]
 
 
 async def test_policy_needs_an_aware_clock() -> None:

@@ -213,3 +213,21 @@ async def test_pending_new_data_survives_a_worker_restart(
     async with db.connect() as conn:
         fired = (await conn.execute(text("SELECT count(*) FROM alert_history WHERE alert_id = :a"), {"a": alert_id})).scalar_one()
     assert fired == 1
+
+
+async def test_a_paused_monitor_still_continues_as_new_keeping_its_state(
+    dev_env: WorkflowEnvironment, task_queue: str, db: AsyncEngine, settings: Any, monitors: None
+) -> None:
+    async with running_workers(dev_env.client, settings, task_queue):
+        handle = await start_monitor(dev_env.client, task_queue, "news", evaluations_per_run=1)
+        await handle.signal("pause", {"reason": "maintenance"})
+        latest = dev_env.client.get_workflow_handle(monitor_id("news"))
+        # One signal at a time, as price syncs send them (a minute apart): each its own wake-up.
+        for n in range(8):
+            await latest.signal("new_data", {"symbols": [f"S{n}"]})
+            await eventually(lambda n=n: _pending(latest, [f"S{i}" for i in range(n + 1)]))
+        carried = await status(latest)
+        description = await latest.describe()
+    assert carried is not None and carried.paused and carried.pause_reason == "maintenance"
+    assert carried.evaluations == 0
+    assert description.run_id != handle.first_execution_run_id

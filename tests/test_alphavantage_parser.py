@@ -102,6 +102,9 @@ def _quote(**changes: str) -> dict[str, Any]:
         ({"06. volume": "-3"}, "06. volume is not a whole number"),
         ({"07. latest trading day": "yesterday"}, "latest_trading_day"),
         ({"01. symbol": "AAPL"}, "answered for 'AAPL', asked for 'MSFT'"),
+        # Numbers no column could hold: a corrupt body, not a database error retried forever.
+        ({"05. price": "1e13", "03. high": "2e13"}, "beyond any possible price"),
+        ({"10. change percent": "99999999999%"}, "beyond any possible move"),
     ],
 )
 def test_impossible_values_are_rejected_with_a_reason(changes: dict[str, str], reason: str) -> None:

@@ -53,6 +53,14 @@ def test_invalid_values_name_the_variable(
     assert "\n" not in message
 
 
+def test_a_bad_database_url_is_named_without_echoing_its_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "mysql://admin:S3cretPw@db:3306/x")
+    with pytest.raises(ConfigError) as raised:
+        load_settings(_env_file=None)
+    assert str(raised.value).startswith("DATABASE_URL: expected a PostgreSQL URL")
+    assert "S3cretPw" not in str(raised.value)
+
+
 def test_secrets_never_show(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ALPHAVANTAGE_API_KEY", "av-secret-123")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-secret-456")

@@ -111,6 +111,11 @@ async def test_schedules_apply_creates_then_updates(dev_env: WorkflowEnvironment
     assert description.schedule.policy.overlap is ScheduleOverlapPolicy.SKIP
     action = description.schedule.action
     assert action.workflow == "SyncCompanyPrices" and action.task_queue == task_queue
+    # An operator's pause survives a later apply (make run applies on every start).
+    await client.get_schedule_handle("sync-fundamentals").pause(note="provider migration")
+    await schedules.apply(client, dry_run=False, task_queue=task_queue)
+    state = (await client.get_schedule_handle("sync-fundamentals").describe()).schedule.state
+    assert state.paused and state.note == "provider migration"
     daily = (await client.get_schedule_handle("sync-daily-ohlc").describe()).schedule
     assert [(c.hour[0].start, c.minute[0].start) for c in daily.spec.calendars] == [(16, 30)]
     assert daily.policy.catchup_window == dt.timedelta(hours=12)

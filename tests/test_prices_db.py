@@ -41,8 +41,9 @@ async def test_store_is_idempotent_and_skips_unchanged(db: AsyncEngine) -> None:
     await seed_demo(db)
     batch = [quote("AAPL", "230.10"), quote("MSFT", "415.00")]
     assert await prices.store_quotes(db, batch) == (["AAPL", "MSFT"], [])
-    # A retried activity sends the same batch again: nothing new is stored.
-    assert await prices.store_quotes(db, batch) == ([], ["AAPL", "MSFT"])
+    # A retried activity sends the same batch again: nothing new is stored, and the quotes
+    # still count as stored by this batch (so the retry signals the monitors too).
+    assert await prices.store_quotes(db, batch) == (["AAPL", "MSFT"], [])
     # A later identical quote is "unchanged"; a moved price is stored.
     later = NOW + dt.timedelta(minutes=1)
     updated, unchanged = await prices.store_quotes(db, [quote("AAPL", "230.10", at=later), quote("MSFT", "416.00", at=later)])

@@ -207,3 +207,17 @@ async def test_premium_key_refreshes_many_symbols_per_call(
     }
     assert app.state.sim.stats.by_endpoint == {"REALTIME_BULK_QUOTES": 1}
     assert len(await _stored(seeded)) == 3
+
+
+@pytest.mark.parametrize("raw", ["AAPL", ["AAPL"], 3])
+async def test_input_that_is_not_an_object_fails_the_workflow(
+    time_env: WorkflowEnvironment, task_queue: str, seeded: AsyncEngine, sim: tuple[str, Any], make_settings: Any, raw: Any
+) -> None:
+    settings = make_settings(alphavantage_base_url=sim[0])
+    async with running_workers(time_env.client, settings, task_queue, replace_activities=[market(True)]):
+        handle = await time_env.client.start_workflow("SyncCompanyPrices", raw, id="sync-not-object", task_queue=task_queue)
+        with pytest.raises(WorkflowFailureError) as raised:
+            await handle.result()
+    cause = raised.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == "InvalidInput"
+    assert cause.message.startswith("invalid input: expected a JSON object")

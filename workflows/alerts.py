@@ -13,7 +13,6 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
@@ -35,16 +34,17 @@ with workflow.unsafe.imports_passed_through():
         SendAlertNotificationInput,
     )
     from workflows.inputs import validated
+    from workflows.policies import DB_RETRY, DB_TIMEOUT
 
-DB_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
-DB_TIMEOUT = timedelta(seconds=60)
 MARKET_HOURS_KINDS = frozenset({"price", "volume"})
+# Wake-ups (signals, timers, pauses) allowed per evaluation before continuing as new.
+PASSES_PER_EVALUATION = 5
 
 
 @workflow.defn(name="AlertMonitor")
 class AlertMonitor:
     @workflow.init
-    def __init__(self, raw: dict[str, Any] | None = None) -> None:
+    def __init__(self, raw: Any = None) -> None:
         # State comes from the input here, not in run(): a signal or update delivered with
         # the start (signal-with-start, or an adjust right after start) runs its handler
         # before run() and must find the state it changes.
@@ -62,12 +62,23 @@ class AlertMonitor:
         self._wake = False
 
     @workflow.run
-    async def run(self, raw: dict[str, Any] | None = None) -> None:
+    async def run(self, raw: Any = None) -> None:
         if self._input_error is not None:
             raise self._input_error
-        runs_evaluations = 0
+        runs_evaluations = passes = 0
 
         while True:
+            # Checked on every pass, paused or not: a paused monitor still receives a
+            # `new_data` signal a minute, and its history must stay bounded too.
+            per_run = self._state.evaluations_per_run
+            if (
+                runs_evaluations >= per_run
+                or passes >= PASSES_PER_EVALUATION * per_run
+                or workflow.info().is_continue_as_new_suggested()
+            ):
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(self._carry_over())
+            passes += 1
             timer_due = await self._wait()
             if self._paused:
                 continue
@@ -80,10 +91,6 @@ class AlertMonitor:
             else:
                 continue
             runs_evaluations += 1
-            # A bounded history replays fast after a worker restart, whatever the server suggests.
-            if runs_evaluations >= self._state.evaluations_per_run or workflow.info().is_continue_as_new_suggested():
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                workflow.continue_as_new(self._carry_over())
 
     async def _wait(self) -> bool:
         """Until there is something to do; True when the polling interval came due."""
@@ -149,10 +156,15 @@ class AlertMonitor:
             }
         )
         if result.history_ids:
-            for history_id in result.history_ids:
-                await self._start_child(
-                    "SendAlertNotification", SendAlertNotificationInput(alert_history_id=history_id), f"notify-{history_id}"
+            # Started together: one workflow task for all, not a round trip each.
+            await asyncio.gather(
+                *(
+                    self._start_child(
+                        "SendAlertNotification", SendAlertNotificationInput(alert_history_id=history_id), f"notify-{history_id}"
+                    )
+                    for history_id in result.history_ids
                 )
+            )
         elif result.fired:
             batch = SendAlertNotificationBatchInput(kind=self._state.kind, triggered_at=result.triggered_at)
             await self._start_child(
@@ -170,7 +182,10 @@ class AlertMonitor:
                 execution_timeout=timedelta(days=2),
             )
         except WorkflowAlreadyStartedError:
-            pass  # an earlier attempt started it: exactly one notify-<id> per firing
+            # Still running from an earlier attempt. (A closed notify-<id> may run again:
+            # the notification_deliveries ledger, unique per firing and channel, makes a
+            # second run deliver nothing twice.)
+            pass
 
     def _carry_over(self) -> AlertMonitorInput:
         return self._state.model_copy(
@@ -194,6 +209,9 @@ class AlertMonitor:
             self._pending |= set(signal.symbols)
         else:
             self._pending_all = True
+        # Wakes a paused monitor too, only to count the pass: its history grows with every
+        # signal, so it must reach the continue-as-new check.
+        self._wake = True
 
     @workflow.signal(name="pause")
     def pause(self, raw: dict[str, Any] | None = None) -> None:
@@ -252,7 +270,7 @@ class SendAlertNotification:
     """
 
     @workflow.run
-    async def run(self, raw: dict[str, Any] | None = None) -> RecordIntentsResult:
+    async def run(self, raw: Any = None) -> RecordIntentsResult:
         request = validated(SendAlertNotificationInput, raw)
         return await workflow.execute_activity_method(
             AlertActivities.record_intents, request, start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY
@@ -264,7 +282,7 @@ class SendAlertNotificationBatch:
     """Every firing of one evaluation (a burst), in one set-based activity."""
 
     @workflow.run
-    async def run(self, raw: dict[str, Any] | None = None) -> RecordIntentsResult:
+    async def run(self, raw: Any = None) -> RecordIntentsResult:
         request = validated(SendAlertNotificationBatchInput, raw)
         return await workflow.execute_activity_method(
             AlertActivities.record_intents_for_evaluation,

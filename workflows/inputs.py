@@ -16,10 +16,15 @@ from temporalio.exceptions import ApplicationError
 M = TypeVar("M", bound=BaseModel)
 
 
-def validated(model: type[M], raw: dict[str, Any] | BaseModel | None) -> M:
+def validated(model: type[M], raw: Any) -> M:
+    """`raw` is typed Any on purpose: a JSON string or list must reach this check too."""
     if isinstance(raw, model):
         return raw
-    data = raw.model_dump() if isinstance(raw, BaseModel) else (raw or {})
+    data = raw.model_dump() if isinstance(raw, BaseModel) else ({} if raw is None else raw)
+    if not isinstance(data, dict):
+        raise ApplicationError(
+            f"invalid input: expected a JSON object, got {type(data).__name__}", type="InvalidInput", non_retryable=True
+        )
     try:
         return model.model_validate(data)
     except ValidationError as error:

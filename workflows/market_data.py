@@ -46,12 +46,10 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows import queues
     from workflows.inputs import validated
+    from workflows.policies import BEST_EFFORT_RETRY, DB_RETRY, DB_TIMEOUT
 
 T = TypeVar("T")
 
-# Database activities: quick, retried with backoff for as long as a short outage lasts.
-DB_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
-DB_TIMEOUT = timedelta(seconds=60)
 CLEANUP_TIMEOUT = timedelta(minutes=30)
 CLEANUP_HEARTBEAT = timedelta(minutes=2)
 
@@ -121,6 +119,21 @@ async def _record_unknown(results: dict[str, SymbolResult]) -> None:
         results[symbol] = results[symbol].model_copy(update={"detail": f"{results[symbol].detail}; now quarantined"})
 
 
+async def _signal_monitors(kinds: list[str], symbols: list[str]) -> None:
+    """Signal-with-start `new_data` to the alert monitors, best effort: they poll anyway."""
+    if not symbols:
+        return
+    try:
+        await workflow.execute_activity_method(
+            AlertActivities.signal_monitors,
+            SignalMonitorsInput(kinds=kinds, symbols=symbols, task_queue=workflow.info().task_queue),
+            start_to_close_timeout=DB_TIMEOUT,
+            retry_policy=BEST_EFFORT_RETRY,
+        )
+    except ActivityError as error:
+        workflow.logger.warning("could not signal the alert monitors; they will catch up by polling: %s", error)
+
+
 def _ordered(results: dict[str, SymbolResult], *orders: Sequence[str]) -> list[SymbolResult]:
     seen = dict.fromkeys(s for order in orders for s in order)
     return [results[s] for s in seen if s in results]
@@ -131,7 +144,7 @@ class SyncCompanyPrices:
     """Latest quotes. Without symbols: tracked companies by priority within the paced budget."""
 
     @workflow.run
-    async def run(self, raw: dict[str, Any] | None = None) -> SyncCompanyPricesResult:
+    async def run(self, raw: Any = None) -> SyncCompanyPricesResult:
         request = validated(SyncCompanyPricesInput, raw)
         session = await _session()
         if not session.is_open and not request.force:
@@ -184,14 +197,7 @@ class SyncCompanyPrices:
             results[symbol] = SymbolResult(symbol=symbol, outcome=SymbolOutcome.UNCHANGED, price=by_symbol[symbol].price)
         await _record_unknown(results)
 
-        if stored.updated:
-            # Signal-with-start: the price and volume monitors evaluate these symbols now.
-            await workflow.execute_activity_method(
-                AlertActivities.signal_monitors,
-                SignalMonitorsInput(kinds=["price", "volume"], symbols=stored.updated, task_queue=workflow.info().task_queue),
-                start_to_close_timeout=DB_TIMEOUT,
-                retry_policy=DB_RETRY,
-            )
+        await _signal_monitors(["price", "volume"], stored.updated)
         return SyncCompanyPricesResult(
             market_open=session.is_open,
             symbols=_ordered(results, request.symbols, plan.fetch, [r.symbol for r in plan.deferred]),
@@ -227,7 +233,7 @@ class SyncDailyOHLC:
     """Daily bars through the last closed session; catches up every company that is behind."""
 
     @workflow.run
-    async def run(self, raw: dict[str, Any] | None = None) -> SyncDailyOHLCResult:
+    async def run(self, raw: Any = None) -> SyncDailyOHLCResult:
         request = validated(SyncDailyOHLCInput, raw)
         session = await _session()
         # Catch up through the last closed session (its bar is final). A compact series
@@ -280,6 +286,8 @@ class SyncDailyOHLC:
                 detail=detail,
             )
         await _record_unknown(results)
+        # Fresh final bars matter to volume alerts (the 20-day average).
+        await _signal_monitors(["volume"], [j.symbol for j in plan.jobs if results[j.symbol].outcome is SymbolOutcome.UPDATED])
         return SyncDailyOHLCResult(
             session_date=through,
             symbols=_ordered(results, request.symbols, [j.symbol for j in plan.jobs], sorted(results)),
@@ -293,7 +301,7 @@ class SyncFundamentals:
     """Company overview fields; without symbols the stalest companies, a few a day."""
 
     @workflow.run
-    async def run(self, raw: dict[str, Any] | None = None) -> SyncFundamentalsResult:
+    async def run(self, raw: Any = None) -> SyncFundamentalsResult:
         request = validated(SyncFundamentalsInput, raw)
         plan = await workflow.execute_activity_method(
             MarketDataActivities.plan_fundamentals,
@@ -334,7 +342,7 @@ class CleanupMarketData:
     """Retention per table (see Settings.retention_*); `dry_run` counts and changes nothing."""
 
     @workflow.run
-    async def run(self, raw: dict[str, Any] | None = None) -> CleanupMarketDataResult:
+    async def run(self, raw: Any = None) -> CleanupMarketDataResult:
         request = validated(CleanupMarketDataInput, raw)
         return await workflow.execute_activity_method(
             MarketDataActivities.cleanup,

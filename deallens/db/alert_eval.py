@@ -110,7 +110,10 @@ def _one_line(expr: str) -> str:
 
 
 def _clip(expr: str) -> str:
-    return f"(CASE WHEN length({expr}) > {MESSAGE_TEXT_MAX} THEN left({expr}, {MESSAGE_TEXT_MAX - 1}) || '…' ELSE {expr} END)"
+    return (
+        f"(CASE WHEN length({expr}) > {MESSAGE_TEXT_MAX} THEN left({expr}, {MESSAGE_TEXT_MAX - 1}) || '…'"
+        f" ELSE {expr} END)"
+    )
 
 
 def _price(expr: str) -> str:
@@ -143,6 +146,17 @@ def _history_number(expr: str) -> str:
     return f"(CASE WHEN abs({expr}) < 1e12 THEN round({expr}, 6) END)"
 
 
+def _in_scope(company_id: str) -> str:
+    """Is the company one that `symbols` names? Always when :symbols is NULL: the custom plan
+    evaluate() asks for folds that away, so the planner sees the real row counts. Otherwise
+    `= ANY(ARRAY(...))`, which an index scan can use (`IN (SELECT ...)` under an OR stays a
+    filter: the whole alerts table was scanned for two symbols)."""
+    return (
+        f"(CAST(:symbols AS text[]) IS NULL OR {company_id} = ANY(ARRAY("
+        "SELECT id FROM companies WHERE symbol = ANY(CAST(:symbols AS text[])))))"
+    )
+
+
 def _alert_columns(c: str) -> str:
     """The columns of `observations` that come from the candidate alert `c`, the same for
     every kind: what `due` and `rearmed` need without reading the alerts again."""
@@ -152,8 +166,8 @@ def _alert_columns(c: str) -> str:
 
 # The latest quote of each company in scope: one backward probe of the unique
 # (company_id, quoted_at) index per company; a stale one is no data at all. Inlined where
-# used, and keyed by companies.id, whose statistics (unique) let the planner hash these
-# few rows and scan the alerts once, rather than probe the alerts company by company.
+# used and keyed by companies.id, so the planner knows how many rows it joins: over a CTE
+# it has no statistics, guessed 200 companies for 2,000 and chose a plan 5x slower.
 _LATEST_QUOTES = f"""
     latest AS NOT MATERIALIZED (
         SELECT s.id AS company_id, q.id, q.price, q.previous_close, q.volume, q.latest_trading_day, q.quoted_at
@@ -165,14 +179,14 @@ _LATEST_QUOTES = f"""
             ORDER BY q.quoted_at DESC
             LIMIT 1
         ) q
-        WHERE s.id IN (SELECT id FROM scope) AND q.quoted_at >= {_NOW} - {_MAX_QUOTE_AGE}
+        WHERE {_in_scope('s.id')} AND q.quoted_at >= {_NOW} - {_MAX_QUOTE_AGE}
     ),"""
 
 
 @dataclass(frozen=True, slots=True)
 class _KindSQL:
-    """What differs between kinds: the CTEs ending in `observations`, and the message (over
-    `o`, an observed row, and `co`, the alert's company).
+    """What differs between kinds: the CTEs ending in `observations`, the message (over `o`,
+    an observed row, and `co`, the alert's company), and the alerts `symbols` selects.
 
     `observations` has one row per candidate alert and data point: the alert's columns
     (`_alert_columns`), then edge (a condition, not an event), holds (NULL: no usable
@@ -181,6 +195,8 @@ class _KindSQL:
 
     observations: str
     message: str
+    # Which of the kind's alerts `symbols` selects.
+    alert_scope: str = _in_scope("a.company_id")
 
 
 _PRICE = _KindSQL(
@@ -188,18 +204,20 @@ _PRICE = _KindSQL(
     + f"""
     observations AS (
         -- price_above / price_below: the price against the threshold (strictly, as "above" says);
-        -- percent_change: the move in percent against its reference, at least `percent`.
+        -- percent_change: the move against its reference, at least `percent` percent. The move
+        -- is compared multiplied out (a numeric division costs more than the rest of the test):
+        -- it is divided only for the rows kept.
         SELECT {_alert_columns('c')}, true AS edge,
                CASE c.type
                    WHEN 'price_above' THEN q.price > t.threshold
                    WHEN 'price_below' THEN q.price < t.threshold
                    ELSE CASE c.params->>'direction'
-                       WHEN 'up' THEN m.change >= t.threshold
-                       WHEN 'down' THEN m.change <= -t.threshold
-                       ELSE abs(m.change) >= t.threshold
+                       WHEN 'up' THEN (q.price - r.price) * 100 >= t.threshold * r.price
+                       WHEN 'down' THEN (r.price - q.price) * 100 >= t.threshold * r.price
+                       ELSE abs(q.price - r.price) * 100 >= t.threshold * r.price
                    END
                END AS holds,
-               CASE WHEN c.type = 'percent_change' THEN m.change ELSE q.price END AS value,
+               CASE WHEN c.type = 'percent_change' THEN (q.price - r.price) / r.price * 100 ELSE q.price END AS value,
                t.threshold, q.quoted_at AS data_at, 'price:' || q.id AS dedup_key,
                q.price, t.minutes AS window_minutes
         FROM candidates c
@@ -209,11 +227,10 @@ _PRICE = _KindSQL(
                    CAST(c.params->>'window_minutes' AS integer) AS minutes
         ) t
         CROSS JOIN LATERAL (
-            -- The move against the previous close or, over window_minutes, against the latest
+            -- The reference of a move: the previous close or, over window_minutes, the latest
             -- quote at or before now - window, itself no older than max_quote_age beyond that
-            -- (looked up for windowed alerts only); no reference (NULL) is no data.
-            SELECT (q.price - r.price) / nullif(r.price, 0) * 100 AS change
-            FROM (SELECT CASE WHEN t.minutes IS NULL THEN q.previous_close ELSE (
+            -- (looked up for windowed alerts only). None, or 0, is no data (NULL).
+            SELECT nullif(CASE WHEN t.minutes IS NULL THEN q.previous_close ELSE (
                 SELECT w.price
                 FROM price_quotes w
                 WHERE w.company_id = c.company_id
@@ -221,15 +238,16 @@ _PRICE = _KindSQL(
                   AND w.quoted_at >= {_NOW} - make_interval(mins => t.minutes) - {_MAX_QUOTE_AGE}
                 ORDER BY w.quoted_at DESC
                 LIMIT 1
-            ) END) r(price)
-        ) m
+            ) END, 0) AS price
+        ) r
     ),""",
     message=f"""CASE o.type
         WHEN 'price_above' THEN co.symbol || ' rose above ' || {_price('o.threshold')} || ': ' || {_price('o.price')}
             || ' (' || {_utc_time('o.data_at')} || ')'
         WHEN 'price_below' THEN co.symbol || ' fell below ' || {_price('o.threshold')} || ': ' || {_price('o.price')}
             || ' (' || {_utc_time('o.data_at')} || ')'
-        ELSE co.symbol || ' moved ' || CASE WHEN o.value > 0 THEN '+' ELSE '' END || CAST(round(o.value, 2) AS text) || '%'
+        ELSE co.symbol || ' moved '
+            || CASE WHEN o.value > 0 THEN '+' ELSE '' END || CAST(round(o.value, 2) AS text) || '%'
             || coalesce(' in ' || o.window_minutes || ' min', ' since the previous close')
             || ' (' || {_plain('o.threshold')} || '% alert)'
     END""",
@@ -275,7 +293,8 @@ _VOLUME = _KindSQL(
         WHEN 'volume_above' THEN co.symbol || ' volume ' || {_compact('o.value')} || ' is above '
             || {_compact('o.threshold')} || ' (' || {_utc_time('o.data_at')} || ')'
         ELSE co.symbol || ' volume ' || {_compact('o.value')} || ' is ' || CAST(round(o.value / o.average, 1) AS text)
-            || 'x its {VOLUME_BASELINE_BARS}-day average (' || {_plain("CAST(o.params->>'multiple' AS numeric)")} || 'x alert)'
+            || 'x its {VOLUME_BASELINE_BARS}-day average ('
+            || {_plain("CAST(o.params->>'multiple' AS numeric)")} || 'x alert)'
     END""",
 )
 
@@ -341,6 +360,8 @@ _NEWS = _KindSQL(
 )
 
 _DEAL = _KindSQL(
+    # Deal alerts are scoped by the deals they follow (in_scope).
+    alert_scope="true",
     observations=f"""
     named AS (
         -- Each deal once per company it names (acquirer, target).
@@ -350,10 +371,10 @@ _DEAL = _KindSQL(
         WHERE x.company_id IS NOT NULL
     ),
     in_scope AS (
-        -- The deals naming a company in scope (every deal when :symbols is NULL).
-        SELECT id AS deal_id FROM deals WHERE CAST(:symbols AS text[]) IS NULL
-        UNION
-        SELECT deal_id FROM named WHERE company_id IN (SELECT id FROM scope)
+        -- The deals naming a company that `symbols` names (every deal without symbols).
+        SELECT d.id AS deal_id
+        FROM deals d
+        WHERE {_in_scope('d.acquirer_company_id')} OR {_in_scope('d.target_company_id')}
     ),
     followed AS (
         -- The deals each alert follows: its deal; else those naming its company; else those
@@ -373,8 +394,10 @@ _DEAL = _KindSQL(
     labelled AS (
         -- What a message calls a followed deal in scope: "Acquirer to acquire Target".
         SELECT d.id, d.created_at,
-               coalesce(coalesce(acquirer.name, d.acquirer_name) || ' to acquire ' || coalesce(target.name, d.target_name),
-                        d.title) AS label,
+               coalesce(
+                   coalesce(acquirer.name, d.acquirer_name) || ' to acquire ' || coalesce(target.name, d.target_name),
+                   d.title
+               ) AS label,
                d.value_usd
         FROM deals d
         LEFT JOIN companies acquirer ON acquirer.id = d.acquirer_company_id
@@ -402,7 +425,8 @@ _DEAL = _KindSQL(
         WHERE c.type = 'deal_status_change' AND e.created_at > c.created_at
     ),""",
     message=f"""CASE o.type
-        WHEN 'deal_new' THEN 'New deal: ' || {_clip('o.label')} || coalesce(' ($' || {_compact('o.value_usd')} || ')', '')
+        WHEN 'deal_new' THEN 'New deal: ' || {_clip('o.label')}
+            || coalesce(' ($' || {_compact('o.value_usd')} || ')', '')
         ELSE 'Deal status changed: ' || coalesce(o.old_status, 'unknown') || ' → ' || coalesce(o.new_status, 'unknown')
             || ' (' || {_clip('o.label')} || ')'
     END""",
@@ -412,25 +436,21 @@ _DEAL = _KindSQL(
 def _statement(kind: _KindSQL) -> TextClause:
     return text(
         f"""
-    WITH scope AS (
-        -- The companies evaluated: those a `new_data` signal names, or all (:symbols NULL).
-        SELECT id FROM companies
-        WHERE CAST(:symbols AS text[]) IS NULL OR symbol = ANY(CAST(:symbols AS text[]))
-    ),
-    candidates AS NOT MATERIALIZED (
-        -- The kind's active, unexpired alerts in scope (partial index ix_alerts_kind_active);
-        -- deal alerts are scoped by the deals they follow. Inlined where it is used: a
-        -- materialized copy of 100,000 alerts would cost more than everything else.
+    WITH candidates AS NOT MATERIALIZED (
+        -- The kind's active, unexpired alerts in scope (the partial index ix_alerts_kind_active
+        -- when the kind is a minority). Inlined where used: a materialized copy of 100,000
+        -- alerts would cost more than everything else.
         SELECT a.*, a.params->>'type' AS type
         FROM alerts a
         WHERE a.kind = CAST(:kind AS text) AND a.active
           AND (a.expires_at IS NULL OR a.expires_at > {_NOW})
-          AND (a.kind = 'deal' OR a.company_id IN (SELECT id FROM scope))
+          AND {kind.alert_scope}
     ),
     {kind.observations}
     observed AS (
-        -- Only what may change something: conditions that hold, disarmed ones found false.
-        SELECT * FROM observations o WHERE o.holds OR (o.edge AND NOT o.holds AND NOT o.armed)
+        -- Only what may change something: conditions that hold, disarmed ones found false
+        -- (`holds` is an expression over the alert's params: tested once for armed alerts).
+        SELECT * FROM observations o WHERE o.holds OR (o.edge AND NOT o.armed AND NOT o.holds)
     ),
     due AS (
         -- What fires on this snapshot: the condition holds, the alert may fire, and this data
@@ -444,14 +464,15 @@ def _statement(kind: _KindSQL) -> TextClause:
           AND NOT EXISTS (SELECT 1 FROM alert_history h WHERE h.alert_id = o.alert_id AND h.dedup_key = o.dedup_key)
     ),
     claimed AS (
-        -- Lock the due alerts in id order (overlapping evaluations cannot deadlock). A row
-        -- another evaluation changed meanwhile is re-checked on its latest version and drops
-        -- out if it may no longer fire: that evaluation fired it first.
+        -- Lock the due alerts in id order (overlapping evaluations cannot deadlock), in the
+        -- mode the UPDATE below takes anyway. A row another evaluation changed meanwhile is
+        -- re-checked on its latest version and drops out if it may no longer fire: that
+        -- evaluation fired it first.
         SELECT a.id
         FROM alerts a
         WHERE a.id IN (SELECT alert_id FROM due) AND {_may_fire('a')}
         ORDER BY a.id
-        FOR UPDATE
+        FOR NO KEY UPDATE
     ),
     ranked AS (
         -- Each user's firings in order, for the daily cap: oldest data first.
@@ -498,10 +519,10 @@ def _statement(kind: _KindSQL) -> TextClause:
           AND a.last_triggered_at IS NOT DISTINCT FROM o.last_triggered_at
     ),
     retired AS (
-        -- Expired alerts never fire: deactivate them.
+        -- Expired alerts (in scope) never fire: deactivate them.
         UPDATE alerts a
         SET active = false
-        WHERE a.kind = CAST(:kind AS text) AND a.active AND a.expires_at <= {_NOW}
+        WHERE a.kind = CAST(:kind AS text) AND a.active AND a.expires_at <= {_NOW} AND {kind.alert_scope}
     )
     SELECT f.id AS alert_history_id, f.alert_id, r.user_id, r.type AS alert_type, r.symbol,
            f.value, f.threshold, f.data_at, f.message
@@ -511,6 +532,13 @@ def _statement(kind: _KindSQL) -> TextClause:
     """
     )
 
+
+# For the evaluation's transaction only. A plan for the parameters at hand (:symbols NULL
+# or not changes everything), never a generic one cached after five runs; and no JIT: LLVM
+# takes seconds to compile a statement this size, several times what running it takes.
+_PLANNING = text(
+    "SELECT set_config('plan_cache_mode', 'force_custom_plan', true), set_config('jit', 'off', true)"
+)
 
 _STATEMENTS: dict[str, TextClause] = {
     "price": _statement(_PRICE),
@@ -538,5 +566,6 @@ async def evaluate(
         "symbols": None if symbols is None else [s.strip().upper() for s in symbols],
     }
     async with engine.begin() as conn:
+        await conn.execute(_PLANNING)
         rows = (await conn.execute(_STATEMENTS[kind], params)).all()
     return [Firing(kind=kind, **row._asdict()) for row in rows]

@@ -135,17 +135,30 @@ async def update_fundamentals(engine: AsyncEngine, company_id: int, fields: dict
     return row.name, bool(row.changed)
 
 
+# The newest FINAL bar decides how far behind a company is: a provisional bar (today's,
+# from a quote) says nothing about the history before it.
 _BAR_CANDIDATES = text(
     """
-    SELECT c.id, c.symbol, b.date AS latest, b.provisional
+    SELECT c.id, c.symbol, f.date AS latest,
+           EXISTS (SELECT 1 FROM ohlc_data p WHERE p.company_id = c.id AND p.provisional AND p.date <= :through)
+               AS provisional
     FROM companies c
     LEFT JOIN LATERAL (
-        SELECT o.date, o.provisional FROM ohlc_data o WHERE o.company_id = c.id ORDER BY o.date DESC LIMIT 1
-    ) b ON true
+        SELECT o.date FROM ohlc_data o WHERE o.company_id = c.id AND NOT o.provisional ORDER BY o.date DESC LIMIT 1
+    ) f ON true
     WHERE c.quarantined_at IS NULL AND (CAST(:symbols AS text[]) IS NULL OR c.symbol = ANY(CAST(:symbols AS text[])))
     ORDER BY c.symbol
     """
 )
+
+_TRACKED = text("SELECT count(*) FROM companies WHERE quarantined_at IS NULL")
+
+
+async def tracked_count(engine: AsyncEngine) -> int:
+    async with engine.connect() as conn:
+        return (await conn.execute(_TRACKED)).scalar_one()
+
+DEFERRED_FOR_BUDGET = "deferred: the day's AlphaVantage budget is used up"
 
 # A compact series holds the latest 100 sessions (about 145 calendar days): a gap longer
 # than that needs the full history to catch up without holes.
@@ -153,11 +166,12 @@ COMPACT_REACH = dt.timedelta(days=140)
 
 
 async def daily_bar_jobs(
-    engine: AsyncEngine, symbols: list[str], *, through: dt.date, full: bool
+    engine: AsyncEngine, symbols: list[str], *, through: dt.date, full: bool, calls_left: int
 ) -> tuple[list[tuple[int, str, bool]], list[SymbolResult]]:
     """([(company_id, symbol, full)] that need bars through `through`, the rest with outcomes).
 
     Given symbols are always fetched; without symbols only companies that are behind are.
+    No more jobs than the day's calls left: the rest are deferred to the next run.
     """
     skipped: list[SymbolResult] = []
     if symbols:
@@ -166,7 +180,7 @@ async def daily_bar_jobs(
     else:
         wanted = None
     async with engine.connect() as conn:
-        rows = (await conn.execute(_BAR_CANDIDATES, {"symbols": wanted})).all()
+        rows = (await conn.execute(_BAR_CANDIDATES, {"symbols": wanted, "through": through})).all()
     jobs: list[tuple[int, str, bool]] = []
     for row in rows:
         behind = row.latest is None or row.latest < through or row.provisional
@@ -174,6 +188,9 @@ async def daily_bar_jobs(
             skipped.append(
                 SymbolResult(symbol=row.symbol, outcome=SymbolOutcome.UNCHANGED, detail=f"up to date through {row.latest}")
             )
+            continue
+        if len(jobs) >= calls_left:
+            skipped.append(SymbolResult(symbol=row.symbol, outcome=SymbolOutcome.DEFERRED, detail=DEFERRED_FOR_BUDGET))
             continue
         needs_full = full or row.latest is None or through - row.latest > COMPACT_REACH
         jobs.append((row.id, row.symbol, needs_full))

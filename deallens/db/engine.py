@@ -23,3 +23,10 @@ def create_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def database_problem(error: BaseException) -> str:
+    """One line saying what went wrong with the database, without the URL (it may hold a password)."""
+    original = getattr(error, "orig", None) or error
+    first = str(original).strip().splitlines()[0] if str(original).strip() else ""
+    return first or type(original).__name__

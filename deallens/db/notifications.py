@@ -57,3 +57,18 @@ async def record_intents_for_evaluation(
     async with engine.begin() as conn:
         row = (await conn.execute(_BY_EVALUATION, {"kind": kind, "at": triggered_at, "sms": sms_enabled})).one()
     return row.firings, row.deliveries
+
+
+_EVALUATION_FIRINGS = text(
+    """
+    SELECT h.id FROM alert_history h JOIN alerts a ON a.id = h.alert_id
+    WHERE a.kind = :kind AND h.triggered_at = :at
+    ORDER BY h.id
+    """
+)
+
+
+async def evaluation_firings(engine: AsyncEngine, kind: str, triggered_at: dt.datetime) -> list[int]:
+    """Every firing of one evaluation (kind, triggered_at), whichever attempt inserted it."""
+    async with engine.connect() as conn:
+        return list((await conn.execute(_EVALUATION_FIRINGS, {"kind": kind, "at": triggered_at})).scalars())

@@ -87,7 +87,12 @@ _STORE_QUOTES = text(
         UPDATE companies SET consecutive_failures = 0
         WHERE id IN (SELECT company_id FROM resolved) AND consecutive_failures > 0
     )
-    SELECT r.symbol, r.company_id, EXISTS (SELECT 1 FROM inserted x WHERE x.company_id = r.company_id) AS stored
+    -- "Stored" also when an earlier attempt of this very batch stored it (same quoted_at):
+    -- a retried activity must report (and signal) what the first attempt wrote.
+    SELECT r.symbol, r.company_id,
+           EXISTS (SELECT 1 FROM inserted x WHERE x.company_id = r.company_id)
+           OR EXISTS (SELECT 1 FROM price_quotes q WHERE q.company_id = r.company_id AND q.quoted_at = r.quoted_at)
+           AS stored
     FROM resolved r
     """
 )
@@ -126,11 +131,15 @@ async def plan_price_sync(
         at=budget.at,
         max_symbols=budget.max_symbols,
     )
+    # The reason in full once, then short: with thousands of companies the result must stay small.
     reason = (
         f"over this run's budget: {allowance} call(s) now; {budget.used_today} of "
         f"{budget.calls_per_day} daily calls used, the rest paced over the session"
     )
-    deferred = [SymbolResult(symbol=s, outcome=SymbolOutcome.DEFERRED, detail=reason) for s in ranked[allowance:]]
+    deferred = [
+        SymbolResult(symbol=s, outcome=SymbolOutcome.DEFERRED, detail=reason if i == 0 else "over this run's budget")
+        for i, s in enumerate(ranked[allowance:])
+    ]
     return ranked[:allowance], [], deferred
 
 

@@ -69,6 +69,9 @@ async def apply(
             async with engine.connect() as conn:
                 count = await conn.execute(text(f"SELECT count(*) FROM {rule.table} WHERE {_where(rule)}"), params)
                 removed[rule.table] = count.scalar_one()
+            outcome = progress(rule.table, removed[rule.table])
+            if outcome is not None:
+                await outcome
             continue
         total = 0
         statement = text(

@@ -54,6 +54,20 @@ _LAST_REFRESHED = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2})(?: [0-9]{2}:[0-9]{2}
 logger = logging.getLogger(__name__)
 
 
+# What the columns hold (numeric(18,6), numeric(12,6), bigint): a larger value is not a
+# real price but a corrupt body, and must fail as malformed here rather than as a database
+# error retried forever.
+MAX_PRICE = Decimal("1e12")
+MAX_PERCENT = Decimal("1e6")
+MAX_VOLUME = 2**63 - 1
+
+
+def _storable_price(value: Decimal) -> Decimal:
+    if abs(value) >= MAX_PRICE:
+        raise ValueError(f"{value} is beyond any possible price")
+    return value
+
+
 class Quote(BaseModel):
     """A GLOBAL_QUOTE or one REALTIME_BULK_QUOTES entry, validated. Prices are Decimal, never float.
 
@@ -82,6 +96,25 @@ class Quote(BaseModel):
     def _non_negative(cls, value: Decimal | int) -> Decimal | int:
         if value < 0:
             raise ValueError("must not be negative")
+        return value
+
+    @field_validator("open", "high", "low", "price", "previous_close", "change")
+    @classmethod
+    def _price_in_range(cls, value: Decimal) -> Decimal:
+        return _storable_price(value)
+
+    @field_validator("change_percent")
+    @classmethod
+    def _percent_in_range(cls, value: Decimal) -> Decimal:
+        if abs(value) >= MAX_PERCENT:
+            raise ValueError(f"{value}% is beyond any possible move")
+        return value
+
+    @field_validator("volume")
+    @classmethod
+    def _volume_in_range(cls, value: int) -> int:
+        if value > MAX_VOLUME:
+            raise ValueError(f"{value} is beyond any possible volume")
         return value
 
     @model_validator(mode="after")
@@ -115,6 +148,10 @@ class DailyBar(BaseModel):
     @model_validator(mode="after")
     def _possible(self) -> DailyBar:
         # low >= 0 and open, close within [low, high] leave no price negative.
+        if self.high >= MAX_PRICE:
+            raise ValueError(f"high {self.high} is beyond any possible price")
+        if self.volume > MAX_VOLUME:
+            raise ValueError(f"volume {self.volume} is beyond any possible volume")
         if self.low < 0:
             raise ValueError(f"low {self.low} is negative")
         if self.high < self.low:
