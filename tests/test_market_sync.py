@@ -108,7 +108,7 @@ async def test_missed_days_are_caught_up_with_a_compact_series(
         await time_env.client.execute_workflow(
             "SyncDailyOHLC", {"symbols": ["MSFT"]}, id="ohlc-full", task_queue=task_queue, result_type=SyncDailyOHLCResult
         )
-        # Lose the last five bars (missed days), then run without symbols.
+        # Lose the last five bars (missed days), then sync again.
         async with db.begin() as conn:
             await conn.execute(text(
                 "DELETE FROM ohlc_data WHERE date > :d AND company_id = (SELECT id FROM companies WHERE symbol = 'MSFT')"

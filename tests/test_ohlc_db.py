@@ -286,17 +286,3 @@ async def test_a_retry_after_an_interrupted_batch_stores_each_bar_once(db: Async
 
 async def test_nothing_to_store(db: AsyncEngine) -> None:
     assert await ohlc.upsert_bars(db, []) == BarUpsertCounts(0, 0, 0)
-
-
-async def test_latest_bar_dates(db: AsyncEngine) -> None:
-    aapl, msft, ko = await create_companies(db, "AAPL", "MSFT", "KO")
-    await ohlc.upsert_bars(
-        db,
-        [*history(aapl, 5), *history(msft, 3), bar(msft, MONDAY + dt.timedelta(days=7), provisional=True)],
-    )
-    assert await ohlc.latest_bar_dates(db, [aapl, msft, ko]) == {
-        aapl: MONDAY + dt.timedelta(days=4),
-        msft: MONDAY + dt.timedelta(days=7),  # a provisional bar is a stored bar
-    }
-    assert await ohlc.latest_bar_dates(db, [ko]) == {}
-    assert await ohlc.latest_bar_dates(db, []) == {}

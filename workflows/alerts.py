@@ -18,13 +18,11 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.alerts import AlertActivities
-    from activities.market_data import MarketDataActivities
     from deallens.contracts import (
         DEFAULT_MONITOR_INTERVALS,
         AdjustInput,
         AlertMonitorInput,
         EvaluateAlertsInput,
-        MarketSessionInput,
         MonitorSettings,
         MonitorStatus,
         NewDataInput,
@@ -35,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.inputs import validated
     from workflows.policies import DB_RETRY, DB_TIMEOUT
+    from workflows.shared import market_session
 
 MARKET_HOURS_KINDS = frozenset({"price", "volume"})
 # Wake-ups (signals, timers, pauses) allowed per evaluation before continuing as new.
@@ -113,12 +112,7 @@ class AlertMonitor:
         interval = timedelta(seconds=self._settings.interval_seconds)
         if self._state.kind not in MARKET_HOURS_KINDS:
             return interval
-        session = await workflow.execute_activity_method(
-            MarketDataActivities.market_session,
-            MarketSessionInput(at=workflow.now()),
-            start_to_close_timeout=DB_TIMEOUT,
-            retry_policy=DB_RETRY,
-        )
+        session = await market_session()
         if session.is_open:
             return interval
         # Closed: sleep until the next open (a `new_data` signal still wakes us).
@@ -127,13 +121,7 @@ class AlertMonitor:
     async def _polling_allowed(self) -> bool:
         if self._state.kind not in MARKET_HOURS_KINDS:
             return True
-        session = await workflow.execute_activity_method(
-            MarketDataActivities.market_session,
-            MarketSessionInput(at=workflow.now()),
-            start_to_close_timeout=DB_TIMEOUT,
-            retry_policy=DB_RETRY,
-        )
-        return session.is_open
+        return (await market_session()).is_open
 
     async def _evaluate(self, symbols: list[str] | None) -> None:
         result = await workflow.execute_activity_method(

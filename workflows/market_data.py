@@ -26,8 +26,6 @@ with workflow.unsafe.imports_passed_through():
         FetchBulkQuotesInput,
         FetchedQuote,
         FetchQuoteInput,
-        MarketSessionInput,
-        MarketSessionResult,
         PlanDailyBarsInput,
         PlanFundamentalsInput,
         PlanPriceSyncInput,
@@ -47,6 +45,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import queues
     from workflows.inputs import validated
     from workflows.policies import BEST_EFFORT_RETRY, DB_RETRY, DB_TIMEOUT
+    from workflows.shared import market_session
 
 T = TypeVar("T")
 
@@ -95,15 +94,6 @@ def _provider_queue() -> str:
     return queues.provider_queue(workflow.info().task_queue, queues.ALPHAVANTAGE_SUFFIX)
 
 
-async def _session() -> MarketSessionResult:
-    return await workflow.execute_activity_method(
-        MarketDataActivities.market_session,
-        MarketSessionInput(at=workflow.now()),
-        start_to_close_timeout=DB_TIMEOUT,
-        retry_policy=DB_RETRY,
-    )
-
-
 async def _record_unknown(results: dict[str, SymbolResult]) -> None:
     """Count unknown-symbol answers towards quarantine, and say so where it now applies."""
     unknown = [s for s, r in results.items() if r.outcome is SymbolOutcome.UNKNOWN]
@@ -146,7 +136,7 @@ class SyncCompanyPrices:
     @workflow.run
     async def run(self, raw: Any = None) -> SyncCompanyPricesResult:
         request = validated(SyncCompanyPricesInput, raw)
-        session = await _session()
+        session = await market_session()
         if not session.is_open and not request.force:
             return SyncCompanyPricesResult(
                 market_open=False,
@@ -235,7 +225,7 @@ class SyncDailyOHLC:
     @workflow.run
     async def run(self, raw: Any = None) -> SyncDailyOHLCResult:
         request = validated(SyncDailyOHLCInput, raw)
-        session = await _session()
+        session = await market_session()
         # Catch up through the last closed session (its bar is final). A compact series
         # fetched during a session also carries today's bar, stored as provisional.
         through = session.last_closed

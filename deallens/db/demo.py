@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from deallens.db.alerts import add_alert
+from deallens.db.alerts import insert_alert
 from deallens.db.engine import session_factory
 from deallens.db.models import Company, User, WatchlistEntry
 from deallens.domain.alert_rules import parse_alert
@@ -70,6 +70,8 @@ async def seed_demo(engine: AsyncEngine) -> SeedReport:
             for user, (_, _, _, symbols) in zip(users, DEMO_USERS, strict=True)
             for symbol in symbols
         )
-    for index, definition in DEMO_ALERTS:
-        await add_alert(engine, parse_alert({**definition, "user_id": users[index].id}))
+        await session.flush()
+        # In the same transaction: a crash part-way leaves no half-seeded demo behind.
+        for index, definition in DEMO_ALERTS:
+            await insert_alert(session, parse_alert({**definition, "user_id": users[index].id}))
     return SeedReport(seeded=True, companies=len(DEMO_COMPANIES), users=len(users), alerts=len(DEMO_ALERTS))

@@ -172,17 +172,6 @@ _ANY_KEY_STORED = text(
     """
 )
 
-_LATEST_BAR_DATES = text(
-    """
-    SELECT c.company_id, latest.date
-    FROM unnest(CAST(:company_ids AS bigint[])) AS c(company_id)
-    JOIN LATERAL (
-        SELECT o.date FROM ohlc_data o WHERE o.company_id = c.company_id ORDER BY o.date DESC LIMIT 1
-    ) latest ON true
-    """
-)
-
-
 async def upsert_bars(
     engine: AsyncEngine, rows: Sequence[BarRow], *, copy_threshold: int = COPY_THRESHOLD
 ) -> BarUpsertCounts:
@@ -211,18 +200,6 @@ async def upsert_bars(
         extra={"write_path": path},
     )
     return counts
-
-
-async def latest_bar_dates(engine: AsyncEngine, company_ids: Sequence[int]) -> dict[int, dt.date]:
-    """The newest stored bar's date per company (provisional or not), for catch-up planning.
-
-    Companies without any bar are absent. One statement, one index probe per company.
-    """
-    if not company_ids:
-        return {}
-    async with engine.connect() as conn:
-        result = await conn.execute(_LATEST_BAR_DATES, {"company_ids": list(company_ids)})
-        return {row.company_id: row.date for row in result}
 
 
 def _last_bar_per_key(rows: Sequence[BarRow]) -> list[BarRow]:
