@@ -318,11 +318,14 @@ class Alert(Base):
     __table_args__ = (
         CheckConstraint(f"kind IN {ALERT_KINDS!r}", name="kind_known"),
         CheckConstraint("cooldown_seconds >= 0", name="cooldown_nonnegative"),
-        # Evaluation reads active alerts of one kind: keep that index small.
-        Index("ix_alerts_kind_active", "kind", postgresql_where=text("active")),
+        # Evaluation reads the active alerts of one kind per company (bench/README.md: with
+        # 100k price alerts among 400k, 0.52-0.82 s through company_id alone, 0.32-0.37 s here).
+        Index("ix_alerts_kind_active", "kind", "company_id", postgresql_where=text("active")),
         Index("ix_alerts_company_id", "company_id"),
         Index("ix_alerts_user_id", "user_id"),
         Index("ix_alerts_deal_id", "deal_id"),
+        # Disarming/re-arming updates stay on their page (HOT) instead of rewriting every index.
+        {"postgresql_with": {"fillfactor": 85}},
     )
 
     id: Mapped[int] = _id()
