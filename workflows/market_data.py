@@ -8,7 +8,7 @@ the provider's call budget, and a failing symbol never holds up the others.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -48,6 +48,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.shared import market_session
 
 T = TypeVar("T")
+A = TypeVar("A")
+R = TypeVar("R")
 
 CLEANUP_TIMEOUT = timedelta(minutes=30)
 CLEANUP_HEARTBEAT = timedelta(minutes=2)
@@ -92,6 +94,19 @@ async def _settle(calls: Sequence[Awaitable[T]]) -> list[T | BaseException]:
 
 def _provider_queue() -> str:
     return queues.provider_queue(workflow.info().task_queue, queues.ALPHAVANTAGE_SUFFIX)
+
+
+def _provider_call(method: Callable[[Any, A], Awaitable[R]], argument: A) -> Awaitable[R]:
+    """One AlphaVantage activity (one provider call) with the provider queue's options."""
+    return workflow.execute_activity_method(
+        method,
+        argument,
+        task_queue=_provider_queue(),
+        start_to_close_timeout=PROVIDER_CALL_TIMEOUT,
+        schedule_to_close_timeout=PROVIDER_SCHEDULE_TIMEOUT,
+        heartbeat_timeout=PROVIDER_HEARTBEAT,
+        retry_policy=PROVIDER_RETRY,
+    )
 
 
 async def _record_unknown(results: dict[str, SymbolResult]) -> None:
@@ -196,26 +211,10 @@ class SyncCompanyPrices:
         )
 
     async def _fetch(self, symbol: str) -> FetchedQuote:
-        return await workflow.execute_activity_method(
-            AlphaVantageActivities.fetch_quote,
-            FetchQuoteInput(symbol=symbol),
-            task_queue=_provider_queue(),
-            start_to_close_timeout=PROVIDER_CALL_TIMEOUT,
-            schedule_to_close_timeout=PROVIDER_SCHEDULE_TIMEOUT,
-            heartbeat_timeout=PROVIDER_HEARTBEAT,
-            retry_policy=PROVIDER_RETRY,
-        )
+        return await _provider_call(AlphaVantageActivities.fetch_quote, FetchQuoteInput(symbol=symbol))
 
     async def _fetch_bulk(self, symbols: list[str]) -> Any:
-        return await workflow.execute_activity_method(
-            AlphaVantageActivities.fetch_bulk_quotes,
-            FetchBulkQuotesInput(symbols=symbols),
-            task_queue=_provider_queue(),
-            start_to_close_timeout=PROVIDER_CALL_TIMEOUT,
-            schedule_to_close_timeout=PROVIDER_SCHEDULE_TIMEOUT,
-            heartbeat_timeout=PROVIDER_HEARTBEAT,
-            retry_policy=PROVIDER_RETRY,
-        )
+        return await _provider_call(AlphaVantageActivities.fetch_bulk_quotes, FetchBulkQuotesInput(symbols=symbols))
 
 
 @workflow.defn(name="SyncDailyOHLC")
@@ -238,7 +237,7 @@ class SyncDailyOHLC:
         results: dict[str, SymbolResult] = {r.symbol: r for r in plan.skipped}
         synced = await _settle(
             [
-                workflow.execute_activity_method(
+                _provider_call(
                     AlphaVantageActivities.sync_daily_bars,
                     SyncBarsInput(
                         company_id=job.company_id,
@@ -247,11 +246,6 @@ class SyncDailyOHLC:
                         session_date=session.session_date,
                         session_closes_at=session.closes_at,
                     ),
-                    task_queue=_provider_queue(),
-                    start_to_close_timeout=PROVIDER_CALL_TIMEOUT,
-                    schedule_to_close_timeout=PROVIDER_SCHEDULE_TIMEOUT,
-                    heartbeat_timeout=PROVIDER_HEARTBEAT,
-                    retry_policy=PROVIDER_RETRY,
                 )
                 for job in plan.jobs
             ]
@@ -302,15 +296,7 @@ class SyncFundamentals:
         results: dict[str, SymbolResult] = {r.symbol: r for r in plan.skipped}
         synced = await _settle(
             [
-                workflow.execute_activity_method(
-                    AlphaVantageActivities.sync_fundamentals,
-                    job,
-                    task_queue=_provider_queue(),
-                    start_to_close_timeout=PROVIDER_CALL_TIMEOUT,
-                    schedule_to_close_timeout=PROVIDER_SCHEDULE_TIMEOUT,
-                    heartbeat_timeout=PROVIDER_HEARTBEAT,
-                    retry_policy=PROVIDER_RETRY,
-                )
+                _provider_call(AlphaVantageActivities.sync_fundamentals, job)
                 for job in plan.jobs
             ]
         )
