@@ -71,3 +71,19 @@ def test_weekend_points_at_next_monday() -> None:
 def test_naive_datetime_is_rejected() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         session_at(dt.datetime(2026, 11, 30, 15, 0))
+
+
+@pytest.mark.parametrize(
+    ("switch_day", "monday_open_utc"),
+    [
+        ("2026-03-08", "2026-03-09T13:30"),  # clocks spring forward at 02:00 ET: EDT from here
+        ("2026-11-01", "2026-11-02T14:30"),  # clocks fall back at 02:00 ET: EST from here
+    ],
+)
+def test_on_the_dst_switch_days_themselves(switch_day: str, monday_open_utc: str) -> None:
+    # Before, across and after 02:00 ET on the Sunday: closed, next session Monday 09:30 ET.
+    for hour in (5, 6, 7, 8, 20):
+        session = session_at(_utc(f"{switch_day}T{hour:02d}:00"))
+        assert not session.is_open
+        assert session.opens_at == _utc(monday_open_utc)
+        assert session.last_closed == dt.date.fromisoformat(switch_day) - dt.timedelta(days=2)  # the Friday
