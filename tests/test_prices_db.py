@@ -128,3 +128,24 @@ async def test_a_quote_is_the_days_provisional_bar_until_the_final_one(db: Async
     # A quote after the final bar (e.g. a forced after-hours sync) does not overwrite it.
     await prices.store_quotes(db, [quote("AAPL", "229.00", at=later + dt.timedelta(hours=2))])
     assert await bar() == (Decimal("231.50"), 5000, False)
+
+
+async def test_a_batch_tracking_a_symbol_another_transaction_is_tracking(db: AsyncEngine) -> None:
+    """Another batch inserts the same new company and commits while this one runs: this
+    one waits for it and uses its row (it must not fail on a NULL company_id)."""
+    import asyncio
+
+    holder = await db.connect()
+    transaction = await holder.begin()
+    await holder.execute(text("INSERT INTO companies (symbol, name) VALUES ('INTC', 'INTC')"))
+    store = asyncio.ensure_future(prices.store_quotes(db, [quote("INTC", "20.00")]))
+    await asyncio.sleep(0.5)  # the store is now waiting on the uncommitted company row
+    assert not store.done()
+    await transaction.commit()
+    await holder.close()
+    assert await store == (["INTC"], [])
+    async with db.connect() as conn:
+        counts = (await conn.execute(text(
+            "SELECT (SELECT count(*) FROM companies WHERE symbol = 'INTC'), (SELECT count(*) FROM price_quotes)"
+        ))).one()
+    assert tuple(counts) == (1, 1)

@@ -54,9 +54,12 @@ _STORE_QUOTES = text(
                latest_trading_day, quoted_at, source)
     ),
     tracked AS (
+        -- Symbols not seen before. DO UPDATE (not DO NOTHING) so that when another batch
+        -- tracks the same new symbol concurrently, this one waits and gets its id back.
         INSERT INTO companies (symbol, name)
-        SELECT symbol, symbol FROM incoming
-        ON CONFLICT (symbol) DO NOTHING
+        SELECT i.symbol, i.symbol FROM incoming i
+        WHERE NOT EXISTS (SELECT 1 FROM companies c WHERE c.symbol = i.symbol)
+        ON CONFLICT (symbol) DO UPDATE SET symbol = EXCLUDED.symbol
         RETURNING id, symbol
     ),
     resolved AS (
