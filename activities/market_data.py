@@ -49,14 +49,13 @@ from deallens.contracts import (
 from deallens.db import companies, ohlc, prices, retention, usage
 from deallens.domain.budget import ledger_day
 from deallens.domain.market_calendar import session_at
-from deallens.providers.alphavantage import PROVIDER, AlphaVantageClient, Quote
+from deallens.providers.alphavantage import BULK_QUOTES_MAX_SYMBOLS, PROVIDER, AlphaVantageClient, Quote
 from deallens.providers.errors import ProviderError, RateLimited
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-BULK_QUOTES_PER_CALL = 100
 HEARTBEAT_EVERY_SECONDS = 10.0
 # Fundamentals fetched within this long count as fresh for the daily refresh.
 FUNDAMENTALS_FRESH_FOR = dt.timedelta(hours=20)
@@ -227,7 +226,7 @@ class MarketDataActivities:
     @activity.defn(name="market.plan_price_sync")
     async def plan_price_sync(self, request: PlanPriceSyncInput) -> PlanPriceSyncResult:
         used, _ = await usage.usage(self._engine, PROVIDER, ledger_day(request.at))
-        per_call = BULK_QUOTES_PER_CALL if self._premium else 1
+        per_call = BULK_QUOTES_MAX_SYMBOLS if self._premium else 1
         budget = prices.PriceBudget(
             calls_per_day=self._calls_per_day,
             used_today=used,

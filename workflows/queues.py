@@ -19,4 +19,3 @@ def provider_queue(base: str, suffix: str) -> str:
 ALPHAVANTAGE = provider_queue(DEFAULT, ALPHAVANTAGE_SUFFIX)
 NEWSAPI = provider_queue(DEFAULT, NEWSAPI_SUFFIX)
 LLM = provider_queue(DEFAULT, LLM_SUFFIX)
-ALL = (DEFAULT, ALPHAVANTAGE, NEWSAPI, LLM)
