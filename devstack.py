@@ -33,6 +33,8 @@ DATA = Path(os.environ.get("DEVSTACK_DATA_DIR", ROOT / ".data")).resolve()
 TEMPORAL_PORT = int(os.environ.get("DEVSTACK_TEMPORAL_PORT", "7233"))
 TEMPORAL_UI_PORT = int(os.environ.get("DEVSTACK_UI_PORT", "8233"))
 SMTP_SINK_PORT = 1025
+# The unsubscribe page (List-Unsubscribe links point here through PUBLIC_BASE_URL).
+WEB_PORT = int(os.environ.get("DEVSTACK_WEB_PORT", "8090"))
 DATABASE_NAME = "deallens"
 # The simulated AlphaVantage enforces the same per-minute limit the worker's task queue is
 # given (1 call a second, like the real free tier's burst limit), so the rate machinery runs
@@ -204,6 +206,22 @@ def _smtp_sink(stack: contextlib.ExitStack, env: dict[str, str]) -> str:
     return f"127.0.0.1:{port} -> {_shown(maildir)}"
 
 
+async def _unsubscribe_page(stack: contextlib.AsyncExitStack, settings: Settings, env: dict[str, str]) -> str:
+    """Serve deallens/web on loopback, unless PUBLIC_BASE_URL points elsewhere already."""
+    if "public_base_url" in settings.model_fields_set:
+        return f"{settings.public_base_url} (PUBLIC_BASE_URL, served elsewhere)"
+    from deallens.db.engine import create_engine
+    from deallens.sim.serve import serve_asgi
+    from deallens.web.unsubscribe import create_app
+
+    engine = create_engine(env["DATABASE_URL"], pool_size=2)
+    stack.push_async_callback(engine.dispose)
+    port = WEB_PORT if not _port_in_use(WEB_PORT) else _free_port()
+    url = await stack.enter_async_context(serve_asgi(create_app(engine), port=port))
+    env["PUBLIC_BASE_URL"] = url
+    return f"{url}/unsubscribe"
+
+
 async def _run_step(args: list[str], env: dict[str, str], stop: asyncio.Event) -> None:
     """Run one set-up command; Ctrl-C stops it cleanly (it runs in its own session)."""
     process = await asyncio.create_subprocess_exec(sys.executable, *args, env=env, cwd=ROOT, start_new_session=True)
@@ -258,6 +276,7 @@ async def run() -> int:
             await _run_step(["starter.py", "migrate"], env, stop)
             await _run_step(["starter.py", "seed-demo"], env, stop)
             await _run_step(["schedules.py", "apply"], env, stop)
+            web = await _unsubscribe_page(stack, settings, env)
 
             lines = [
                 "",
@@ -265,6 +284,7 @@ async def run() -> int:
                 f"  Temporal Web UI : {ui}  (server {env['TEMPORAL_ADDRESS']})",
                 f"  database        : {database}",
                 f"  email           : {smtp}",
+                f"  unsubscribe page: {web}",
             ]
             lines += [f"  SIMULATED       : {line}" for line in simulated] or ["  providers       : all real"]
             lines += [

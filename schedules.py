@@ -36,6 +36,7 @@ from deallens.config import ConfigError, load_settings
 from deallens.contracts import (
     AlertMonitorInput,
     CleanupMarketDataInput,
+    DigestInput,
     SyncCompanyPricesInput,
     SyncDailyOHLCInput,
     SyncFundamentalsInput,
@@ -60,6 +61,7 @@ class ScheduleDef:
     overlap: ScheduleOverlapPolicy
     catchup: timedelta
     note: str
+    timeout: timedelta = timedelta(hours=1)
 
     def schedule(self, task_queue: str) -> Schedule:
         return Schedule(
@@ -69,7 +71,7 @@ class ScheduleDef:
                 # The server appends the scheduled time to this ID for each run.
                 id=self.id,
                 task_queue=task_queue,
-                execution_timeout=timedelta(hours=1),
+                execution_timeout=self.timeout,
             ),
             spec=ScheduleSpec(cron_expressions=list(self.crons), time_zone_name=self.time_zone),
             policy=SchedulePolicy(overlap=self.overlap, catchup_window=self.catchup),
@@ -120,6 +122,30 @@ SCHEDULES: tuple[ScheduleDef, ...] = (
         overlap=ScheduleOverlapPolicy.SKIP,
         catchup=timedelta(days=1),
         note="retention per table",
+    ),
+    ScheduleDef(
+        id="send-daily-digest",
+        workflow="SendDailyDigest",
+        # No date: the workflow takes the date of its start (UTC), i.e. of the scheduled time.
+        input=DigestInput(),
+        crons=("0 12 * * *",),
+        time_zone="UTC",
+        overlap=ScheduleOverlapPolicy.SKIP,
+        # A digest that missed its hour by a lot is news from yesterday: send within 6 hours or not.
+        catchup=timedelta(hours=6),
+        note="daily digest for opted-in users",
+        timeout=timedelta(hours=6),
+    ),
+    ScheduleDef(
+        id="send-weekly-summary",
+        workflow="SendWeeklySummary",
+        input=DigestInput(),
+        crons=("0 14 * * 0",),
+        time_zone="UTC",
+        overlap=ScheduleOverlapPolicy.SKIP,
+        catchup=timedelta(hours=12),
+        note="weekly summary on Sundays",
+        timeout=timedelta(hours=6),
     ),
 )
 

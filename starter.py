@@ -7,6 +7,12 @@
                           "price_above", "symbol": "AAPL", "threshold": 200}')
   alerts backtest --alert-id N [--days 90]
                           when a price or volume alert would have fired on stored daily bars
+  notifications failed [--limit N]
+                          deliveries parked as failed (alerts per channel, digests)
+  notifications retry [--alert-id N ...]
+                          mark failed deliveries pending again and start their workflows
+  notifications unsubscribe TOKEN [--list all|alerts|daily|weekly]
+                          apply an unsubscribe token (e.g. from a mailto: unsubscribe)
 
 Workflows are started with `temporal workflow start --type NAME --task-queue deallens
 --input '{...}'` or from the Web UI; schedules with `python schedules.py apply`.
@@ -128,6 +134,92 @@ async def _health(settings: Settings) -> int:
     return 1 if failures else 0
 
 
+async def _notifications_failed(engine, limit: int) -> int:  # type: ignore[no-untyped-def]
+    from deallens.db.notifications import failed
+
+    rows = await failed(engine, limit)
+    if not rows:
+        print("no failed deliveries")
+        return 0
+    print(f"{'what':<7} {'ref':<24} {'channel':<7} {'attempts':>8}  {'to':<32} error")
+    for row in rows:
+        ref = f"alert_history {row.ref}" if row.what == "alert" else f"{row.kind} {row.period} user {row.ref}"
+        error = (row.error or "").replace("\n", " ")[:120]
+        print(f"{row.what:<7} {ref:<24} {row.channel:<7} {row.attempts:>8}  {row.email:<32} {error}")
+    print(f"{len(rows)} failed; re-send with `python starter.py notifications retry`")
+    return 0
+
+
+async def _notifications_retry(settings: Settings, alert_ids: list[int] | None, task_queue: str) -> int:
+    from temporalio.common import WorkflowIDReusePolicy
+    from temporalio.exceptions import WorkflowAlreadyStartedError
+
+    from deallens.contracts import DigestInput, SendAlertNotificationInput
+    from deallens.db.notifications import requeue_failed
+    from temporal_client import connect
+
+    try:
+        client = await connect(settings)
+    except RuntimeError as error:
+        raise ConfigError(f"TEMPORAL_ADDRESS: cannot reach Temporal at {settings.temporal_address}: {error}") from None
+    engine = create_engine(_database_url(settings), pool_size=1)
+    try:
+        alerts, digests = await requeue_failed(engine, alert_ids)
+    finally:
+        await engine.dispose()
+    started = 0
+    for history_id in alerts:
+        try:
+            await client.start_workflow(
+                "SendAlertNotification",
+                SendAlertNotificationInput(alert_history_id=history_id),
+                id=f"notify-{history_id}",
+                task_queue=task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            )
+            started += 1
+        except WorkflowAlreadyStartedError:
+            print(f"notify-{history_id} is still running (quiet hours?): it will send what is pending")
+    workflow_type = {"daily": "SendDailyDigest", "weekly": "SendWeeklySummary"}
+    for (kind, period), user_ids in sorted(digests.items()):
+        workflow_id = f"retry-{kind}-digest-{period.isoformat()}-{min(user_ids)}-{len(user_ids)}"
+        try:
+            await client.start_workflow(
+                workflow_type[kind],
+                DigestInput(date=period, user_ids=user_ids),
+                id=workflow_id,
+                task_queue=task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            )
+            print(f"started {workflow_id} for {len(user_ids)} user(s)")
+        except WorkflowAlreadyStartedError:
+            print(f"{workflow_id} is still running: it will send what is pending")
+    print(f"re-sending {len(alerts)} alert notification(s) ({started} workflow(s) started) and "
+          f"{sum(len(u) for u in digests.values())} digest(s)")
+    return 0
+
+
+async def _notifications_unsubscribe(engine, token: str, list_name: str) -> int:  # type: ignore[no-untyped-def]
+    from deallens.db.notifications import UNSUBSCRIBE_LISTS, unsubscribe
+
+    email = await unsubscribe(engine, token, list_name)
+    if email is None:
+        print("unknown unsubscribe token", file=sys.stderr)
+        return 1
+    print(f"{email}: unsubscribed from {UNSUBSCRIBE_LISTS[list_name][1]}")
+    return 0
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {value!r}")
+    return number
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python starter.py", description="Operate DealLens.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -140,6 +232,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     backtest_parser = alerts.add_parser("backtest", help="when a price or volume alert would have fired on stored daily bars")
     backtest_parser.add_argument("--alert-id", type=int, required=True, metavar="N")
     backtest_parser.add_argument("--days", type=_backtest_days, default=90, help=f"calendar days back from today, 1..{MAX_DAYS} (default 90)")
+    notify = commands.add_parser("notifications", help="failed deliveries and unsubscribes").add_subparsers(
+        dest="action", required=True
+    )
+    failed_parser = notify.add_parser("failed", help="list deliveries parked as failed")
+    failed_parser.add_argument("--limit", type=_positive_int, default=200)
+    retry_parser = notify.add_parser("retry", help="re-send failed deliveries (all, or the alert firings named)")
+    retry_parser.add_argument("--alert-id", type=_positive_int, action="append", metavar="N", dest="alert_ids",
+                              help="an alert_history id; repeat for several (default: every failed delivery)")
+    retry_parser.add_argument("--task-queue", default="deallens", help="where the workers listen (default deallens)")
+    unsub = notify.add_parser("unsubscribe", help="apply an unsubscribe token")
+    unsub.add_argument("token")
+    unsub.add_argument("--list", default="all", choices=["all", "alerts", "daily", "weekly"], dest="list_name")
     args = parser.parse_args(argv)
 
     try:
@@ -151,6 +255,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_with_engine(settings, _seed))
         if args.command == "health":
             return asyncio.run(_health(settings))
+        if args.command == "notifications":
+            if args.action == "failed":
+                return asyncio.run(_with_engine(settings, _notifications_failed, args.limit))
+            if args.action == "retry":
+                return asyncio.run(_notifications_retry(settings, args.alert_ids, args.task_queue))
+            return asyncio.run(_with_engine(settings, _notifications_unsubscribe, args.token, args.list_name))
         if args.action == "backtest":
             return asyncio.run(_with_engine(settings, _alerts_backtest, args.alert_id, args.days))
         return asyncio.run(_with_engine(settings, _alerts_add, args.definition))

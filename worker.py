@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import httpx
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.activity import _Definition
@@ -27,14 +28,22 @@ from temporalio.worker import Worker
 
 from activities.alerts import AlertActivities
 from activities.market_data import AlphaVantageActivities, MarketDataActivities
+from activities.notifications import NotificationActivities, NotifyConfig, sms_provider_from
 from deallens.config import ConfigError, Settings, configure_logging, load_settings
 from deallens.db import retention
 from deallens.db.engine import create_engine, database_problem
 from deallens.db.migrate import DatabaseBehindError, ensure_up_to_date
+from deallens.notify.push import WebhookSender
 from deallens.providers.alphavantage import AlphaVantageClient
 from temporal_client import connect
 from workflows import queues
-from workflows.alerts import AlertMonitor, SendAlertNotification, SendAlertNotificationBatch
+from workflows.alerts import AlertMonitor
+from workflows.notifications import (
+    SendAlertNotification,
+    SendAlertNotificationBatch,
+    SendDailyDigest,
+    SendWeeklySummary,
+)
 from workflows.market_data import CleanupMarketData, SyncCompanyPrices, SyncDailyOHLC, SyncFundamentals
 
 log = logging.getLogger("deallens.worker")
@@ -47,6 +56,8 @@ WORKFLOWS = [
     AlertMonitor,
     SendAlertNotification,
     SendAlertNotificationBatch,
+    SendDailyDigest,
+    SendWeeklySummary,
 ]
 
 
@@ -56,6 +67,8 @@ class Resources:
 
     engine: AsyncEngine
     alphavantage: AlphaVantageClient
+    # Webhooks and the SMS provider: one pooled client, no redirects (a signed POST must not wander).
+    http: httpx.AsyncClient
 
 
 @contextlib.asynccontextmanager
@@ -70,9 +83,11 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         api_key=settings.alphavantage_api_key,
         timeout=settings.alphavantage_timeout_seconds,
     )
+    http = httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=False)
     try:
-        yield Resources(engine=engine, alphavantage=alphavantage)
+        yield Resources(engine=engine, alphavantage=alphavantage, http=http)
     finally:
+        await http.aclose()
         await alphavantage.aclose()
         await engine.dispose()
 
@@ -122,7 +137,12 @@ def build_workers(
     alerts = AlertActivities(
         resources.engine,
         max_quote_age=timedelta(seconds=settings.alert_max_quote_age_seconds),
-        sms_enabled=settings.sms_enabled,
+    )
+    notify = NotificationActivities(
+        resources.engine,
+        NotifyConfig.from_settings(settings),
+        webhooks=WebhookSender(resources.http),
+        sms=sms_provider_from(settings, resources.http),
     )
     av_queue = queues.provider_queue(task_queue, queues.ALPHAVANTAGE_SUFFIX)
     specs = {
@@ -138,8 +158,14 @@ def build_workers(
                 market.cleanup,
                 alerts.evaluate,
                 alerts.signal_monitors,
-                alerts.record_intents,
-                alerts.record_intents_for_evaluation,
+                notify.plan_alerts,
+                notify.send_email,
+                notify.send_push,
+                notify.send_sms,
+                notify.park,
+                notify.plan_digests,
+                notify.send_digest_batch,
+                notify.park_digests,
             ],
             max_concurrent_activities=settings.worker_concurrency,
             # The server does not rate-limit eager activities: keep every start going through it.
@@ -191,6 +217,7 @@ def _banner(settings: Settings, names: Sequence[str]) -> str:
 
 async def run(settings: Settings, only: str | None) -> None:
     settings.check_providers()
+    settings.check_notifications()
     async with open_resources(settings) as resources:
         await ensure_up_to_date(resources.engine)
         try:

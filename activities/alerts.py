@@ -1,5 +1,5 @@
 """Alert activities: where an alert fires (the set-based evaluation), signal-with-start of
-the monitors after fresh data, and recording notification intents."""
+the monitors after fresh data. Notification delivery is in activities/notifications.py."""
 
 from __future__ import annotations
 
@@ -14,9 +14,6 @@ from deallens.contracts import (
     EvaluateAlertsInput,
     EvaluateAlertsResult,
     NewDataInput,
-    RecordIntentsResult,
-    SendAlertNotificationBatchInput,
-    SendAlertNotificationInput,
     SignalMonitorsInput,
 )
 from activities.errors import permanent_database_errors
@@ -32,10 +29,9 @@ def monitor_id(kind: str) -> str:
 
 
 class AlertActivities:
-    def __init__(self, engine: AsyncEngine, *, max_quote_age: dt.timedelta, sms_enabled: bool) -> None:
+    def __init__(self, engine: AsyncEngine, *, max_quote_age: dt.timedelta) -> None:
         self._engine = engine
         self._max_quote_age = max_quote_age
-        self._sms_enabled = sms_enabled
 
     @activity.defn(name="alerts.evaluate")
     async def evaluate(self, request: EvaluateAlertsInput) -> EvaluateAlertsResult:
@@ -65,19 +61,3 @@ class AlertActivities:
                 start_signal_args=[NewDataInput(symbols=request.symbols)],
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             )
-
-    @activity.defn(name="notifications.record_intents")
-    async def record_intents(self, request: SendAlertNotificationInput) -> RecordIntentsResult:
-        with permanent_database_errors():
-            firings, deliveries = await notifications.record_intents(
-                self._engine, [request.alert_history_id], sms_enabled=self._sms_enabled
-            )
-        return RecordIntentsResult(firings=firings, deliveries=deliveries)
-
-    @activity.defn(name="notifications.record_intents_for_evaluation")
-    async def record_intents_for_evaluation(self, request: SendAlertNotificationBatchInput) -> RecordIntentsResult:
-        with permanent_database_errors():
-            firings, deliveries = await notifications.record_intents_for_evaluation(
-                self._engine, request.kind, request.triggered_at, sms_enabled=self._sms_enabled
-            )
-        return RecordIntentsResult(firings=firings, deliveries=deliveries)

@@ -90,8 +90,19 @@ class Settings(BaseSettings):
 
     # Alerts never fire (nor re-arm) on a quote older than this.
     alert_max_quote_age_seconds: Annotated[int, Field(ge=10, le=7 * 86_400)] = 900
-    # SMS is ready (a provider interface and the ledger's channel) but off by default.
+    # SMS is ready (a provider interface and the ledger's channel) but off by default. The
+    # provider speaks the Twilio-compatible Messages API (deallens/notify/sms.py).
     sms_enabled: bool = False
+    sms_provider_url: str | None = None
+    sms_account_sid: str | None = None
+    sms_auth_token: SecretStr | None = None
+    sms_from: str | None = None
+
+    # Where recipients reach the unsubscribe page (deallens/web/unsubscribe.py): the
+    # List-Unsubscribe links point here. `make run` serves it on 127.0.0.1:8090.
+    public_base_url: str = "http://127.0.0.1:8090"
+    # Optional mailbox for mailto: unsubscribes (List-Unsubscribe's second form).
+    unsubscribe_mailto: str | None = None
 
     # Retention (CleanupMarketData); 0 keeps everything. The latest quote of each company is
     # always kept, however old: alerts and the digest read it.
@@ -123,7 +134,16 @@ class Settings(BaseSettings):
             raise ValueError("expected a PostgreSQL URL such as postgresql+asyncpg://user@host:5432/deallens")
         return value
 
-    @field_validator("alphavantage_base_url", "newsapi_base_url", "openai_base_url")
+    @field_validator("sms_provider_url")
+    @classmethod
+    def _optional_http_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("expected an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("alphavantage_base_url", "newsapi_base_url", "openai_base_url", "public_base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
@@ -157,6 +177,23 @@ class Settings(BaseSettings):
                     f"{name}_API_KEY is not set and {url_var} points at the real provider ({real}): "
                     f"set the key, or point {url_var} at a stand-in (`python -m deallens.sim`, or run `make run`)"
                 )
+
+
+    def check_notifications(self) -> None:
+        """SMS switched on needs its provider: say which variable is missing, at start-up."""
+        if not self.sms_enabled:
+            return
+        for name in ("sms_provider_url", "sms_account_sid", "sms_auth_token", "sms_from"):
+            if getattr(self, name) is None:
+                raise ConfigError(f"{name.upper()}: not set, and SMS_ENABLED is true (set it, or SMS_ENABLED=false)")
+
+    @property
+    def mail_domain(self) -> str:
+        """The domain of MAIL_FROM: the right-hand side of every Message-ID we make."""
+        from email.utils import parseaddr
+
+        address = parseaddr(self.mail_from)[1]
+        return address.rpartition("@")[2] or "deallens.local"
 
 
 def _describe(error: ValidationError) -> str:

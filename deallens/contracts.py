@@ -368,6 +368,112 @@ class SendAlertNotificationBatchInput(Model):
     triggered_at: dt.datetime
 
 
-class RecordIntentsResult(Model):
+
+
+# ---------------------------------------------------------------- notifications
+
+NotificationChannel = Literal["email", "push", "sms"]
+
+
+class PlanAlertsInput(Model):
+    """Either the firings named, or every firing of one evaluation (a burst)."""
+
+    alert_history_ids: list[Annotated[int, Field(gt=0)]] | None = None
+    kind: AlertKindName | None = None
+    triggered_at: dt.datetime | None = None
+
+
+class DeliveryGroup(Model):
+    """Deliveries of one channel due at one time (None: now; else the end of quiet hours)."""
+
+    channel: NotificationChannel
+    deliver_at: dt.datetime | None = None
+    alert_history_ids: list[int]
+
+
+class PlanAlertsResult(Model):
     firings: int
-    deliveries: int
+    already_done: int = 0  # deliveries the ledger says were sent before
+    groups: list[DeliveryGroup]
+
+
+class DeliverAlertsInput(Model):
+    channel: NotificationChannel
+    alert_history_ids: list[int]
+
+
+class DeliveryCounts(Model):
+    """What one send activity (or a whole workflow) did; sums across activities."""
+
+    sent: int = 0
+    failed: int = 0  # permanently (recorded) or parked after retries ran out
+    skipped: int = 0  # the user opted out or unsubscribed meanwhile
+    already_done: int = 0  # the ledger said sent: nothing sent again
+
+    def plus(self, other: DeliveryCounts) -> DeliveryCounts:
+        return DeliveryCounts(
+            sent=self.sent + other.sent,
+            failed=self.failed + other.failed,
+            skipped=self.skipped + other.skipped,
+            already_done=self.already_done + other.already_done,
+        )
+
+
+class ParkAlertsInput(Model):
+    channel: NotificationChannel
+    alert_history_ids: list[int]
+    error: str
+
+
+class NotificationResult(Model):
+    firings: int
+    counts: DeliveryCounts
+    # Set when quiet hours held some deliveries back until then.
+    waited_until: dt.datetime | None = None
+
+
+class DigestInput(Model):
+    """`{"date": "YYYY-MM-DD", "user_ids": [..]}`: no date = today (UTC) at the workflow's start."""
+
+    date: dt.date | None = None
+    user_ids: list[Annotated[int, Field(gt=0)]] | None = None
+    # Users per batch activity (one SMTP connection each) and batches in flight.
+    batch_size: Annotated[int, Field(ge=1, le=5_000)] = 250
+    parallel_batches: Annotated[int, Field(ge=1, le=32)] = 2
+
+
+DigestKindName = Literal["daily", "weekly"]
+
+
+class DigestPlanInput(Model):
+    kind: DigestKindName
+    period: dt.date
+    user_ids: list[int] | None = None
+
+
+class DigestPlanResult(Model):
+    pending_user_ids: list[int]
+    already_done: int
+    not_eligible: int
+
+
+class DigestBatchInput(Model):
+    kind: DigestKindName
+    period: dt.date
+    user_ids: list[int]
+
+
+class ParkDigestsInput(Model):
+    kind: DigestKindName
+    period: dt.date
+    user_ids: list[int]
+    error: str
+
+
+class DigestResult(Model):
+    kind: DigestKindName
+    period: dt.date
+    users: int  # eligible users (pending at the start plus already sent)
+    batches: int
+    counts: DeliveryCounts
+    not_eligible: int = 0

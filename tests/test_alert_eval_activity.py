@@ -24,7 +24,7 @@ async def test_a_retried_evaluation_returns_the_firings_of_the_first_attempt(db:
             "INSERT INTO price_quotes (company_id, price, quoted_at, source) SELECT id, 150, :at, 'test' "
             "FROM companies WHERE symbol = 'AAPL'"
         ), {"at": now - dt.timedelta(minutes=1)})
-    activities = AlertActivities(db, max_quote_age=dt.timedelta(minutes=15), sms_enabled=False)
+    activities = AlertActivities(db, max_quote_age=dt.timedelta(minutes=15))
     request = EvaluateAlertsInput(kind="price", at=now, symbols=["AAPL"])
     env = ActivityEnvironment()
     first = await env.run(activities.evaluate, request)

@@ -96,11 +96,20 @@ async def test_schedules_apply_creates_then_updates(dev_env: WorkflowEnvironment
     ]
     assert {d.id for d in schedules.SCHEDULES} == {
         "sync-company-prices", "sync-daily-ohlc", "sync-fundamentals", "cleanup-market-data",
+        "send-daily-digest", "send-weekly-summary",
     }
     # Applying again updates in place instead of failing on "already exists".
     second = await schedules.apply(client, dry_run=False, task_queue=task_queue)
     assert second[: len(created)] == [f"updated {d.id} ({d.note})" for d in schedules.SCHEDULES]
     assert second[len(created):] == monitor_lines  # the same runs: not restarted
+
+    # The digests: 12:00 UTC every day, and Sundays at 14:00 UTC.
+    daily = (await client.get_schedule_handle("send-daily-digest").describe()).schedule.spec
+    weekly = (await client.get_schedule_handle("send-weekly-summary").describe()).schedule.spec
+    assert (daily.time_zone_name, weekly.time_zone_name) == ("UTC", "UTC")
+    assert [[r.start for r in c.hour] for c in daily.calendars] == [[12]]
+    assert [[r.start for r in c.day_of_week] for c in weekly.calendars] == [[0]]
+    assert [[r.start for r in c.hour] for c in weekly.calendars] == [[14]]
 
     description = await client.get_schedule_handle("sync-company-prices").describe()
     spec = description.schedule.spec

@@ -36,7 +36,7 @@ async def _read_until(stream: asyncio.StreamReader, marker: str, seen: list[str]
 async def test_run_command_brings_up_the_stack_and_stops_it(tmp_path: Path) -> None:
     temporal_port, ui_port = _free_port(), _free_port()
     env = {
-        "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+        "PATH": f"{Path(sys.executable).parent}:/usr/sbin:/usr/bin:/sbin:/bin",
         "HOME": str(tmp_path),
         "DEVSTACK_DATA_DIR": str(tmp_path / "data"),
         "DEVSTACK_TEMPORAL_PORT": str(temporal_port),

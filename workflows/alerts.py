@@ -27,7 +27,6 @@ with workflow.unsafe.imports_passed_through():
         MonitorStatus,
         NewDataInput,
         PauseInput,
-        RecordIntentsResult,
         SendAlertNotificationBatchInput,
         SendAlertNotificationInput,
     )
@@ -246,35 +245,4 @@ class AlertMonitor:
             fired_total=self._state.fired_total,
             last_evaluation_at=self._state.last_evaluation_at,
             last_evaluation_fired=self._state.last_evaluation_fired,
-        )
-
-
-@workflow.defn(name="SendAlertNotification")
-class SendAlertNotification:
-    """Deliver one fired alert on the user's channels (ID notify-<alert_history_id>).
-
-    For now it records the delivery intent (a pending notification_deliveries row per
-    channel); the senders come with the notifications work.
-    """
-
-    @workflow.run
-    async def run(self, raw: Any = None) -> RecordIntentsResult:
-        request = validated(SendAlertNotificationInput, raw)
-        return await workflow.execute_activity_method(
-            AlertActivities.record_intents, request, start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY
-        )
-
-
-@workflow.defn(name="SendAlertNotificationBatch")
-class SendAlertNotificationBatch:
-    """Every firing of one evaluation (a burst), in one set-based activity."""
-
-    @workflow.run
-    async def run(self, raw: Any = None) -> RecordIntentsResult:
-        request = validated(SendAlertNotificationBatchInput, raw)
-        return await workflow.execute_activity_method(
-            AlertActivities.record_intents_for_evaluation,
-            request,
-            start_to_close_timeout=DB_TIMEOUT,
-            retry_policy=DB_RETRY,
         )

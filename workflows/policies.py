@@ -18,3 +18,42 @@ DB_TIMEOUT = timedelta(seconds=60)
 # Best-effort side signals (waking the alert monitors): a few tries, then let the monitors'
 # own polling catch up rather than hold a finished sync open.
 BEST_EFFORT_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
+
+# Senders. Permanent refusals are recorded by the activity itself (never raised); what is
+# raised is transient (SMTP 4xx, HTTP 5xx/429, timeouts) and retried with backoff, then
+# parked as failed by the workflow.
+_NOT_RETRYABLE = ["PermanentDatabaseError", "InvalidInput", "PermanentDeliveryError"]
+CHANNEL_RETRY = {
+    "email": RetryPolicy(
+        initial_interval=timedelta(seconds=10),
+        backoff_coefficient=2.0,
+        maximum_interval=timedelta(minutes=5),
+        maximum_attempts=6,
+        non_retryable_error_types=_NOT_RETRYABLE,
+    ),
+    "push": RetryPolicy(
+        initial_interval=timedelta(seconds=5),
+        backoff_coefficient=2.0,
+        maximum_interval=timedelta(minutes=2),
+        maximum_attempts=6,
+        non_retryable_error_types=_NOT_RETRYABLE,
+    ),
+    "sms": RetryPolicy(
+        initial_interval=timedelta(seconds=15),
+        backoff_coefficient=2.0,
+        maximum_interval=timedelta(minutes=5),
+        maximum_attempts=4,
+        non_retryable_error_types=_NOT_RETRYABLE,
+    ),
+}
+SEND_TIMEOUT = timedelta(minutes=5)
+# A lost worker is noticed this fast; a live one heartbeats after every message.
+SEND_HEARTBEAT = timedelta(seconds=20)
+DIGEST_BATCH_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=10),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=10),
+    maximum_attempts=6,
+    non_retryable_error_types=_NOT_RETRYABLE,
+)
+DIGEST_BATCH_TIMEOUT = timedelta(minutes=30)

@@ -229,6 +229,7 @@ class User(Base):
     __table_args__ = (
         CheckConstraint("position('@' in email) > 1", name="email_has_at"),
         CheckConstraint("daily_alert_cap >= 0", name="daily_alert_cap_nonnegative"),
+        CheckConstraint("push_format IN ('json', 'ntfy', 'chat')", name="push_format_known"),
     )
 
     id: Mapped[int] = _id()
@@ -237,6 +238,10 @@ class User(Base):
     timezone: Mapped[str] = mapped_column(String(64), server_default=text("'UTC'"))
     email_enabled: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
     push_webhook_url: Mapped[str | None] = mapped_column(Text)
+    # The key that signs this user's webhooks (HMAC-SHA256); the receiver holds the same.
+    push_webhook_secret: Mapped[str | None] = mapped_column(Text)
+    # json (generic), ntfy (ntfy.sh JSON publishing) or chat (Slack/Mattermost/Discord-style).
+    push_format: Mapped[str] = mapped_column(String(8), server_default=text("'json'"))
     sms_number: Mapped[str | None] = mapped_column(String(32))
     digest_opt_in: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
     weekly_opt_in: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
@@ -244,6 +249,10 @@ class User(Base):
     quiet_hours_end: Mapped[dt.time | None] = mapped_column(Time)
     daily_alert_cap: Mapped[int] = mapped_column(Integer, server_default=text("50"))
     unsubscribed_at: Mapped[dt.datetime | None]
+    # Unguessable, per user: the List-Unsubscribe links carry it instead of the user id.
+    unsubscribe_token: Mapped[str] = mapped_column(
+        String(64), unique=True, server_default=text("replace(CAST(gen_random_uuid() AS text), '-', '')")
+    )
     created_at: Mapped[dt.datetime] = _created_at()
 
     watchlist: Mapped[list[WatchlistEntry]] = relationship(back_populates="user", passive_deletes=True)
@@ -386,6 +395,34 @@ class NotificationDelivery(Base):
     id: Mapped[int] = _id()
     alert_history_id: Mapped[int] = mapped_column(ForeignKey("alert_history.id", ondelete="CASCADE"))
     channel: Mapped[str] = mapped_column(String(8))
+    status: Mapped[str] = mapped_column(String(8), server_default=text("'pending'"))
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    message_id: Mapped[str | None] = mapped_column(String(255))
+    error: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = _created_at()
+    updated_at: Mapped[dt.datetime] = _updated_at()
+
+
+DIGEST_KINDS = ("daily", "weekly")
+
+
+class DigestDelivery(Base):
+    """The digest ledger: one row per (user, kind, period), so a retried batch never sends twice."""
+
+    __tablename__ = "digest_deliveries"
+    __table_args__ = (
+        UniqueConstraint("user_id", "kind", "period"),
+        CheckConstraint(f"kind IN {DIGEST_KINDS!r}", name="kind_known"),
+        CheckConstraint(f"status IN {DELIVERY_STATUSES!r}", name="status_known"),
+        CheckConstraint("attempts >= 0", name="attempts_nonnegative"),
+        Index("ix_digest_deliveries_status", "status", postgresql_where=text("status = 'failed'")),
+    )
+
+    id: Mapped[int] = _id()
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(8))
+    period: Mapped[dt.date] = mapped_column(Date)
     status: Mapped[str] = mapped_column(String(8), server_default=text("'pending'"))
     attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     message_id: Mapped[str | None] = mapped_column(String(255))

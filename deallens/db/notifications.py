@@ -8,6 +8,7 @@ senders (email, push, SMS) check and update these rows around each send.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -72,3 +73,197 @@ async def evaluation_firings(engine: AsyncEngine, kind: str, triggered_at: dt.da
     """Every firing of one evaluation (kind, triggered_at), whichever attempt inserted it."""
     async with engine.connect() as conn:
         return list((await conn.execute(_EVALUATION_FIRINGS, {"kind": kind, "at": triggered_at})).scalars())
+
+
+# ------------------------------------------------------------------ the senders' side
+
+
+_USER_COLUMNS = """
+    u.id AS user_id, u.email, u.name AS user_name, u.timezone, u.email_enabled, u.unsubscribed_at,
+    u.push_webhook_url, u.push_webhook_secret, u.push_format, u.sms_number,
+    u.quiet_hours_start, u.quiet_hours_end, u.unsubscribe_token
+"""
+
+_PLAN = text(
+    f"""
+    SELECT d.alert_history_id, d.channel, d.status, COALESCE((a.params->>'urgent')::boolean, false) AS urgent,
+           {_USER_COLUMNS}
+    FROM notification_deliveries d
+    JOIN alert_history h ON h.id = d.alert_history_id
+    JOIN alerts a ON a.id = h.alert_id
+    JOIN users u ON u.id = a.user_id
+    WHERE d.alert_history_id = ANY(CAST(:ids AS bigint[]))
+    ORDER BY d.alert_history_id, d.channel
+    """
+)
+
+_PENDING = text(
+    f"""
+    SELECT d.alert_history_id, d.channel, d.attempts,
+           h.message, h.value, h.threshold, h.triggered_at,
+           a.kind, a.params, a.name AS alert_name, c.symbol, c.name AS company_name,
+           {_USER_COLUMNS}
+    FROM notification_deliveries d
+    JOIN alert_history h ON h.id = d.alert_history_id
+    JOIN alerts a ON a.id = h.alert_id
+    JOIN users u ON u.id = a.user_id
+    LEFT JOIN companies c ON c.id = a.company_id
+    WHERE d.alert_history_id = ANY(CAST(:ids AS bigint[])) AND d.channel = :channel AND d.status = 'pending'
+    ORDER BY d.alert_history_id
+    """
+)
+
+
+async def pending_plan(engine: AsyncEngine, history_ids: list[int]) -> list[Any]:
+    """Every (firing, channel) row with its status and what quiet hours need: the ledger read before planning."""
+    async with engine.connect() as conn:
+        return list((await conn.execute(_PLAN, {"ids": history_ids})).mappings())
+
+
+async def pending_deliveries(engine: AsyncEngine, history_ids: list[int], channel: str) -> list[Any]:
+    """The rows of this channel still to send, with everything the message needs."""
+    async with engine.connect() as conn:
+        return list((await conn.execute(_PENDING, {"ids": history_ids, "channel": channel})).mappings())
+
+
+_MARK = {
+    # Only a pending row moves: a row another attempt already settled stays as it is.
+    "sent": text(
+        "UPDATE notification_deliveries SET status = 'sent', sent_at = now(), message_id = :message_id, "
+        "attempts = attempts + 1, error = NULL, updated_at = now() "
+        "WHERE alert_history_id = :id AND channel = :channel AND status = 'pending'"
+    ),
+    "failed": text(
+        "UPDATE notification_deliveries SET status = 'failed', attempts = attempts + 1, error = :error, "
+        "updated_at = now() WHERE alert_history_id = :id AND channel = :channel AND status = 'pending'"
+    ),
+    "skipped": text(
+        "UPDATE notification_deliveries SET status = 'skipped', error = :error, updated_at = now() "
+        "WHERE alert_history_id = :id AND channel = :channel AND status = 'pending'"
+    ),
+    "retrying": text(
+        "UPDATE notification_deliveries SET attempts = attempts + 1, error = :error, updated_at = now() "
+        "WHERE alert_history_id = :id AND channel = :channel AND status = 'pending'"
+    ),
+}
+
+
+async def mark(
+    engine: AsyncEngine,
+    history_id: int,
+    channel: str,
+    outcome: str,
+    *,
+    message_id: str | None = None,
+    error: str | None = None,
+) -> bool:
+    """Write the ledger after a send (committed at once); False when the row was not pending."""
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            _MARK[outcome], {"id": history_id, "channel": channel, "message_id": message_id, "error": error}
+        )
+    return result.rowcount == 1
+
+
+_PARK = text(
+    "UPDATE notification_deliveries SET status = 'failed', error = :error, updated_at = now() "
+    "WHERE alert_history_id = ANY(CAST(:ids AS bigint[])) AND channel = :channel AND status = 'pending'"
+)
+
+
+async def park(engine: AsyncEngine, history_ids: list[int], channel: str, error: str) -> int:
+    """Retries ran out: what is still pending becomes failed, to be listed and re-sent by hand."""
+    async with engine.begin() as conn:
+        result = await conn.execute(_PARK, {"ids": history_ids, "channel": channel, "error": error[:2000]})
+    return result.rowcount
+
+
+# ------------------------------------------------------------------ failed deliveries (the CLI)
+
+
+_FAILED = text(
+    """
+    SELECT 'alert' AS what, d.alert_history_id AS ref, d.channel, u.email, d.attempts, d.error, d.updated_at,
+           NULL::text AS kind, NULL::date AS period
+    FROM notification_deliveries d
+    JOIN alert_history h ON h.id = d.alert_history_id
+    JOIN alerts a ON a.id = h.alert_id
+    JOIN users u ON u.id = a.user_id
+    WHERE d.status = 'failed'
+    UNION ALL
+    SELECT 'digest', g.user_id, 'email', u.email, g.attempts, g.error, g.updated_at, g.kind, g.period
+    FROM digest_deliveries g JOIN users u ON u.id = g.user_id
+    WHERE g.status = 'failed'
+    ORDER BY updated_at DESC
+    LIMIT :limit
+    """
+)
+
+
+async def failed(engine: AsyncEngine, limit: int = 200) -> list[Any]:
+    async with engine.connect() as conn:
+        return list((await conn.execute(_FAILED, {"limit": limit})).mappings())
+
+
+_REQUEUE_ALERTS = text(
+    """
+    UPDATE notification_deliveries SET status = 'pending', error = NULL, updated_at = now()
+    WHERE status = 'failed' AND (CAST(:ids AS bigint[]) IS NULL OR alert_history_id = ANY(CAST(:ids AS bigint[])))
+    RETURNING alert_history_id
+    """
+)
+_REQUEUE_DIGESTS = text(
+    """
+    UPDATE digest_deliveries SET status = 'pending', error = NULL, updated_at = now()
+    WHERE status = 'failed'
+    RETURNING kind, period, user_id
+    """
+)
+
+
+async def requeue_failed(
+    engine: AsyncEngine, history_ids: list[int] | None = None, *, digests: bool = True
+) -> tuple[list[int], dict[tuple[str, dt.date], list[int]]]:
+    """Failed -> pending again, in one transaction: (alert_history ids, {(kind, period): user ids})."""
+    async with engine.begin() as conn:
+        alerts = sorted(set((await conn.execute(_REQUEUE_ALERTS, {"ids": history_ids})).scalars()))
+        groups: dict[tuple[str, dt.date], list[int]] = {}
+        if digests and history_ids is None:
+            for row in await conn.execute(_REQUEUE_DIGESTS):
+                groups.setdefault((row.kind, row.period), []).append(row.user_id)
+    return alerts, groups
+
+
+# ------------------------------------------------------------------ unsubscribe
+
+UNSUBSCRIBE_LISTS = {
+    # list -> (the change, what the user is told)
+    "alerts": ("email_enabled = false", "alert emails"),
+    "daily": ("digest_opt_in = false", "the daily digest"),
+    "weekly": ("weekly_opt_in = false", "the weekly summary"),
+    "all": ("unsubscribed_at = COALESCE(unsubscribed_at, now())", "all DealLens emails and notifications"),
+}
+
+
+async def unsubscribe(engine: AsyncEngine, token: str, list_name: str) -> str | None:
+    """Apply an unsubscribe link; the user's email, or None for an unknown token.
+
+    Idempotent: a second click changes nothing and still says the user is unsubscribed.
+    """
+    if list_name not in UNSUBSCRIBE_LISTS:
+        raise ValueError(f"list: {list_name!r} is not one of {', '.join(UNSUBSCRIBE_LISTS)}")
+    change = UNSUBSCRIBE_LISTS[list_name][0]
+    async with engine.begin() as conn:
+        row = (
+            await conn.execute(
+                text(f"UPDATE users SET {change} WHERE unsubscribe_token = :token RETURNING email"),
+                {"token": token},
+            )
+        ).first()
+    return row.email if row else None
+
+
+async def token_owner(engine: AsyncEngine, token: str) -> str | None:
+    async with engine.connect() as conn:
+        row = (await conn.execute(text("SELECT email FROM users WHERE unsubscribe_token = :t"), {"t": token})).first()
+    return row.email if row else None

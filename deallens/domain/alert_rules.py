@@ -20,6 +20,8 @@ class _Rule(BaseModel):
     name: Annotated[str, Field(max_length=200)] | None = None
     cooldown_seconds: Annotated[int, Field(ge=0, le=30 * 86400)] = 3600
     one_shot: bool = False
+    # Urgent alerts are delivered during the user's quiet hours too.
+    urgent: bool = False
     expires_at: dt.datetime | None = None
 
     @field_validator("expires_at")
@@ -149,5 +151,8 @@ def parse_alert(data: object) -> AlertRule:
 
 
 def alert_params(rule: AlertRule) -> dict[str, object]:
-    """What goes into alerts.params: the type and its parameters, JSON-ready."""
-    return rule.model_dump(mode="json", exclude=_COLUMN_FIELDS, exclude_none=True)
+    """What goes into alerts.params: the type and its parameters, JSON-ready (`urgent` only when set)."""
+    params = rule.model_dump(mode="json", exclude=_COLUMN_FIELDS, exclude_none=True)
+    if not params.get("urgent"):
+        params.pop("urgent", None)
+    return params

@@ -1,0 +1,390 @@
+"""Where an email (or a push, or an SMS) leaves: the notification activities.
+
+Each channel is its own activity, so each has its own retry policy (workflows/policies.py).
+Around every single send the ledger is checked (only `pending` rows are read) and written
+(its own committed transaction right after the provider accepted), so a retried activity,
+a restarted worker or a re-run workflow never sends a delivery twice.
+
+Outcomes:
+- accepted -> `sent`, with the stable Message-ID (email) or provider receipt;
+- permanent refusal (SMTP 5xx such as 550, HTTP 4xx) -> `failed` with the reason, at once;
+- transient (SMTP 4xx, HTTP 5xx/429, timeouts) -> stays `pending`, the attempt and error
+  are counted, and the activity fails retryably after the rest of its batch is done; when
+  the retries run out the workflow parks what is left as `failed` (`starter.py notifications
+  failed` lists them, `notifications retry` re-sends).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.errors import permanent_database_errors
+from deallens.config import Settings
+from deallens.contracts import (
+    DeliverAlertsInput,
+    DeliveryCounts,
+    DeliveryGroup,
+    DigestBatchInput,
+    DigestPlanInput,
+    DigestPlanResult,
+    ParkAlertsInput,
+    ParkDigestsInput,
+    PlanAlertsInput,
+    PlanAlertsResult,
+)
+from deallens.db import digests, notifications
+from deallens.domain.quiet_hours import quiet_until
+from deallens.notify.content import AlertContent, PushEvent
+from deallens.notify.email import SmtpConfig, SmtpMailer
+from deallens.notify.errors import DeliveryError, TransientDeliveryError
+from deallens.notify.message import build_message
+from deallens.notify.push import WebhookSender
+from deallens.notify.render import Renderer
+from deallens.notify.sms import HttpSmsProvider, SmsProvider
+
+log = logging.getLogger(__name__)
+
+# After this many transient failures in a row the batch stops early: the server (not one
+# recipient) is the problem, and the retry policy's backoff is the right way to wait.
+ABORT_AFTER_TRANSIENT = 3
+
+
+@dataclass(frozen=True)
+class NotifyConfig:
+    """What the senders need from Settings (read once in the worker process)."""
+
+    smtp: SmtpConfig
+    mail_from: str
+    mail_domain: str
+    public_base_url: str
+    unsubscribe_mailto: str | None
+    sms_enabled: bool
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> NotifyConfig:
+        return cls(
+            smtp=SmtpConfig.from_settings(settings),
+            mail_from=settings.mail_from,
+            mail_domain=settings.mail_domain,
+            public_base_url=settings.public_base_url,
+            unsubscribe_mailto=settings.unsubscribe_mailto,
+            sms_enabled=settings.sms_enabled,
+        )
+
+
+def sms_provider_from(settings: Settings, http: httpx.AsyncClient) -> SmsProvider | None:
+    if not settings.sms_enabled:
+        return None
+    settings.check_notifications()
+    assert settings.sms_provider_url and settings.sms_account_sid and settings.sms_auth_token and settings.sms_from
+    return HttpSmsProvider(
+        base_url=settings.sms_provider_url,
+        account_sid=settings.sms_account_sid,
+        auth_token=settings.sms_auth_token,
+        from_number=settings.sms_from,
+        client=http,
+    )
+
+
+def alert_message_id(history_id: int, domain: str) -> str:
+    """Stable per firing: a re-send after a crash carries the same Message-ID (receivers dedupe)."""
+    return f"<alert-{history_id}-email@{domain}>"
+
+
+def _alert_content(row: Any, base_url: str) -> AlertContent:
+    params = row.params or {}
+    return AlertContent(
+        alert_history_id=row.alert_history_id,
+        kind=row.kind,
+        alert_type=str(params.get("type", row.kind)),
+        alert_name=row.alert_name,
+        symbol=row.symbol,
+        company_name=row.company_name,
+        message=row.message,
+        value=row.value,
+        threshold=row.threshold,
+        triggered_at=row.triggered_at,
+        urgent=bool(params.get("urgent", False)),
+        user_name=row.user_name,
+        timezone=row.timezone,
+        unsubscribe_url=digests.unsubscribe_url(base_url, row.unsubscribe_token, "alerts"),
+    )
+
+
+def _opted_out(row: Any, channel: str) -> str | None:
+    if row.unsubscribed_at is not None:
+        return "the user unsubscribed"
+    if channel == "email" and not row.email_enabled:
+        return "the user turned email off"
+    if channel == "push" and not row.push_webhook_url:
+        return "the user removed the push webhook"
+    if channel == "sms" and not row.sms_number:
+        return "the user removed the phone number"
+    return None
+
+
+class _Tally:
+    """Counts, and the transient failures that make the activity fail retryably at the end."""
+
+    def __init__(self) -> None:
+        self.counts = DeliveryCounts()
+        self.transient: list[str] = []
+        self.in_a_row = 0
+
+    def add(self, **kwargs: int) -> None:
+        self.counts = self.counts.plus(DeliveryCounts(**kwargs))
+        self.in_a_row = 0
+
+    def transient_failure(self, error: DeliveryError) -> bool:
+        """Record one; True when the batch should stop now."""
+        self.transient.append(str(error))
+        self.in_a_row += 1
+        return self.in_a_row >= ABORT_AFTER_TRANSIENT
+
+    def finish(self, what: str) -> DeliveryCounts:
+        if self.transient:
+            raise ApplicationError(
+                f"{len(self.transient)} {what} failed for now and will be retried: {self.transient[0]}",
+                type="TransientDeliveryError",
+            )
+        return self.counts
+
+
+class NotificationActivities:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        config: NotifyConfig,
+        *,
+        webhooks: WebhookSender,
+        sms: SmsProvider | None,
+    ) -> None:
+        self._engine = engine
+        self._config = config
+        self._webhooks = webhooks
+        self._sms = sms
+
+    # ------------------------------------------------------------ alerts
+
+    @activity.defn(name="notifications.plan_alerts")
+    async def plan_alerts(self, request: PlanAlertsInput) -> PlanAlertsResult:
+        """Record the intents (idempotent), then group what is pending by channel and due time."""
+        with permanent_database_errors():
+            if request.alert_history_ids is not None:
+                ids = request.alert_history_ids
+                firings, _ = await notifications.record_intents(self._engine, ids, sms_enabled=self._config.sms_enabled)
+            elif request.kind is not None and request.triggered_at is not None:
+                firings, _ = await notifications.record_intents_for_evaluation(
+                    self._engine, request.kind, request.triggered_at, sms_enabled=self._config.sms_enabled
+                )
+                ids = await notifications.evaluation_firings(self._engine, request.kind, request.triggered_at)
+            else:
+                raise ApplicationError(
+                    "plan_alerts: give alert_history_ids, or kind and triggered_at", type="InvalidInput", non_retryable=True
+                )
+            rows = await notifications.pending_plan(self._engine, ids)
+        now = dt.datetime.now(dt.UTC)
+        groups: dict[tuple[str, dt.datetime | None], list[int]] = defaultdict(list)
+        already_done = sum(1 for row in rows if row.status == "sent")
+        for row in rows:
+            if row.status != "pending":
+                continue
+            until = None if row.urgent else quiet_until(now, row.quiet_hours_start, row.quiet_hours_end, row.timezone)
+            groups[(row.channel, until)].append(row.alert_history_id)
+        ordered = sorted(groups.items(), key=lambda item: (item[0][1] is not None, item[0][1] or now, item[0][0]))
+        return PlanAlertsResult(
+            firings=firings,
+            already_done=already_done,
+            groups=[DeliveryGroup(channel=ch, deliver_at=at, alert_history_ids=ids) for (ch, at), ids in ordered],
+        )
+
+    async def _pending(self, request: DeliverAlertsInput, tally: _Tally) -> list[Any]:
+        with permanent_database_errors():
+            rows = await notifications.pending_deliveries(self._engine, request.alert_history_ids, request.channel)
+        tally.add(already_done=len(set(request.alert_history_ids)) - len(rows))
+        live = []
+        for row in rows:
+            reason = _opted_out(row, request.channel)
+            if reason is None:
+                live.append(row)
+            else:
+                await notifications.mark(self._engine, row.alert_history_id, request.channel, "skipped", error=reason)
+                tally.add(skipped=1)
+        return live
+
+    async def _settle(self, row: Any, channel: str, tally: _Tally, error: DeliveryError) -> bool:
+        """Record a failed send; True when the batch should stop."""
+        if error.permanent:
+            await notifications.mark(self._engine, row.alert_history_id, channel, "failed", error=str(error))
+            tally.add(failed=1)
+            log.warning("notification %s/%s failed permanently: %s", row.alert_history_id, channel, error)
+            return False
+        await notifications.mark(self._engine, row.alert_history_id, channel, "retrying", error=str(error))
+        return tally.transient_failure(error)
+
+    @activity.defn(name="notifications.send_email")
+    async def send_email(self, request: DeliverAlertsInput) -> DeliveryCounts:
+        """Alert emails over one SMTP connection, the ledger written after each."""
+        tally = _Tally()
+        rows = await self._pending(request, tally)
+        if rows:
+            renderer = Renderer()
+            async with SmtpMailer(self._config.smtp) as mailer:
+                for done, row in enumerate(rows):
+                    content = _alert_content(row, self._config.public_base_url)
+                    message_id = alert_message_id(row.alert_history_id, self._config.mail_domain)
+                    message = build_message(
+                        renderer.render_alert(content),
+                        sender=self._config.mail_from,
+                        to=row.email,
+                        to_name=row.user_name,
+                        message_id=message_id,
+                        unsubscribe_url=content.unsubscribe_url,
+                        unsubscribe_mailto=self._config.unsubscribe_mailto,
+                    )
+                    try:
+                        await mailer.send(message)
+                    except DeliveryError as error:
+                        if await self._settle(row, "email", tally, error):
+                            break
+                    else:
+                        await notifications.mark(self._engine, row.alert_history_id, "email", "sent", message_id=message_id)
+                        tally.add(sent=1)
+                    activity.heartbeat(done + 1)
+        return tally.finish("alert emails")
+
+    @activity.defn(name="notifications.send_push")
+    async def send_push(self, request: DeliverAlertsInput) -> DeliveryCounts:
+        """Signed webhooks, one POST per firing, the ledger written after each."""
+        tally = _Tally()
+        for done, row in enumerate(await self._pending(request, tally)):
+            content = _alert_content(row, self._config.public_base_url)
+            event = PushEvent(
+                title=f"{content.symbol or 'DealLens'}: {content.alert_name or content.alert_type.replace('_', ' ')}",
+                message=content.message,
+                priority="high" if content.urgent else "default",
+                tags=[content.kind],
+                data={"alert_history_id": content.alert_history_id, "symbol": content.symbol, "kind": content.kind},
+            )
+            key = f"alert-{row.alert_history_id}-push"
+            try:
+                if not row.push_webhook_secret:
+                    raise TransientDeliveryError("push: the user has a webhook URL but no signing secret yet")
+                receipt = await self._webhooks.send(
+                    url=row.push_webhook_url,
+                    secret=row.push_webhook_secret,
+                    event=event,
+                    style=row.push_format,
+                    idempotency_key=key,
+                )
+            except DeliveryError as error:
+                if await self._settle(row, "push", tally, error):
+                    break
+            else:
+                await notifications.mark(self._engine, row.alert_history_id, "push", "sent", message_id=receipt[:255])
+                tally.add(sent=1)
+            activity.heartbeat(done + 1)
+        return tally.finish("push notifications")
+
+    @activity.defn(name="notifications.send_sms")
+    async def send_sms(self, request: DeliverAlertsInput) -> DeliveryCounts:
+        tally = _Tally()
+        rows = await self._pending(request, tally)
+        if rows and self._sms is None:
+            for row in rows:
+                await notifications.mark(
+                    self._engine, row.alert_history_id, "sms", "skipped", error="SMS is switched off (SMS_ENABLED)"
+                )
+            tally.add(skipped=len(rows))
+            return tally.finish("text messages")
+        assert self._sms is not None or not rows
+        for done, row in enumerate(rows):
+            content = _alert_content(row, self._config.public_base_url)
+            body = f"DealLens: {content.message}"
+            try:
+                receipt = await self._sms.send(  # type: ignore[union-attr]
+                    to=row.sms_number, body=body, idempotency_key=f"alert-{row.alert_history_id}-sms"
+                )
+            except DeliveryError as error:
+                if await self._settle(row, "sms", tally, error):
+                    break
+            else:
+                await notifications.mark(self._engine, row.alert_history_id, "sms", "sent", message_id=receipt[:255])
+                tally.add(sent=1)
+            activity.heartbeat(done + 1)
+        return tally.finish("text messages")
+
+    @activity.defn(name="notifications.park")
+    async def park(self, request: ParkAlertsInput) -> int:
+        with permanent_database_errors():
+            return await notifications.park(self._engine, request.alert_history_ids, request.channel, request.error)
+
+    # ------------------------------------------------------------ digests
+
+    @activity.defn(name="digests.plan")
+    async def plan_digests(self, request: DigestPlanInput) -> DigestPlanResult:
+        with permanent_database_errors():
+            pending, done, not_eligible = await digests.plan(
+                self._engine, request.kind, request.period, request.user_ids
+            )
+        return DigestPlanResult(pending_user_ids=pending, already_done=done, not_eligible=not_eligible)
+
+    @activity.defn(name="digests.send_batch")
+    async def send_digest_batch(self, request: DigestBatchInput) -> DeliveryCounts:
+        """One batch of users: content in a few set-based reads, one SMTP connection, the
+        ledger written after each message, progress heartbeated."""
+        tally = _Tally()
+        with permanent_database_errors():
+            contents, opted_out = await digests.load_batch(
+                self._engine, request.kind, request.period, request.user_ids,
+                public_base_url=self._config.public_base_url,
+            )
+            skipped = await digests.skip(self._engine, request.kind, request.period, opted_out, "the user opted out")
+        tally.add(skipped=skipped, already_done=len(set(request.user_ids)) - len(contents) - len(opted_out))
+        if not contents:
+            return tally.finish("digests")
+        renderer = Renderer()
+        async with SmtpMailer(self._config.smtp) as mailer:
+            for done, content in enumerate(contents):
+                message_id = digests.message_id(request.kind, request.period, content.user_id, self._config.mail_domain)
+                message = build_message(
+                    renderer.render_digest(content),
+                    sender=self._config.mail_from,
+                    to=content.user_email,
+                    to_name=content.user_name,
+                    message_id=message_id,
+                    unsubscribe_url=content.unsubscribe_url,
+                    unsubscribe_mailto=self._config.unsubscribe_mailto,
+                )
+                try:
+                    await mailer.send(message)
+                except DeliveryError as error:
+                    outcome = "failed" if error.permanent else "retrying"
+                    await digests.mark(
+                        self._engine, request.kind, request.period, content.user_id, outcome, error=str(error)
+                    )
+                    if error.permanent:
+                        tally.add(failed=1)
+                    elif tally.transient_failure(error):
+                        break
+                else:
+                    await digests.mark(
+                        self._engine, request.kind, request.period, content.user_id, "sent", message_id=message_id
+                    )
+                    tally.add(sent=1)
+                activity.heartbeat(done + 1)
+        return tally.finish("digests")
+
+    @activity.defn(name="digests.park")
+    async def park_digests(self, request: ParkDigestsInput) -> int:
+        with permanent_database_errors():
+            return await digests.park(self._engine, request.kind, request.period, request.user_ids, request.error)

@@ -1,0 +1,385 @@
+"""The daily digest and weekly summary: who gets one, what it says, and the ledger.
+
+`digest_deliveries` holds one row per (user, kind, period). Planning inserts the pending rows
+(ON CONFLICT DO NOTHING), each send is followed by its own committed update, and a retried or
+resumed batch only reads rows still pending: a user never gets the same digest twice.
+
+Content is loaded per batch of users in a handful of set-based statements (companies once
+per batch, not once per user), so 10,000 digests are a few dozen queries.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from decimal import Decimal
+from typing import Any, Literal
+from urllib.parse import urlencode
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from deallens.notify.content import DealMoveRow, DigestContent, FiredAlertRow, InsightRow, NewsRow, WatchlistRow
+
+DigestKind = Literal["daily", "weekly"]
+
+# The schedules send the daily digest at 12:00 UTC and the weekly summary on Sundays at
+# 14:00 UTC; the windows end there, whatever time a manual run starts, so a re-run for the
+# same date says the same thing.
+_SEND_TIME = {"daily": dt.time(12, 0), "weekly": dt.time(14, 0)}
+_WINDOW = {"daily": dt.timedelta(days=1), "weekly": dt.timedelta(days=7)}
+SPARKLINE_SESSIONS = 30
+MAX_ALERTS = 20
+MAX_NEWS = 5
+MAX_INSIGHTS = 5
+MAX_DEALS = 10
+
+
+def window(kind: DigestKind, period: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    end = dt.datetime.combine(period, _SEND_TIME[kind], tzinfo=dt.UTC)
+    return end - _WINDOW[kind], end
+
+
+def message_id(kind: DigestKind, period: dt.date, user_id: int, domain: str) -> str:
+    """Stable per (kind, period, user): a re-send after a crash carries the same Message-ID."""
+    return f"<digest-{kind}-{period.isoformat()}-{user_id}@{domain}>"
+
+
+def unsubscribe_url(base_url: str, token: str, scope: str) -> str:
+    return f"{base_url}/unsubscribe?{urlencode({'token': token, 'list': scope})}"
+
+
+_OPT_IN = {"daily": "u.digest_opt_in", "weekly": "u.weekly_opt_in"}
+
+
+def _plan_sql(kind: DigestKind) -> Any:
+    return text(
+        f"""
+        WITH wanted AS (
+            SELECT u.id FROM users u
+            WHERE {_OPT_IN[kind]} AND u.email_enabled AND u.unsubscribed_at IS NULL
+              AND (CAST(:user_ids AS bigint[]) IS NULL OR u.id = ANY(CAST(:user_ids AS bigint[])))
+        ),
+        inserted AS (
+            INSERT INTO digest_deliveries (user_id, kind, period, status)
+            SELECT id, :kind, :period, 'pending' FROM wanted
+            ON CONFLICT (user_id, kind, period) DO NOTHING
+            RETURNING user_id
+        )
+        SELECT w.id AS user_id, COALESCE(d.status, 'pending') AS status
+        FROM wanted w
+        LEFT JOIN digest_deliveries d ON d.user_id = w.id AND d.kind = :kind AND d.period = :period
+        ORDER BY w.id
+        """
+    )
+
+
+async def plan(
+    engine: AsyncEngine, kind: DigestKind, period: dt.date, user_ids: list[int] | None
+) -> tuple[list[int], int, int]:
+    """(user ids still to send, already sent, not eligible): pending ledger rows made in one statement.
+
+    A user who opted out or unsubscribed gets no digest even when named in `user_ids`.
+    """
+    async with engine.begin() as conn:
+        rows = list(
+            await conn.execute(_plan_sql(kind), {"user_ids": user_ids, "kind": kind, "period": period})
+        )
+    # The CTE's INSERT is not visible to the outer SELECT: a new row shows as NULL -> pending.
+    pending = [r.user_id for r in rows if r.status == "pending"]
+    done = sum(1 for r in rows if r.status != "pending")
+    not_eligible = len(set(user_ids) - {r.user_id for r in rows}) if user_ids is not None else 0
+    return pending, done, not_eligible
+
+
+_USERS = text(
+    """
+    SELECT d.user_id, u.email, u.name, u.timezone, u.unsubscribe_token, d.attempts,
+           ({opt_in} AND u.email_enabled AND u.unsubscribed_at IS NULL) AS wanted
+    FROM digest_deliveries d JOIN users u ON u.id = d.user_id
+    WHERE d.user_id = ANY(CAST(:user_ids AS bigint[])) AND d.kind = :kind AND d.period = :period
+      AND d.status = 'pending'
+    ORDER BY d.user_id
+    """
+)
+
+_WATCHLIST = text(
+    """
+    SELECT w.user_id, w.company_id FROM watchlist w
+    WHERE w.user_id = ANY(CAST(:user_ids AS bigint[]))
+    ORDER BY w.user_id, w.added_at, w.company_id
+    """
+)
+
+_CLOSES = text(
+    f"""
+    SELECT c.id AS company_id, c.symbol, c.name, o.date, o.close
+    FROM companies c
+    LEFT JOIN LATERAL (
+        SELECT date, close FROM ohlc_data
+        WHERE company_id = c.id AND date <= :period
+        ORDER BY date DESC LIMIT {SPARKLINE_SESSIONS}
+    ) o ON true
+    WHERE c.id = ANY(CAST(:company_ids AS bigint[]))
+    ORDER BY c.id, o.date
+    """
+)
+
+_ALERTS = text(
+    """
+    SELECT a.user_id, h.id, a.name, c.symbol, h.message, h.triggered_at
+    FROM alerts a
+    JOIN alert_history h ON h.alert_id = a.id
+    LEFT JOIN companies c ON c.id = a.company_id
+    WHERE a.user_id = ANY(CAST(:user_ids AS bigint[])) AND h.triggered_at >= :start AND h.triggered_at < :end
+    ORDER BY a.user_id, h.triggered_at DESC, h.id DESC
+    """
+)
+
+_NEWS = text(
+    """
+    SELECT nc.company_id, c.symbol, n.id, n.title, n.url, n.publisher, n.published_at, n.sentiment_score
+    FROM news_company nc
+    JOIN news_articles n ON n.id = nc.news_id
+    JOIN companies c ON c.id = nc.company_id
+    WHERE nc.company_id = ANY(CAST(:company_ids AS bigint[]))
+      AND n.published_at >= :start AND n.published_at < :end
+    ORDER BY abs(COALESCE(n.sentiment_score, 0)) DESC, n.published_at DESC
+    """
+)
+
+_INSIGHTS = text(
+    """
+    SELECT DISTINCT ON (i.subject_id) i.subject_id AS company_id, c.symbol, i.recommendation, i.content, i.created_at
+    FROM ai_insights i JOIN companies c ON c.id = i.subject_id
+    WHERE i.kind = 'company' AND i.subject_id = ANY(CAST(:company_ids AS bigint[]))
+      AND i.created_at >= :start AND i.created_at < :end
+    ORDER BY i.subject_id, i.created_at DESC
+    """
+)
+
+_DEALS = text(
+    """
+    SELECT e.deal_id, d.title, e.event_type, e.old_status, e.new_status, e.occurred_at,
+           d.acquirer_company_id, d.target_company_id
+    FROM deal_events e JOIN deals d ON d.id = e.deal_id
+    WHERE (d.acquirer_company_id = ANY(CAST(:company_ids AS bigint[]))
+           OR d.target_company_id = ANY(CAST(:company_ids AS bigint[])))
+      AND e.event_type IN ('created', 'status_change', 'value_change')
+      AND e.occurred_at >= :start AND e.occurred_at < :end
+    ORDER BY e.occurred_at DESC
+    """
+)
+
+
+def _change(closes: list[Decimal], back: int) -> float | None:
+    if len(closes) <= back or closes[-1 - back] == 0:
+        return None
+    return float((closes[-1] / closes[-1 - back] - 1) * 100)
+
+
+def _summary(content: Any) -> str:
+    if isinstance(content, dict):
+        for key in ("summary", "analysis", "text"):
+            value = content.get(key)
+            if isinstance(value, str) and value.strip():
+                return value.strip()[:400]
+    return ""
+
+
+async def load_batch(
+    engine: AsyncEngine,
+    kind: DigestKind,
+    period: dt.date,
+    user_ids: list[int],
+    *,
+    public_base_url: str,
+) -> tuple[list[DigestContent], list[int]]:
+    """(digests to send, users who opted out since planning) among this batch's pending users."""
+    start, end = window(kind, period)
+    window_args = {"start": start, "end": end}
+    async with engine.connect() as conn:
+        users = list(
+            await conn.execute(
+                text(_USERS.text.format(opt_in=_OPT_IN[kind])),
+                {"user_ids": user_ids, "kind": kind, "period": period},
+            )
+        )
+        wanted = [u for u in users if u.wanted]
+        ids = [u.user_id for u in wanted]
+        if not ids:
+            return [], [u.user_id for u in users if not u.wanted]
+        watch: dict[int, list[int]] = defaultdict(list)
+        for row in await conn.execute(_WATCHLIST, {"user_ids": ids}):
+            watch[row.user_id].append(row.company_id)
+        company_ids = sorted({c for cs in watch.values() for c in cs})
+        companies: dict[int, Any] = {}
+        closes: dict[int, list[tuple[dt.date, Decimal]]] = defaultdict(list)
+        news: dict[int, list[Any]] = defaultdict(list)
+        insights: dict[int, Any] = {}
+        deals: list[Any] = []
+        if company_ids:
+            by_company = {"company_ids": company_ids}
+            for row in await conn.execute(_CLOSES, {**by_company, "period": period}):
+                companies[row.company_id] = row
+                if row.date is not None:
+                    closes[row.company_id].append((row.date, row.close))
+            for row in await conn.execute(_NEWS, {**by_company, **window_args}):
+                if len(news[row.company_id]) < MAX_NEWS:
+                    news[row.company_id].append(row)
+            for row in await conn.execute(_INSIGHTS, {**by_company, **window_args}):
+                insights[row.company_id] = row
+            if kind == "weekly":
+                deals = list(await conn.execute(_DEALS, {**by_company, **window_args}))
+        alerts: dict[int, list[Any]] = defaultdict(list)
+        for row in await conn.execute(_ALERTS, {"user_ids": ids, **window_args}):
+            if len(alerts[row.user_id]) < MAX_ALERTS:
+                alerts[row.user_id].append(row)
+
+    watch_rows: dict[int, WatchlistRow] = {}
+    for company_id, company in companies.items():
+        series = [close for _, close in closes[company_id]]
+        watch_rows[company_id] = WatchlistRow(
+            company_id=company_id,
+            symbol=company.symbol,
+            name=company.name,
+            last_close=series[-1] if series else None,
+            day_change_pct=_change(series, 1),
+            week_change_pct=_change(series, 5),
+            closes=[float(c) for c in series],
+            as_of=closes[company_id][-1][0] if series else None,
+        )
+    digests = []
+    for user in wanted:
+        mine = watch.get(user.user_id, [])
+        mine_set = set(mine)
+        user_news: dict[int, Any] = {}
+        for company_id in mine:
+            for row in news.get(company_id, []):
+                user_news.setdefault(row.id, row)
+        top_news = sorted(
+            user_news.values(), key=lambda r: (-abs(float(r.sentiment_score or 0)), -r.published_at.timestamp())
+        )[:MAX_NEWS]
+        digests.append(
+            DigestContent(
+                kind=kind,
+                period=period,
+                user_id=user.user_id,
+                user_name=user.name,
+                user_email=user.email,
+                timezone=user.timezone,
+                watchlist=[watch_rows[c] for c in mine if c in watch_rows],
+                alerts=[
+                    FiredAlertRow(
+                        alert_history_id=a.id,
+                        alert_name=a.name,
+                        symbol=a.symbol,
+                        message=a.message,
+                        triggered_at=a.triggered_at,
+                    )
+                    for a in alerts.get(user.user_id, [])
+                ],
+                news=[
+                    NewsRow(
+                        title=n.title,
+                        url=n.url,
+                        publisher=n.publisher,
+                        published_at=n.published_at,
+                        sentiment_score=float(n.sentiment_score) if n.sentiment_score is not None else None,
+                        symbols=sorted({r.symbol for r in news_rows_for(n.id, mine, news)}),
+                    )
+                    for n in top_news
+                ],
+                insights=[
+                    InsightRow(
+                        subject=insights[c].symbol,
+                        recommendation=insights[c].recommendation,
+                        summary=_summary(insights[c].content),
+                        created_at=insights[c].created_at,
+                    )
+                    for c in mine
+                    if c in insights
+                ][:MAX_INSIGHTS],
+                deals=[
+                    DealMoveRow(
+                        title=d.title,
+                        old_status=d.old_status,
+                        new_status=d.new_status,
+                        event_type=d.event_type,
+                        occurred_at=d.occurred_at,
+                    )
+                    for d in deals
+                    if d.acquirer_company_id in mine_set or d.target_company_id in mine_set
+                ][:MAX_DEALS],
+                unsubscribe_url=unsubscribe_url(public_base_url, user.unsubscribe_token, kind),
+            )
+        )
+    return digests, [u.user_id for u in users if not u.wanted]
+
+
+def news_rows_for(news_id: int, companies: list[int], news: dict[int, list[Any]]) -> list[Any]:
+    return [row for c in companies for row in news.get(c, []) if row.id == news_id]
+
+
+_MARK = {
+    "sent": text(
+        "UPDATE digest_deliveries SET status = 'sent', sent_at = now(), message_id = :message_id, "
+        "attempts = attempts + 1, error = NULL, updated_at = now() "
+        "WHERE user_id = :user_id AND kind = :kind AND period = :period AND status = 'pending'"
+    ),
+    "failed": text(
+        "UPDATE digest_deliveries SET status = 'failed', attempts = attempts + 1, error = :error, updated_at = now() "
+        "WHERE user_id = :user_id AND kind = :kind AND period = :period AND status = 'pending'"
+    ),
+    "skipped": text(
+        "UPDATE digest_deliveries SET status = 'skipped', error = :error, updated_at = now() "
+        "WHERE user_id = ANY(CAST(:user_ids AS bigint[])) AND kind = :kind AND period = :period AND status = 'pending'"
+    ),
+    "retrying": text(
+        "UPDATE digest_deliveries SET attempts = attempts + 1, error = :error, updated_at = now() "
+        "WHERE user_id = :user_id AND kind = :kind AND period = :period AND status = 'pending'"
+    ),
+}
+
+
+async def mark(
+    engine: AsyncEngine,
+    kind: DigestKind,
+    period: dt.date,
+    user_id: int,
+    outcome: Literal["sent", "failed", "retrying"],
+    *,
+    message_id: str | None = None,
+    error: str | None = None,
+) -> bool:
+    """The ledger written right after each send, in its own transaction."""
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            _MARK[outcome],
+            {"user_id": user_id, "kind": kind, "period": period, "message_id": message_id, "error": error},
+        )
+    return result.rowcount == 1
+
+
+async def skip(engine: AsyncEngine, kind: DigestKind, period: dt.date, user_ids: list[int], reason: str) -> int:
+    if not user_ids:
+        return 0
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            _MARK["skipped"], {"user_ids": user_ids, "kind": kind, "period": period, "error": reason}
+        )
+    return result.rowcount
+
+
+_PARK = text(
+    "UPDATE digest_deliveries SET status = 'failed', error = :error, updated_at = now() "
+    "WHERE user_id = ANY(CAST(:user_ids AS bigint[])) AND kind = :kind AND period = :period AND status = 'pending'"
+)
+
+
+async def park(engine: AsyncEngine, kind: DigestKind, period: dt.date, user_ids: list[int], error: str) -> int:
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            _PARK, {"user_ids": user_ids, "kind": kind, "period": period, "error": error[:2000]}
+        )
+    return result.rowcount

@@ -1,0 +1,1 @@
+"""The one HTTP surface this service owns: the unsubscribe page behind List-Unsubscribe."""
