@@ -4,13 +4,23 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install bench clean-data
+.PHONY: run test install bench clean-data chromium
 
 run: $(STAMP)
 	$(BIN)/python devstack.py
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# tests/test_digest_chromium.py opens a rendered digest in Debian's Chromium (playwright drives
+# it and never downloads a browser). Installed from Debian's packages when missing.
+chromium:
+	@[ -x /usr/bin/chromium ] || { \
+		echo "installing Debian's chromium (apt-get) for tests/test_digest_chromium.py"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y -q chromium >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; \
+	} || true
+	@[ -x /usr/bin/chromium ] || { echo "tests need /usr/bin/chromium: run 'apt-get install chromium' as root"; exit 1; }
 
 install: $(STAMP)
 

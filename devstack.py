@@ -222,6 +222,45 @@ async def _unsubscribe_page(stack: contextlib.AsyncExitStack, settings: Settings
     return f"{url}/unsubscribe"
 
 
+# The demo user whose alerts also go out as signed webhooks to the local push sink.
+PUSH_DEMO_USER = "ada@deallens.local"
+
+
+async def _push_sink(stack: contextlib.AsyncExitStack, env: dict[str, str]) -> str:
+    """A signature-checking webhook receiver writing .data/push.jsonl; the demo user points at it
+    (only while that user has no webhook of their own)."""
+    import secrets
+
+    from sqlalchemy import text
+
+    from deallens.db.engine import create_engine
+    from deallens.sim import push_sink
+    from deallens.sim.serve import serve_asgi
+
+    log = DATA / "push.jsonl"
+    engine = create_engine(env["DATABASE_URL"], pool_size=1)
+    try:
+        async with engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    text("SELECT push_webhook_url, push_webhook_secret FROM users WHERE email = :e"),
+                    {"e": PUSH_DEMO_USER},
+                )
+            ).first()
+            if row is None:
+                return "no demo user: off"
+            secret = row.push_webhook_secret or secrets.token_urlsafe(24)
+            url = await stack.enter_async_context(serve_asgi(push_sink.make_app(secret, log)))
+            if row.push_webhook_url is None or row.push_webhook_url.startswith("http://127.0.0.1:"):
+                await conn.execute(
+                    text("UPDATE users SET push_webhook_url = :u, push_webhook_secret = :s WHERE email = :e"),
+                    {"u": f"{url}/push/ada", "s": secret, "e": PUSH_DEMO_USER},
+                )
+    finally:
+        await engine.dispose()
+    return f"{PUSH_DEMO_USER} -> {url}/push/ada -> {_shown(log)}"
+
+
 async def _run_step(args: list[str], env: dict[str, str], stop: asyncio.Event) -> None:
     """Run one set-up command; Ctrl-C stops it cleanly (it runs in its own session)."""
     process = await asyncio.create_subprocess_exec(sys.executable, *args, env=env, cwd=ROOT, start_new_session=True)
@@ -277,6 +316,7 @@ async def run() -> int:
             await _run_step(["starter.py", "seed-demo"], env, stop)
             await _run_step(["schedules.py", "apply"], env, stop)
             web = await _unsubscribe_page(stack, settings, env)
+            push_sink = await _push_sink(stack, env)
 
             lines = [
                 "",
@@ -285,6 +325,7 @@ async def run() -> int:
                 f"  database        : {database}",
                 f"  email           : {smtp}",
                 f"  unsubscribe page: {web}",
+                f"  push            : {push_sink}",
             ]
             lines += [f"  SIMULATED       : {line}" for line in simulated] or ["  providers       : all real"]
             lines += [

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from urllib.parse import parse_qs, quote, urlsplit
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -93,6 +94,16 @@ def sms_provider_from(settings: Settings, http: httpx.AsyncClient) -> SmsProvide
         from_number=settings.sms_from,
         client=http,
     )
+
+
+def unsubscribe_mailto(address: str | None, unsubscribe_url: str) -> str | None:
+    """mailto: form of List-Unsubscribe; the subject carries the token and list, for whatever
+    reads that mailbox to pass on to `starter.py notifications unsubscribe TOKEN --list LIST`."""
+    if not address:
+        return None
+    query = parse_qs(urlsplit(unsubscribe_url).query)
+    token, list_name = query.get("token", [""])[0], query.get("list", ["all"])[0]
+    return f"mailto:{address}?subject=unsubscribe%20{quote(token)}%20{quote(list_name)}"
 
 
 def alert_message_id(history_id: int, domain: str) -> str:
@@ -249,7 +260,7 @@ class NotificationActivities:
                         to_name=row.user_name,
                         message_id=message_id,
                         unsubscribe_url=content.unsubscribe_url,
-                        unsubscribe_mailto=self._config.unsubscribe_mailto,
+                        unsubscribe_mailto=unsubscribe_mailto(self._config.unsubscribe_mailto, content.unsubscribe_url),
                     )
                     try:
                         await mailer.send(message)
@@ -363,7 +374,7 @@ class NotificationActivities:
                     to_name=content.user_name,
                     message_id=message_id,
                     unsubscribe_url=content.unsubscribe_url,
-                    unsubscribe_mailto=self._config.unsubscribe_mailto,
+                    unsubscribe_mailto=unsubscribe_mailto(self._config.unsubscribe_mailto, content.unsubscribe_url),
                 )
                 try:
                     await mailer.send(message)

@@ -25,7 +25,7 @@ from deallens.notify import push
 from deallens.sim.serve import serve_asgi
 from tests.notify_data import deliveries, digest_ledger, fire, make_users, seed_market, watch
 from tests.smtp_sink import Sink, smtp_sink
-from tests.workers import running_workers
+from tests.workers import record_history, running_workers
 
 TODAY = dt.date(2026, 11, 27)
 
@@ -38,28 +38,39 @@ def sink() -> Any:
 
 @pytest.fixture
 def settings(make_settings: Any, sink: Sink) -> Any:
-    return make_settings(smtp_host="127.0.0.1", smtp_port=sink.port, smtp_tls="none", public_base_url="http://127.0.0.1:9")
+    return make_settings(
+        smtp_host="127.0.0.1", smtp_port=sink.port, smtp_tls="none", public_base_url="http://127.0.0.1:9",
+        unsubscribe_mailto="unsubscribe@deallens.local",
+    )
 
 
-async def notify(client: Client, task_queue: str, history_id: int) -> NotificationResult:
-    return await client.execute_workflow(
+async def notify(client: Client, task_queue: str, history_id: int, *, record: str | None = None) -> NotificationResult:
+    handle = await client.start_workflow(
         "SendAlertNotification",
         SendAlertNotificationInput(alert_history_id=history_id),
         id=f"notify-{history_id}-{secrets.token_hex(3)}",
         task_queue=task_queue,
         result_type=NotificationResult,
     )
+    result = await handle.result()
+    if record:
+        await record_history(handle, record)
+    return result
 
 
-async def digest(client: Client, task_queue: str, kind: str, **fields: Any) -> DigestResult:
+async def digest(client: Client, task_queue: str, kind: str, *, record: str | None = None, **fields: Any) -> DigestResult:
     workflow = {"daily": "SendDailyDigest", "weekly": "SendWeeklySummary"}[kind]
-    return await client.execute_workflow(
+    handle = await client.start_workflow(
         workflow,
         DigestInput(**fields),
         id=f"{kind}-{secrets.token_hex(4)}",
         task_queue=task_queue,
         result_type=DigestResult,
     )
+    result = await handle.result()
+    if record:
+        await record_history(handle, record)
+    return result
 
 
 # ------------------------------------------------------------------ alert emails
@@ -81,7 +92,11 @@ async def test_alert_email_is_sent_once_with_a_stable_message_id(
     (message,) = sink.messages
     assert message["To"].addresses[0].addr_spec == "user1@example.com"
     assert "AAPL" in str(message["Subject"])
-    assert f"http://127.0.0.1:9/unsubscribe?token=" in str(message["List-Unsubscribe"])
+    # Raw on the wire: a URL in RFC 2047 encoded words is no link for any mail client.
+    raw_unsubscribe = dict(message.raw_items())["List-Unsubscribe"]
+    assert raw_unsubscribe.startswith("<http://127.0.0.1:9/unsubscribe?token=")
+    assert raw_unsubscribe.endswith("&list=alerts>, <mailto:unsubscribe@deallens.local?subject=unsubscribe%20"
+                                    + raw_unsubscribe.split("token=")[1].split("&")[0] + "%20alerts>")
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     html = message.get_body(("html",)).get_content()
     assert "Breakout &lt;b&gt;now&lt;/b&gt;" in html and "<b>now</b>" not in html
@@ -132,7 +147,7 @@ async def test_retries_run_out_then_the_delivery_is_parked_and_can_be_resent(
     history_id = await fire(db, user, None)
     sink.data_reply, sink.data_reply_times = "421 4.7.0 too busy", 1000
     async with running_workers(time_env.client, settings, task_queue):
-        parked = await notify(time_env.client, task_queue, history_id)
+        parked = await notify(time_env.client, task_queue, history_id, record="send_alert_notification_parked")
         (row,) = await deliveries(db)
         assert (parked.counts.failed, row.status) == (1, "failed")
         assert "421" in row.error
@@ -177,7 +192,7 @@ async def test_quiet_hours_hold_an_alert_until_they_end_and_urgent_ones_go_at_on
     normal = await fire(db, user, None)
     urgent = await fire(db, user, None, urgent=True)
     async with running_workers(time_env.client, settings, task_queue):
-        held = await notify(time_env.client, task_queue, normal)
+        held = await notify(time_env.client, task_queue, normal, record="send_alert_notification_quiet_hours")
         immediate = await notify(time_env.client, task_queue, urgent)
 
     assert held.counts.sent == 1 and held.waited_until is not None
@@ -249,7 +264,7 @@ async def test_daily_digest_goes_once_to_each_opted_in_user(
     await fire(db, users[0], ids["AAPL"], name="old news", at=send_time - dt.timedelta(days=3))
     period = TODAY + dt.timedelta(days=1)
     async with running_workers(time_env.client, settings, task_queue):
-        first = await digest(time_env.client, task_queue, "daily", date=period, batch_size=2)
+        first = await digest(time_env.client, task_queue, "daily", date=period, batch_size=2, record="send_daily_digest")
         second = await digest(time_env.client, task_queue, "daily", date=period, batch_size=2)
 
     assert (first.users, first.batches, first.counts.sent) == (5, 3, 5)
@@ -294,7 +309,9 @@ async def test_digest_for_named_users_respects_their_opt_out(
         )
     sunday = dt.date(2026, 11, 29)
     async with running_workers(time_env.client, settings, task_queue):
-        result = await digest(time_env.client, task_queue, "weekly", date=sunday, user_ids=[users[1], out])
+        result = await digest(
+            time_env.client, task_queue, "weekly", date=sunday, user_ids=[users[1], out], record="send_weekly_summary"
+        )
 
     assert (result.counts.sent, result.not_eligible) == (1, 1)
     (message,) = sink.messages

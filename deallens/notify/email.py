@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import email.message
+import email.utils
 import ssl
 from dataclasses import dataclass
 from types import TracebackType
@@ -139,7 +140,11 @@ class SmtpMailer:
                     if not self.connected:
                         await self._connect()
                     assert self._smtp is not None
-                    await self._smtp.send_message(message)
+                    # Our bytes, not aiosmtplib's re-serialisation: its send_message flattens
+                    # with email.policy.SMTP, which would RFC 2047-encode a long
+                    # List-Unsubscribe URL that message.py deliberately writes raw.
+                    sender, recipients = _envelope(message)
+                    await self._smtp.sendmail(sender, recipients, message.as_bytes())
                 except asyncio.CancelledError:
                     # Cancelled mid-transaction: the session is in an unknown state.
                     self._drop()
@@ -249,6 +254,18 @@ async def send_one(config: SmtpConfig, message: email.message.EmailMessage) -> s
     """Send a single message on a connection of its own; returns its Message-ID."""
     async with SmtpMailer(config) as mailer:
         return await mailer.send(message)
+
+
+def _envelope(message: email.message.EmailMessage) -> tuple[str, list[str]]:
+    """MAIL FROM and RCPT TO from the headers (as aiosmtplib's send_message would take them)."""
+    sender = email.utils.parseaddr(str(message.get("Sender") or message.get("From") or ""))[1]
+    fields = [str(v) for name in ("To", "Cc", "Bcc") for v in message.get_all(name, [])]
+    recipients = [address for _, address in email.utils.getaddresses(fields) if address]
+    if not sender or not recipients:
+        raise ValueError("the message needs a From and at least one To, Cc or Bcc address")
+    if message.get("Bcc") is not None:
+        raise ValueError("a Bcc header would be sent as written: put Bcc recipients in the envelope only")
+    return sender, recipients
 
 
 def _message_id(message: email.message.EmailMessage) -> str:

@@ -88,7 +88,10 @@ class _CachedHeaders(HeaderRegistry):
 
 
 # SMTP: CRLF line endings, so `as_bytes()` is what goes on the wire.
-POLICY = SMTP.clone(header_factory=_CachedHeaders())
+# refold_source="none": a raw value set below (List-Unsubscribe) is written exactly as given;
+# the policy's refolding would turn a long URL into RFC 2047 encoded words, which no mail
+# client reads as a link. Header objects (Subject, To, ...) still fold and encode as usual.
+POLICY = SMTP.clone(header_factory=_CachedHeaders(), refold_source="none")
 
 # Fixed boundaries: "=_" cannot occur in a quoted-printable or base64 body (a QP "=" is followed
 # by two hex digits or a line end; base64 has "=" only as final padding), so these never
@@ -174,7 +177,8 @@ def build_message(
     unsubscribe = f"<{unsubscribe_url}>"
     if unsubscribe_mailto:
         unsubscribe += f", <{unsubscribe_mailto}>"
-    _header(msg, "List-Unsubscribe", unsubscribe)
+    # Validated printable ASCII: one line (up to RFC 5322's 998), never encoded.
+    msg.set_raw("List-Unsubscribe", unsubscribe)
     _header(msg, "List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
     _header(msg, "Auto-Submitted", "auto-generated")
     for key, value in (headers or {}).items():
