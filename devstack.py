@@ -317,6 +317,8 @@ async def run() -> int:
             await _run_step(["schedules.py", "apply"], env, stop)
             web = await _unsubscribe_page(stack, settings, env)
             push_sink = await _push_sink(stack, env)
+            # The demo's push receiver is on loopback, which real deployments refuse.
+            env.setdefault("PUSH_ALLOW_PRIVATE_HOSTS", "true")
 
             lines = [
                 "",

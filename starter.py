@@ -151,51 +151,71 @@ async def _notifications_failed(engine, limit: int) -> int:  # type: ignore[no-u
 
 
 async def _notifications_retry(settings: Settings, alert_ids: list[int] | None, task_queue: str) -> int:
+    """Re-send what is parked (or stuck): per firing `notify-<id>`, per digest date one workflow.
+
+    A firing or digest date whose workflow is still running is left alone (it would not see a
+    row re-queued behind it); the claims on each delivery keep two senders off one row anyway.
+    """
+    from temporalio.client import WorkflowExecutionStatus
     from temporalio.common import WorkflowIDReusePolicy
-    from temporalio.exceptions import WorkflowAlreadyStartedError
+    from temporalio.service import RPCError
 
     from deallens.contracts import DigestInput, SendAlertNotificationInput
-    from deallens.db.notifications import requeue_failed
+    from deallens.db import notifications as ledger
     from temporal_client import connect
 
     try:
         client = await connect(settings)
     except RuntimeError as error:
         raise ConfigError(f"TEMPORAL_ADDRESS: cannot reach Temporal at {settings.temporal_address}: {error}") from None
+
+    async def running(workflow_id: str) -> bool:
+        try:
+            description = await client.get_workflow_handle(workflow_id).describe()
+        except RPCError:
+            return False  # never ran (or its history is gone)
+        return description.status == WorkflowExecutionStatus.RUNNING
+
+    async def start(workflow: str, argument: object, workflow_id: str) -> bool:
+        if await running(workflow_id):
+            print(f"{workflow_id} is still running: left as it is (retry again once it has finished)")
+            return False
+        await client.start_workflow(
+            workflow, argument, id=workflow_id, task_queue=task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        )
+        return True
+
     engine = create_engine(_database_url(settings), pool_size=1)
+    alerts_started = digests_started = 0
     try:
-        alerts, digests = await requeue_failed(engine, alert_ids)
+        alerts, digest_groups = await ledger.retry_candidates(engine, alert_ids)
+        for history_id in alerts:
+            workflow_id = f"notify-{history_id}"
+            if await running(workflow_id):
+                print(f"{workflow_id} is still running: left as it is (retry again once it has finished)")
+                continue
+            await ledger.requeue_alerts(engine, [history_id])
+            try:
+                await start("SendAlertNotification", SendAlertNotificationInput(alert_history_id=history_id), workflow_id)
+            except Exception:
+                for channel in ("email", "push", "sms"):
+                    await ledger.park(engine, [history_id], channel, "retry could not start its workflow")
+                raise
+            alerts_started += 1
+        workflow_type = {"daily": "SendDailyDigest", "weekly": "SendWeeklySummary"}
+        for (kind, period), user_ids in sorted(digest_groups.items()):
+            workflow_id = f"retry-{kind}-digest-{period.isoformat()}"
+            if await running(workflow_id):
+                print(f"{workflow_id} is still running: left as it is (retry again once it has finished)")
+                continue
+            await ledger.requeue_digests(engine, kind, period, user_ids)
+            await start(workflow_type[kind], DigestInput(date=period, user_ids=user_ids), workflow_id)
+            digests_started += len(user_ids)
+            print(f"started {workflow_id} for {len(user_ids)} user(s)")
     finally:
         await engine.dispose()
-    started = 0
-    for history_id in alerts:
-        try:
-            await client.start_workflow(
-                "SendAlertNotification",
-                SendAlertNotificationInput(alert_history_id=history_id),
-                id=f"notify-{history_id}",
-                task_queue=task_queue,
-                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-            )
-            started += 1
-        except WorkflowAlreadyStartedError:
-            print(f"notify-{history_id} is still running (quiet hours?): it will send what is pending")
-    workflow_type = {"daily": "SendDailyDigest", "weekly": "SendWeeklySummary"}
-    for (kind, period), user_ids in sorted(digests.items()):
-        workflow_id = f"retry-{kind}-digest-{period.isoformat()}-{min(user_ids)}-{len(user_ids)}"
-        try:
-            await client.start_workflow(
-                workflow_type[kind],
-                DigestInput(date=period, user_ids=user_ids),
-                id=workflow_id,
-                task_queue=task_queue,
-                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-            )
-            print(f"started {workflow_id} for {len(user_ids)} user(s)")
-        except WorkflowAlreadyStartedError:
-            print(f"{workflow_id} is still running: it will send what is pending")
-    print(f"re-sending {len(alerts)} alert notification(s) ({started} workflow(s) started) and "
-          f"{sum(len(u) for u in digests.values())} digest(s)")
+    print(f"re-sending {alerts_started} alert notification(s) and {digests_started} digest(s)")
     return 0
 
 

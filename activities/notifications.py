@@ -16,9 +16,13 @@ Outcomes:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import logging
+from email.message import EmailMessage
 from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,13 +47,16 @@ from deallens.contracts import (
     PlanAlertsResult,
 )
 from deallens.db import digests, notifications
+from deallens.db.claims import Ledger
 from deallens.domain.quiet_hours import quiet_until
 from deallens.notify.content import AlertContent, PushEvent
 from deallens.notify.email import SmtpConfig, SmtpMailer
-from deallens.notify.errors import DeliveryError, TransientDeliveryError
+from deallens.notify.content import DigestContent
+from deallens.notify.errors import DeliveryError, PermanentDeliveryError
 from deallens.notify.message import build_message
 from deallens.notify.push import WebhookSender
-from deallens.notify.render import Renderer
+from deallens.notify.push import check_public_host as push_check_public
+from deallens.notify.render import Renderer, RenderedEmail
 from deallens.notify.sms import HttpSmsProvider, SmsProvider
 
 log = logging.getLogger(__name__)
@@ -69,6 +76,8 @@ class NotifyConfig:
     public_base_url: str
     unsubscribe_mailto: str | None
     sms_enabled: bool
+    claim_seconds: int = 180
+    push_allow_private_hosts: bool = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> NotifyConfig:
@@ -79,6 +88,8 @@ class NotifyConfig:
             public_base_url=settings.public_base_url,
             unsubscribe_mailto=settings.unsubscribe_mailto,
             sms_enabled=settings.sms_enabled,
+            claim_seconds=settings.notify_claim_seconds,
+            push_allow_private_hosts=settings.push_allow_private_hosts,
         )
 
 
@@ -149,25 +160,50 @@ class _Tally:
     def __init__(self) -> None:
         self.counts = DeliveryCounts()
         self.transient: list[str] = []
-        self.in_a_row = 0
+        self.elsewhere = 0
+        self.session_failures = 0
 
     def add(self, **kwargs: int) -> None:
         self.counts = self.counts.plus(DeliveryCounts(**kwargs))
-        self.in_a_row = 0
-
-    def transient_failure(self, error: DeliveryError) -> bool:
-        """Record one; True when the batch should stop now."""
-        self.transient.append(str(error))
-        self.in_a_row += 1
-        return self.in_a_row >= ABORT_AFTER_TRANSIENT
 
     def finish(self, what: str) -> DeliveryCounts:
-        if self.transient:
+        if self.transient or self.elsewhere:
+            reasons = self.transient[:1] or [f"{self.elsewhere} being sent by another worker"]
             raise ApplicationError(
-                f"{len(self.transient)} {what} failed for now and will be retried: {self.transient[0]}",
+                f"{len(self.transient) + self.elsewhere} {what} not sent yet, will retry: {reasons[0]}",
                 type="TransientDeliveryError",
             )
         return self.counts
+
+
+@contextlib.asynccontextmanager
+async def _keep_alive(progress: list[int], every: float = 5.0) -> AsyncIterator[None]:
+    """Heartbeat on a timer, not only between sends: one slow SMTP command must not look like
+    a dead worker (that would start a second attempt beside a live one)."""
+
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(every)
+            activity.heartbeat(progress[0])
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+
+
+def _claimant() -> str:
+    """`<workflow>/<run>/<activity>#<attempt>`: later attempts of one activity take over its claims."""
+    info = activity.info()
+    return f"{info.workflow_id}/{info.workflow_run_id}/{info.activity_id}#{info.attempt}"
+
+
+@dataclass(frozen=True)
+class _Item:
+    key: dict[str, Any]  # the ledger row
+    label: str  # for logs
+    send: Callable[[], Awaitable[str]]  # builds and sends; the receipt (Message-ID, ...)
 
 
 class NotificationActivities:
@@ -181,6 +217,7 @@ class NotificationActivities:
     ) -> None:
         self._engine = engine
         self._config = config
+        self._lease = config.claim_seconds
         self._webhooks = webhooks
         self._sms = sms
 
@@ -218,7 +255,53 @@ class NotificationActivities:
             groups=[DeliveryGroup(channel=ch, deliver_at=at, alert_history_ids=ids) for (ch, at), ids in ordered],
         )
 
+    async def _send_all(self, ledger: Ledger, items: list[_Item], tally: _Tally, *, batch_stops: bool) -> None:
+        """Claim, send, settle, one item at a time; the ledger is written after every send.
+
+        `batch_stops`: one connection carries the batch (email), so a session failure (no
+        connection, bad login, our sender refused) stops it: permanent ones fail the activity
+        non-retryably, leaving the rest pending for the workflow to park; transient ones stop
+        after three in a row. Per-recipient failures (a 550, a dead webhook) never stop a batch.
+        """
+        claimant = _claimant()
+        progress = [0]
+        async with _keep_alive(progress):
+            for index, item in enumerate(items):
+                progress[0] = index
+                if not await ledger.claim(self._engine, item.key, claimant=claimant, lease_seconds=self._lease):
+                    tally.elsewhere += 1
+                    continue
+                try:
+                    receipt = await item.send()
+                except DeliveryError as error:
+                    if batch_stops and error.session and error.permanent:
+                        await ledger.settle(self._engine, item.key, "released", claimant=claimant)
+                        raise ApplicationError(str(error), type="PermanentDeliveryError", non_retryable=True) from None
+                    if error.permanent:
+                        await ledger.settle(self._engine, item.key, "failed", claimant=claimant, error=str(error))
+                        tally.add(failed=1)
+                        log.warning("delivery %s failed permanently: %s", item.label, error)
+                        continue
+                    await ledger.settle(self._engine, item.key, "retrying", claimant=claimant, error=str(error))
+                    tally.transient.append(str(error))
+                    tally.session_failures = tally.session_failures + 1 if error.session else 0
+                    if batch_stops and tally.session_failures >= ABORT_AFTER_TRANSIENT:
+                        tally.transient.append(f"{len(items) - index - 1} not tried")
+                        break
+                except (ValueError, UnicodeError) as error:
+                    # A message that cannot be built (an address with a comma, a control
+                    # character): the same on every retry, so this row fails, not the batch.
+                    reason = f"cannot build the message: {error}"
+                    await ledger.settle(self._engine, item.key, "failed", claimant=claimant, error=reason)
+                    tally.add(failed=1)
+                    log.warning("delivery %s failed permanently: %s", item.label, reason)
+                else:
+                    await ledger.settle(self._engine, item.key, "sent", claimant=claimant, message_id=receipt[:255])
+                    tally.add(sent=1)
+                    tally.session_failures = 0
+
     async def _pending(self, request: DeliverAlertsInput, tally: _Tally) -> list[Any]:
+        """The ledger checked before sending: pending rows only; opted-out users skipped."""
         with permanent_database_errors():
             rows = await notifications.pending_deliveries(self._engine, request.alert_history_ids, request.channel)
         tally.add(already_done=len(set(request.alert_history_ids)) - len(rows))
@@ -228,110 +311,102 @@ class NotificationActivities:
             if reason is None:
                 live.append(row)
             else:
-                await notifications.mark(self._engine, row.alert_history_id, request.channel, "skipped", error=reason)
+                await notifications.skip(self._engine, row.alert_history_id, request.channel, reason)
                 tally.add(skipped=1)
         return live
 
-    async def _settle(self, row: Any, channel: str, tally: _Tally, error: DeliveryError) -> bool:
-        """Record a failed send; True when the batch should stop."""
-        if error.permanent:
-            await notifications.mark(self._engine, row.alert_history_id, channel, "failed", error=str(error))
-            tally.add(failed=1)
-            log.warning("notification %s/%s failed permanently: %s", row.alert_history_id, channel, error)
-            return False
-        await notifications.mark(self._engine, row.alert_history_id, channel, "retrying", error=str(error))
-        return tally.transient_failure(error)
+    def _email(
+        self, rendered: RenderedEmail, *, to: str, to_name: str | None, message_id: str, unsubscribe_url: str
+    ) -> EmailMessage:
+        return build_message(
+            rendered,
+            sender=self._config.mail_from,
+            to=to,
+            to_name=to_name,
+            message_id=message_id,
+            unsubscribe_url=unsubscribe_url,
+            unsubscribe_mailto=unsubscribe_mailto(self._config.unsubscribe_mailto, unsubscribe_url),
+        )
 
     @activity.defn(name="notifications.send_email")
     async def send_email(self, request: DeliverAlertsInput) -> DeliveryCounts:
-        """Alert emails over one SMTP connection, the ledger written after each."""
+        """Alert emails over one SMTP connection."""
         tally = _Tally()
         rows = await self._pending(request, tally)
         if rows:
             renderer = Renderer()
             async with SmtpMailer(self._config.smtp) as mailer:
-                for done, row in enumerate(rows):
-                    content = _alert_content(row, self._config.public_base_url)
-                    message_id = alert_message_id(row.alert_history_id, self._config.mail_domain)
-                    message = build_message(
-                        renderer.render_alert(content),
-                        sender=self._config.mail_from,
-                        to=row.email,
-                        to_name=row.user_name,
-                        message_id=message_id,
-                        unsubscribe_url=content.unsubscribe_url,
-                        unsubscribe_mailto=unsubscribe_mailto(self._config.unsubscribe_mailto, content.unsubscribe_url),
-                    )
-                    try:
-                        await mailer.send(message)
-                    except DeliveryError as error:
-                        if await self._settle(row, "email", tally, error):
-                            break
-                    else:
-                        await notifications.mark(self._engine, row.alert_history_id, "email", "sent", message_id=message_id)
-                        tally.add(sent=1)
-                    activity.heartbeat(done + 1)
+
+                def item(row: Any) -> _Item:
+                    async def send() -> str:
+                        content = _alert_content(row, self._config.public_base_url)
+                        message = self._email(
+                            renderer.render_alert(content), to=row.email, to_name=row.user_name,
+                            message_id=alert_message_id(row.alert_history_id, self._config.mail_domain),
+                            unsubscribe_url=content.unsubscribe_url,
+                        )
+                        return await mailer.send(message)
+
+                    return _Item(notifications.key(row.alert_history_id, "email"), f"{row.alert_history_id}/email", send)
+
+                await self._send_all(notifications.LEDGER, [item(r) for r in rows], tally, batch_stops=True)
         return tally.finish("alert emails")
 
     @activity.defn(name="notifications.send_push")
     async def send_push(self, request: DeliverAlertsInput) -> DeliveryCounts:
-        """Signed webhooks, one POST per firing, the ledger written after each."""
+        """Signed webhooks, one POST per firing, each to the user's own endpoint."""
         tally = _Tally()
-        for done, row in enumerate(await self._pending(request, tally)):
-            content = _alert_content(row, self._config.public_base_url)
-            event = PushEvent(
-                title=f"{content.symbol or 'DealLens'}: {content.alert_name or content.alert_type.replace('_', ' ')}",
-                message=content.message,
-                priority="high" if content.urgent else "default",
-                tags=[content.kind],
-                data={"alert_history_id": content.alert_history_id, "symbol": content.symbol, "kind": content.kind},
-            )
-            key = f"alert-{row.alert_history_id}-push"
-            try:
+
+        def item(row: Any) -> _Item:
+            async def send() -> str:
                 if not row.push_webhook_secret:
-                    raise TransientDeliveryError("push: the user has a webhook URL but no signing secret yet")
-                receipt = await self._webhooks.send(
+                    raise PermanentDeliveryError("push: the user's webhook has no signing secret")
+                if not self._config.push_allow_private_hosts:
+                    await push_check_public(row.push_webhook_url)
+                content = _alert_content(row, self._config.public_base_url)
+                event = PushEvent(
+                    title=f"{content.symbol or 'DealLens'}: {content.alert_name or content.alert_type.replace('_', ' ')}",
+                    message=content.message,
+                    priority="high" if content.urgent else "default",
+                    tags=[content.kind],
+                    data={"alert_history_id": content.alert_history_id, "symbol": content.symbol, "kind": content.kind},
+                )
+                return await self._webhooks.send(
                     url=row.push_webhook_url,
                     secret=row.push_webhook_secret,
                     event=event,
                     style=row.push_format,
-                    idempotency_key=key,
+                    idempotency_key=f"alert-{row.alert_history_id}-push",
                 )
-            except DeliveryError as error:
-                if await self._settle(row, "push", tally, error):
-                    break
-            else:
-                await notifications.mark(self._engine, row.alert_history_id, "push", "sent", message_id=receipt[:255])
-                tally.add(sent=1)
-            activity.heartbeat(done + 1)
+
+            return _Item(notifications.key(row.alert_history_id, "push"), f"{row.alert_history_id}/push", send)
+
+        rows = await self._pending(request, tally)
+        await self._send_all(notifications.LEDGER, [item(r) for r in rows], tally, batch_stops=False)
         return tally.finish("push notifications")
 
     @activity.defn(name="notifications.send_sms")
     async def send_sms(self, request: DeliverAlertsInput) -> DeliveryCounts:
         tally = _Tally()
         rows = await self._pending(request, tally)
-        if rows and self._sms is None:
+        sms = self._sms
+        if sms is None:
             for row in rows:
-                await notifications.mark(
-                    self._engine, row.alert_history_id, "sms", "skipped", error="SMS is switched off (SMS_ENABLED)"
-                )
+                await notifications.skip(self._engine, row.alert_history_id, "sms", "SMS is switched off (SMS_ENABLED)")
             tally.add(skipped=len(rows))
             return tally.finish("text messages")
-        assert self._sms is not None or not rows
-        for done, row in enumerate(rows):
-            content = _alert_content(row, self._config.public_base_url)
-            body = f"DealLens: {content.message}"
-            try:
-                receipt = await self._sms.send(  # type: ignore[union-attr]
-                    to=row.sms_number, body=body, idempotency_key=f"alert-{row.alert_history_id}-sms"
+
+        def item(row: Any) -> _Item:
+            async def send() -> str:
+                content = _alert_content(row, self._config.public_base_url)
+                return await sms.send(
+                    to=row.sms_number, body=f"DealLens: {content.message}",
+                    idempotency_key=f"alert-{row.alert_history_id}-sms",
                 )
-            except DeliveryError as error:
-                if await self._settle(row, "sms", tally, error):
-                    break
-            else:
-                await notifications.mark(self._engine, row.alert_history_id, "sms", "sent", message_id=receipt[:255])
-                tally.add(sent=1)
-            activity.heartbeat(done + 1)
+
+            return _Item(notifications.key(row.alert_history_id, "sms"), f"{row.alert_history_id}/sms", send)
+
+        await self._send_all(notifications.LEDGER, [item(r) for r in rows], tally, batch_stops=False)
         return tally.finish("text messages")
 
     @activity.defn(name="notifications.park")
@@ -352,47 +427,34 @@ class NotificationActivities:
     @activity.defn(name="digests.send_batch")
     async def send_digest_batch(self, request: DigestBatchInput) -> DeliveryCounts:
         """One batch of users: content in a few set-based reads, one SMTP connection, the
-        ledger written after each message, progress heartbeated."""
+        ledger claimed before and written after each message."""
         tally = _Tally()
+        kind, period = request.kind, request.period
         with permanent_database_errors():
-            contents, opted_out = await digests.load_batch(
-                self._engine, request.kind, request.period, request.user_ids,
-                public_base_url=self._config.public_base_url,
+            contents, opted_out, empty = await digests.load_batch(
+                self._engine, kind, period, request.user_ids, public_base_url=self._config.public_base_url
             )
-            skipped = await digests.skip(self._engine, request.kind, request.period, opted_out, "the user opted out")
-        tally.add(skipped=skipped, already_done=len(set(request.user_ids)) - len(contents) - len(opted_out))
+            skipped = await digests.skip(self._engine, kind, period, opted_out, "the user opted out")
+            skipped += await digests.skip(self._engine, kind, period, empty, "nothing to report: no watchlist, no alerts")
+        tally.add(skipped=skipped, already_done=len(set(request.user_ids)) - len(contents) - len(opted_out) - len(empty))
         if not contents:
             return tally.finish("digests")
         renderer = Renderer()
         async with SmtpMailer(self._config.smtp) as mailer:
-            for done, content in enumerate(contents):
-                message_id = digests.message_id(request.kind, request.period, content.user_id, self._config.mail_domain)
-                message = build_message(
-                    renderer.render_digest(content),
-                    sender=self._config.mail_from,
-                    to=content.user_email,
-                    to_name=content.user_name,
-                    message_id=message_id,
-                    unsubscribe_url=content.unsubscribe_url,
-                    unsubscribe_mailto=unsubscribe_mailto(self._config.unsubscribe_mailto, content.unsubscribe_url),
-                )
-                try:
-                    await mailer.send(message)
-                except DeliveryError as error:
-                    outcome = "failed" if error.permanent else "retrying"
-                    await digests.mark(
-                        self._engine, request.kind, request.period, content.user_id, outcome, error=str(error)
+
+            def item(content: DigestContent) -> _Item:
+                async def send() -> str:
+                    message = self._email(
+                        renderer.render_digest(content), to=content.user_email,
+                        to_name=content.user_name,
+                        message_id=digests.message_id(kind, period, content.user_id, self._config.mail_domain),
+                        unsubscribe_url=content.unsubscribe_url,
                     )
-                    if error.permanent:
-                        tally.add(failed=1)
-                    elif tally.transient_failure(error):
-                        break
-                else:
-                    await digests.mark(
-                        self._engine, request.kind, request.period, content.user_id, "sent", message_id=message_id
-                    )
-                    tally.add(sent=1)
-                activity.heartbeat(done + 1)
+                    return await mailer.send(message)
+
+                return _Item(digests.key(kind, period, content.user_id), f"{kind} {period} user {content.user_id}", send)
+
+            await self._send_all(digests.LEDGER, [item(c) for c in contents], tally, batch_stops=True)
         return tally.finish("digests")
 
     @activity.defn(name="digests.park")

@@ -11,6 +11,7 @@ traceback: see `load_settings`.
 from __future__ import annotations
 
 import logging
+import re
 from functools import lru_cache
 from typing import Annotated, Literal
 
@@ -74,6 +75,13 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     smtp_tls: Literal["none", "starttls", "tls"] = "none"
     mail_from: str = "DealLens <alerts@deallens.local>"
+    # Per SMTP command; a whole send (connect, TLS, login, MAIL, RCPT, DATA) stays well inside
+    # NOTIFY_CLAIM_SECONDS, the claim a sender holds on a delivery while it sends.
+    smtp_timeout_seconds: Annotated[float, Field(gt=0, le=120)] = 15.0
+    notify_claim_seconds: Annotated[int, Field(ge=5, le=3600)] = 180
+    # Webhooks to loopback, private or link-local addresses are refused unless allowed (a user
+    # could otherwise make the worker POST to internal services). `make run` allows them.
+    push_allow_private_hosts: bool = False
 
     log_level: LogLevel = Field(
         default="INFO", validation_alias=AliasChoices("LOG_LEVEL", "CELERY_LOGLEVEL")
@@ -143,7 +151,23 @@ class Settings(BaseSettings):
             raise ValueError("expected an http:// or https:// URL")
         return value.rstrip("/")
 
-    @field_validator("alphavantage_base_url", "newsapi_base_url", "openai_base_url", "public_base_url")
+    @field_validator("public_base_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        if not re.fullmatch(r"https?://[!#-;=?-~]+", value):
+            raise ValueError("expected an http:// or https:// URL without spaces or quotes")
+        return value.rstrip("/")
+
+    @field_validator("unsubscribe_mailto")
+    @classmethod
+    def _mailbox(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not re.fullmatch(r"[A-Za-z0-9.!#$%&'*+/=^_`{|}~-]+@[A-Za-z0-9.-]+", value):
+            raise ValueError("expected a bare address such as unsubscribe@example.com")
+        return value
+
+    @field_validator("alphavantage_base_url", "newsapi_base_url", "openai_base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):

@@ -40,7 +40,7 @@ def sink() -> Any:
 def settings(make_settings: Any, sink: Sink) -> Any:
     return make_settings(
         smtp_host="127.0.0.1", smtp_port=sink.port, smtp_tls="none", public_base_url="http://127.0.0.1:9",
-        unsubscribe_mailto="unsubscribe@deallens.local",
+        unsubscribe_mailto="unsubscribe@deallens.local", push_allow_private_hosts=True,
     )
 
 

@@ -423,7 +423,7 @@ def test_smtp_config_from_settings() -> None:
     assert (cfg.host, cfg.port, cfg.username, cfg.tls) == ("mail.example.com", 465, "bot", "tls")
     assert cfg.password is not None and cfg.password.get_secret_value() == PASSWORD
     assert PASSWORD not in repr(cfg)
-    assert (cfg.timeout, cfg.validate_certs) == (30.0, True)
+    assert (cfg.timeout, cfg.validate_certs) == (15.0, True)  # SMTP_TIMEOUT_SECONDS
 
 
 # ================================================================== errors
@@ -442,9 +442,14 @@ def test_delivery_errors_survive_pickling_and_stay_one_line() -> None:
 
 
 def test_safe_url_drops_credentials() -> None:
-    assert safe_url(f"https://user:pw@hooks.example.com:8443/a/b?token={URL_TOKEN}#frag") == (
-        "https://hooks.example.com:8443/a/b"
-    )
+    shown = safe_url(f"https://user:pw@hooks.example.com:8443/a/b?token={URL_TOKEN}#frag")
+    assert shown.startswith("https://hooks.example.com:8443/…#") and len(shown) == len("https://hooks.example.com:8443/…#") + 6
+    # Slack and Discord keep the token in the path: never shown, but two endpoints stay apart.
+    discord = safe_url("https://discord.com/api/webhooks/123/SECRET-TOKEN?wait=true")
+    assert "SECRET-TOKEN" not in discord and "123" not in discord
+    assert discord != safe_url("https://discord.com/api/webhooks/123/OTHER-TOKEN")
+    assert safe_url("https://Hooks.Slack.com/services/T1/B2/XYZ") .startswith("https://hooks.slack.com/…#")
+    assert safe_url("https://example.com") == "https://example.com"
     assert safe_url("not a url") == "<invalid url>"
 
 
@@ -608,7 +613,7 @@ async def test_webhook_http_errors(webhook: Webhook, path: str, error: type[Deli
             idempotency_key="alert-1-push",
         )
     assert type(caught.value) is error
-    assert str(caught.value) == f"push: {webhook.base}{path} answered {status}"
+    assert str(caught.value) == f"push: {safe_url(webhook.base + path)} answered {status}"
     assert [r.verified for r in webhook.received] == [True]
 
 
@@ -618,7 +623,7 @@ async def test_wrong_secret_fails_verification_and_is_permanent(webhook: Webhook
         await webhook.sender.send(
             url=f"{webhook.base}/hook?token={URL_TOKEN}", secret=other, event=EVENT, style="json", idempotency_key="k"
         )
-    assert str(caught.value) == f"push: {webhook.base}/hook answered 401 Unauthorized"
+    assert str(caught.value) == f"push: {safe_url(webhook.base + '/hook')} answered 401 Unauthorized"
     assert other not in str(caught.value) and URL_TOKEN not in str(caught.value)
     assert [r.verified for r in webhook.received] == [False]
 
@@ -655,7 +660,7 @@ async def test_webhook_timeout_is_transient(webhook: Webhook) -> None:
 async def test_webhook_connection_refused_is_transient() -> None:
     port = closed_port()
     async with push.WebhookSender() as sender:
-        with pytest.raises(TransientDeliveryError, match=rf"^push: http://127.0.0.1:{port}/hook unreachable"):
+        with pytest.raises(TransientDeliveryError, match=rf"^push: http://127.0.0.1:{port}/…#[0-9a-f]{{6}} unreachable"):
             await sender.send(
                 url=f"http://127.0.0.1:{port}/hook?token={URL_TOKEN}",
                 secret=WEBHOOK_SECRET,

@@ -96,6 +96,8 @@ async def test_failed_deliveries_are_listed_and_resent_by_the_cli(
 ) -> None:
     users = await make_users(db, 2)
     history_id = await fire(db, users[0], None)
+    ids = await seed_market(db, ["AAPL"], until=dt.date(2026, 11, 27))
+    await watch(db, users[1:], [ids["AAPL"]])
     async with db.begin() as conn:
         await conn.execute(
             text(
@@ -128,7 +130,7 @@ async def test_failed_deliveries_are_listed_and_resent_by_the_cli(
         async with running_workers(dev_env.client, settings, task_queue):
             retried = starter(env, "notifications", "retry", "--task-queue", task_queue)
             assert retried.returncode == 0, retried.stderr
-            assert "re-sending 1 alert notification(s) (1 workflow(s) started) and 1 digest(s)" in retried.stdout
+            assert "re-sending 1 alert notification(s) and 1 digest(s)" in retried.stdout
             handle = dev_env.client.get_workflow_handle(f"notify-{history_id}")
             await handle.result()
             await asyncio.to_thread(sink.wait_for, 2)

@@ -13,7 +13,7 @@ few at a time), not one workflow per user: the digest ledger makes each batch id
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -147,9 +147,19 @@ class SendAlertNotificationBatch:
 # little (the ledger skips what was sent) and large enough that one SMTP connection carries many.
 
 
+def default_period(kind: DigestKindName, now: datetime) -> date:
+    """The latest scheduled slot at or before `now` (12:00 UTC daily, Sunday 14:00 UTC weekly):
+    a run that starts late (catch-up) or by hand early still sends that slot's digest, never
+    one whose window lies in the future."""
+    if kind == "daily":
+        return (now - timedelta(hours=12)).date()
+    shifted = now - timedelta(hours=14)
+    return shifted.date() - timedelta(days=(shifted.weekday() + 1) % 7)
+
+
 async def _send_digests(kind: DigestKindName, raw: Any) -> DigestResult:
     request = validated(DigestInput, raw)
-    period = request.date or workflow.now().date()
+    period = request.date or default_period(kind, workflow.now())
     plan = await workflow.execute_activity_method(
         NotificationActivities.plan_digests,
         DigestPlanInput(kind=kind, period=period, user_ids=request.user_ids),

@@ -46,8 +46,8 @@ CHANNEL_RETRY = {
         non_retryable_error_types=_NOT_RETRYABLE,
     ),
 }
-SEND_TIMEOUT = timedelta(minutes=5)
-# A lost worker is noticed this fast; a live one heartbeats after every message.
+SEND_TIMEOUT = timedelta(minutes=15)
+# A lost worker is noticed this fast; a live one heartbeats every 5 s, also during a slow send.
 SEND_HEARTBEAT = timedelta(seconds=20)
 DIGEST_BATCH_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=10),

@@ -19,6 +19,7 @@ from urllib.parse import urlencode
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from deallens.db.claims import Ledger
 from deallens.notify.content import DealMoveRow, DigestContent, FiredAlertRow, InsightRow, NewsRow, WatchlistRow
 
 DigestKind = Literal["daily", "weekly"]
@@ -30,6 +31,8 @@ _SEND_TIME = {"daily": dt.time(12, 0), "weekly": dt.time(14, 0)}
 _WINDOW = {"daily": dt.timedelta(days=1), "weekly": dt.timedelta(days=7)}
 SPARKLINE_SESSIONS = 30
 MAX_ALERTS = 20
+# Rows of the watchlist table: beyond this the digest says how many more there are.
+MAX_WATCHLIST = 30
 MAX_NEWS = 5
 MAX_INSIGHTS = 5
 MAX_DEALS = 10
@@ -49,6 +52,8 @@ def unsubscribe_url(base_url: str, token: str, scope: str) -> str:
     return f"{base_url}/unsubscribe?{urlencode({'token': token, 'list': scope})}"
 
 
+# Digests are their own lists: turning alert emails off (`email_enabled`) does not stop them;
+# an unsubscribe from everything does.
 _OPT_IN = {"daily": "u.digest_opt_in", "weekly": "u.weekly_opt_in"}
 
 
@@ -57,7 +62,7 @@ def _plan_sql(kind: DigestKind) -> Any:
         f"""
         WITH wanted AS (
             SELECT u.id FROM users u
-            WHERE {_OPT_IN[kind]} AND u.email_enabled AND u.unsubscribed_at IS NULL
+            WHERE {_OPT_IN[kind]} AND u.unsubscribed_at IS NULL
               AND (CAST(:user_ids AS bigint[]) IS NULL OR u.id = ANY(CAST(:user_ids AS bigint[])))
         ),
         inserted AS (
@@ -65,8 +70,16 @@ def _plan_sql(kind: DigestKind) -> Any:
             SELECT id, :kind, :period, 'pending' FROM wanted
             ON CONFLICT (user_id, kind, period) DO NOTHING
             RETURNING user_id
+        ),
+        -- A row left pending (a re-queued failure) for a user who opted out since.
+        dropped AS (
+            UPDATE digest_deliveries d SET status = 'skipped', error = 'the user opted out', updated_at = now()
+            WHERE d.kind = :kind AND d.period = :period AND d.status = 'pending'
+              AND (CAST(:user_ids AS bigint[]) IS NULL OR d.user_id = ANY(CAST(:user_ids AS bigint[])))
+              AND d.user_id NOT IN (SELECT id FROM wanted)
+            RETURNING d.user_id
         )
-        SELECT w.id AS user_id, COALESCE(d.status, 'pending') AS status
+        SELECT w.id AS user_id, COALESCE(d.status, 'pending') AS status, (SELECT count(*) FROM dropped) AS dropped
         FROM wanted w
         LEFT JOIN digest_deliveries d ON d.user_id = w.id AND d.kind = :kind AND d.period = :period
         ORDER BY w.id
@@ -87,7 +100,7 @@ async def plan(
         )
     # The CTE's INSERT is not visible to the outer SELECT: a new row shows as NULL -> pending.
     pending = [r.user_id for r in rows if r.status == "pending"]
-    done = sum(1 for r in rows if r.status != "pending")
+    done = sum(1 for r in rows if r.status == "sent")
     not_eligible = len(set(user_ids) - {r.user_id for r in rows}) if user_ids is not None else 0
     return pending, done, not_eligible
 
@@ -95,11 +108,11 @@ async def plan(
 _USERS = text(
     """
     SELECT d.user_id, u.email, u.name, u.timezone, u.unsubscribe_token, d.attempts,
-           ({opt_in} AND u.email_enabled AND u.unsubscribed_at IS NULL) AS wanted
+           ({opt_in} AND u.unsubscribed_at IS NULL) AS wanted
     FROM digest_deliveries d JOIN users u ON u.id = d.user_id
     WHERE d.user_id = ANY(CAST(:user_ids AS bigint[])) AND d.kind = :kind AND d.period = :period
       AND d.status = 'pending'
-    ORDER BY d.user_id
+    ORDER BY d.attempts, d.user_id
     """
 )
 
@@ -126,25 +139,35 @@ _CLOSES = text(
 )
 
 _ALERTS = text(
-    """
-    SELECT a.user_id, h.id, a.name, c.symbol, h.message, h.triggered_at
-    FROM alerts a
-    JOIN alert_history h ON h.alert_id = a.id
-    LEFT JOIN companies c ON c.id = a.company_id
-    WHERE a.user_id = ANY(CAST(:user_ids AS bigint[])) AND h.triggered_at >= :start AND h.triggered_at < :end
-    ORDER BY a.user_id, h.triggered_at DESC, h.id DESC
+    f"""
+    SELECT * FROM (
+        SELECT a.user_id, h.id, a.name, c.symbol, h.message, h.triggered_at,
+               row_number() OVER (PARTITION BY a.user_id ORDER BY h.triggered_at DESC, h.id DESC) AS rank_
+        FROM alerts a
+        JOIN alert_history h ON h.alert_id = a.id
+        LEFT JOIN companies c ON c.id = a.company_id
+        WHERE a.user_id = ANY(CAST(:user_ids AS bigint[])) AND h.triggered_at >= :start AND h.triggered_at < :end
+    ) ranked
+    WHERE rank_ <= {MAX_ALERTS}
+    ORDER BY user_id, rank_
     """
 )
 
 _NEWS = text(
-    """
-    SELECT nc.company_id, c.symbol, n.id, n.title, n.url, n.publisher, n.published_at, n.sentiment_score
-    FROM news_company nc
-    JOIN news_articles n ON n.id = nc.news_id
-    JOIN companies c ON c.id = nc.company_id
-    WHERE nc.company_id = ANY(CAST(:company_ids AS bigint[]))
-      AND n.published_at >= :start AND n.published_at < :end
-    ORDER BY abs(COALESCE(n.sentiment_score, 0)) DESC, n.published_at DESC
+    f"""
+    SELECT * FROM (
+        SELECT nc.company_id, c.symbol, n.id, n.title, n.url, n.publisher, n.published_at, n.sentiment_score,
+               row_number() OVER (
+                   PARTITION BY nc.company_id
+                   ORDER BY abs(COALESCE(n.sentiment_score, 0)) DESC, n.published_at DESC, n.id
+               ) AS rank_
+        FROM news_company nc
+        JOIN news_articles n ON n.id = nc.news_id
+        JOIN companies c ON c.id = nc.company_id
+        WHERE nc.company_id = ANY(CAST(:company_ids AS bigint[]))
+          AND n.published_at >= :start AND n.published_at < :end
+    ) ranked
+    WHERE rank_ <= {MAX_NEWS}
     """
 )
 
@@ -194,8 +217,9 @@ async def load_batch(
     user_ids: list[int],
     *,
     public_base_url: str,
-) -> tuple[list[DigestContent], list[int]]:
-    """(digests to send, users who opted out since planning) among this batch's pending users."""
+) -> tuple[list[DigestContent], list[int], list[int]]:
+    """(digests to send, users who opted out since planning, users with nothing to report:
+    no watchlist and no alerts) among this batch's pending users."""
     start, end = window(kind, period)
     window_args = {"start": start, "end": end}
     async with engine.connect() as conn:
@@ -208,7 +232,7 @@ async def load_batch(
         wanted = [u for u in users if u.wanted]
         ids = [u.user_id for u in wanted]
         if not ids:
-            return [], [u.user_id for u in users if not u.wanted]
+            return [], [u.user_id for u in users if not u.wanted], []
         watch: dict[int, list[int]] = defaultdict(list)
         for row in await conn.execute(_WATCHLIST, {"user_ids": ids}):
             watch[row.user_id].append(row.company_id)
@@ -236,6 +260,14 @@ async def load_batch(
             if len(alerts[row.user_id]) < MAX_ALERTS:
                 alerts[row.user_id].append(row)
 
+    news_symbols: dict[int, set[str]] = defaultdict(set)
+    for rows in news.values():
+        for row in rows:
+            news_symbols[row.id].add(row.symbol)
+
+    def symbols_of(company_ids: list[int]) -> set[str]:
+        return {companies[c].symbol for c in company_ids if c in companies}
+
     watch_rows: dict[int, WatchlistRow] = {}
     for company_id, company in companies.items():
         series = [close for _, close in closes[company_id]]
@@ -250,9 +282,13 @@ async def load_batch(
             as_of=closes[company_id][-1][0] if series else None,
         )
     digests = []
+    empty = []
     for user in wanted:
         mine = watch.get(user.user_id, [])
         mine_set = set(mine)
+        if not mine and not alerts.get(user.user_id):
+            empty.append(user.user_id)
+            continue
         user_news: dict[int, Any] = {}
         for company_id in mine:
             for row in news.get(company_id, []):
@@ -268,7 +304,8 @@ async def load_batch(
                 user_name=user.name,
                 user_email=user.email,
                 timezone=user.timezone,
-                watchlist=[watch_rows[c] for c in mine if c in watch_rows],
+                watchlist=[watch_rows[c] for c in mine[:MAX_WATCHLIST] if c in watch_rows],
+                watchlist_more=max(0, len(mine) - MAX_WATCHLIST),
                 alerts=[
                     FiredAlertRow(
                         alert_history_id=a.id,
@@ -286,7 +323,7 @@ async def load_batch(
                         publisher=n.publisher,
                         published_at=n.published_at,
                         sentiment_score=float(n.sentiment_score) if n.sentiment_score is not None else None,
-                        symbols=sorted({r.symbol for r in news_rows_for(n.id, mine, news)}),
+                        symbols=sorted(news_symbols[n.id] & symbols_of(mine)),
                     )
                     for n in top_news
                 ],
@@ -314,72 +351,34 @@ async def load_batch(
                 unsubscribe_url=unsubscribe_url(public_base_url, user.unsubscribe_token, kind),
             )
         )
-    return digests, [u.user_id for u in users if not u.wanted]
+    return digests, [u.user_id for u in users if not u.wanted], empty
 
 
-def news_rows_for(news_id: int, companies: list[int], news: dict[int, list[Any]]) -> list[Any]:
-    return [row for c in companies for row in news.get(c, []) if row.id == news_id]
+LEDGER = Ledger("digest_deliveries", ("kind", "period", "user_id"))
 
 
-_MARK = {
-    "sent": text(
-        "UPDATE digest_deliveries SET status = 'sent', sent_at = now(), message_id = :message_id, "
-        "attempts = attempts + 1, error = NULL, updated_at = now() "
-        "WHERE user_id = :user_id AND kind = :kind AND period = :period AND status = 'pending'"
-    ),
-    "failed": text(
-        "UPDATE digest_deliveries SET status = 'failed', attempts = attempts + 1, error = :error, updated_at = now() "
-        "WHERE user_id = :user_id AND kind = :kind AND period = :period AND status = 'pending'"
-    ),
-    "skipped": text(
-        "UPDATE digest_deliveries SET status = 'skipped', error = :error, updated_at = now() "
-        "WHERE user_id = ANY(CAST(:user_ids AS bigint[])) AND kind = :kind AND period = :period AND status = 'pending'"
-    ),
-    "retrying": text(
-        "UPDATE digest_deliveries SET attempts = attempts + 1, error = :error, updated_at = now() "
-        "WHERE user_id = :user_id AND kind = :kind AND period = :period AND status = 'pending'"
-    ),
-}
+def key(kind: DigestKind, period: dt.date, user_id: int) -> dict[str, object]:
+    return {"kind": kind, "period": period, "user_id": user_id}
 
 
-async def mark(
-    engine: AsyncEngine,
-    kind: DigestKind,
-    period: dt.date,
-    user_id: int,
-    outcome: Literal["sent", "failed", "retrying"],
-    *,
-    message_id: str | None = None,
-    error: str | None = None,
-) -> bool:
-    """The ledger written right after each send, in its own transaction."""
-    async with engine.begin() as conn:
-        result = await conn.execute(
-            _MARK[outcome],
-            {"user_id": user_id, "kind": kind, "period": period, "message_id": message_id, "error": error},
-        )
-    return result.rowcount == 1
+_SKIP = text(
+    "UPDATE digest_deliveries SET status = 'skipped', error = :error, updated_at = now() "
+    "WHERE user_id = ANY(CAST(:user_ids AS bigint[])) AND kind = :kind AND period = :period AND status = 'pending'"
+)
 
 
 async def skip(engine: AsyncEngine, kind: DigestKind, period: dt.date, user_ids: list[int], reason: str) -> int:
     if not user_ids:
         return 0
     async with engine.begin() as conn:
-        result = await conn.execute(
-            _MARK["skipped"], {"user_ids": user_ids, "kind": kind, "period": period, "error": reason}
-        )
+        result = await conn.execute(_SKIP, {"user_ids": user_ids, "kind": kind, "period": period, "error": reason})
     return result.rowcount
-
-
-_PARK = text(
-    "UPDATE digest_deliveries SET status = 'failed', error = :error, updated_at = now() "
-    "WHERE user_id = ANY(CAST(:user_ids AS bigint[])) AND kind = :kind AND period = :period AND status = 'pending'"
-)
 
 
 async def park(engine: AsyncEngine, kind: DigestKind, period: dt.date, user_ids: list[int], error: str) -> int:
-    async with engine.begin() as conn:
-        result = await conn.execute(
-            _PARK, {"user_ids": user_ids, "kind": kind, "period": period, "error": error[:2000]}
-        )
-    return result.rowcount
+    return await LEDGER.park(
+        engine,
+        "user_id = ANY(CAST(:user_ids AS bigint[])) AND kind = :kind AND period = :period",
+        {"user_ids": user_ids, "kind": kind, "period": period},
+        error,
+    )

@@ -364,6 +364,7 @@ class AlertHistory(Base):
         # One firing per alert and data point, however many evaluations overlap.
         UniqueConstraint("alert_id", "dedup_key"),
         Index("ix_alert_history_triggered_at", "triggered_at"),
+        Index("ix_alert_history_alert_id_triggered_at", "alert_id", "triggered_at"),
     )
 
     id: Mapped[int] = _id()
@@ -400,6 +401,9 @@ class NotificationDelivery(Base):
     message_id: Mapped[str | None] = mapped_column(String(255))
     error: Mapped[str | None] = mapped_column(Text)
     sent_at: Mapped[dt.datetime | None]
+    # Who is sending it right now, and until when that claim holds (deallens/db/claims.py).
+    claimed_by: Mapped[str | None] = mapped_column(Text)
+    claimed_until: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime] = _created_at()
     updated_at: Mapped[dt.datetime] = _updated_at()
 
@@ -428,6 +432,9 @@ class DigestDelivery(Base):
     message_id: Mapped[str | None] = mapped_column(String(255))
     error: Mapped[str | None] = mapped_column(Text)
     sent_at: Mapped[dt.datetime | None]
+    # Who is sending it right now, and until when that claim holds (deallens/db/claims.py).
+    claimed_by: Mapped[str | None] = mapped_column(Text)
+    claimed_until: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime] = _created_at()
     updated_at: Mapped[dt.datetime] = _updated_at()
 

@@ -13,6 +13,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from deallens.db.claims import Ledger
+
 # The channels a user has: email unless disabled or unsubscribed, push with a webhook URL,
 # SMS with a number (and only when SMS is switched on).
 _INTENTS = """
@@ -109,7 +111,8 @@ _PENDING = text(
     JOIN users u ON u.id = a.user_id
     LEFT JOIN companies c ON c.id = a.company_id
     WHERE d.alert_history_id = ANY(CAST(:ids AS bigint[])) AND d.channel = :channel AND d.status = 'pending'
-    ORDER BY d.alert_history_id
+    -- The ones that failed before go last: a few bad recipients never starve the rest.
+    ORDER BY d.attempts, d.alert_history_id
     """
 )
 
@@ -126,56 +129,33 @@ async def pending_deliveries(engine: AsyncEngine, history_ids: list[int], channe
         return list((await conn.execute(_PENDING, {"ids": history_ids, "channel": channel})).mappings())
 
 
-_MARK = {
-    # Only a pending row moves: a row another attempt already settled stays as it is.
-    "sent": text(
-        "UPDATE notification_deliveries SET status = 'sent', sent_at = now(), message_id = :message_id, "
-        "attempts = attempts + 1, error = NULL, updated_at = now() "
-        "WHERE alert_history_id = :id AND channel = :channel AND status = 'pending'"
-    ),
-    "failed": text(
-        "UPDATE notification_deliveries SET status = 'failed', attempts = attempts + 1, error = :error, "
-        "updated_at = now() WHERE alert_history_id = :id AND channel = :channel AND status = 'pending'"
-    ),
-    "skipped": text(
-        "UPDATE notification_deliveries SET status = 'skipped', error = :error, updated_at = now() "
-        "WHERE alert_history_id = :id AND channel = :channel AND status = 'pending'"
-    ),
-    "retrying": text(
-        "UPDATE notification_deliveries SET attempts = attempts + 1, error = :error, updated_at = now() "
-        "WHERE alert_history_id = :id AND channel = :channel AND status = 'pending'"
-    ),
-}
+LEDGER = Ledger("notification_deliveries", ("alert_history_id", "channel"))
 
 
-async def mark(
-    engine: AsyncEngine,
-    history_id: int,
-    channel: str,
-    outcome: str,
-    *,
-    message_id: str | None = None,
-    error: str | None = None,
-) -> bool:
-    """Write the ledger after a send (committed at once); False when the row was not pending."""
+def key(history_id: int, channel: str) -> dict[str, object]:
+    return {"alert_history_id": history_id, "channel": channel}
+
+
+async def skip(engine: AsyncEngine, history_id: int, channel: str, reason: str) -> None:
+    """The user opted out after the intent was recorded: nothing to send, say why."""
     async with engine.begin() as conn:
-        result = await conn.execute(
-            _MARK[outcome], {"id": history_id, "channel": channel, "message_id": message_id, "error": error}
+        await conn.execute(
+            text(
+                "UPDATE notification_deliveries SET status = 'skipped', error = :error, updated_at = now() "
+                "WHERE alert_history_id = :id AND channel = :channel AND status = 'pending'"
+            ),
+            {"id": history_id, "channel": channel, "error": reason},
         )
-    return result.rowcount == 1
-
-
-_PARK = text(
-    "UPDATE notification_deliveries SET status = 'failed', error = :error, updated_at = now() "
-    "WHERE alert_history_id = ANY(CAST(:ids AS bigint[])) AND channel = :channel AND status = 'pending'"
-)
 
 
 async def park(engine: AsyncEngine, history_ids: list[int], channel: str, error: str) -> int:
-    """Retries ran out: what is still pending becomes failed, to be listed and re-sent by hand."""
-    async with engine.begin() as conn:
-        result = await conn.execute(_PARK, {"ids": history_ids, "channel": channel, "error": error[:2000]})
-    return result.rowcount
+    """Retries ran out: what is still pending (and not being sent) becomes failed."""
+    return await LEDGER.park(
+        engine,
+        "alert_history_id = ANY(CAST(:ids AS bigint[])) AND channel = :channel",
+        {"ids": history_ids, "channel": channel},
+        error,
+    )
 
 
 # ------------------------------------------------------------------ failed deliveries (the CLI)
@@ -205,32 +185,78 @@ async def failed(engine: AsyncEngine, limit: int = 200) -> list[Any]:
         return list((await conn.execute(_FAILED, {"limit": limit})).mappings())
 
 
-_REQUEUE_ALERTS = text(
+# Pending this long with nobody sending it: its workflow is gone (timed out, terminated, or a
+# park that never ran). Quiet hours hold a row at most a day, and its workflow is running.
+STUCK_AFTER = dt.timedelta(hours=26)
+
+_CANDIDATE_ALERTS = text(
     """
-    UPDATE notification_deliveries SET status = 'pending', error = NULL, updated_at = now()
-    WHERE status = 'failed' AND (CAST(:ids AS bigint[]) IS NULL OR alert_history_id = ANY(CAST(:ids AS bigint[])))
-    RETURNING alert_history_id
+    SELECT DISTINCT alert_history_id FROM notification_deliveries
+    WHERE (status = 'failed'
+           OR (status = 'pending' AND updated_at < now() - CAST(:stuck AS interval)
+               AND (claimed_until IS NULL OR claimed_until < now())))
+      AND (CAST(:ids AS bigint[]) IS NULL OR alert_history_id = ANY(CAST(:ids AS bigint[])))
+    ORDER BY alert_history_id
     """
 )
-_REQUEUE_DIGESTS = text(
+_CANDIDATE_DIGESTS = text(
     """
-    UPDATE digest_deliveries SET status = 'pending', error = NULL, updated_at = now()
+    SELECT kind, period, user_id FROM digest_deliveries
     WHERE status = 'failed'
-    RETURNING kind, period, user_id
+       OR (status = 'pending' AND updated_at < now() - CAST(:stuck AS interval) AND (claimed_until IS NULL OR claimed_until < now()))
+    ORDER BY kind, period, user_id
     """
 )
+
+
+async def retry_candidates(
+    engine: AsyncEngine, history_ids: list[int] | None = None
+) -> tuple[list[int], dict[tuple[str, dt.date], list[int]]]:
+    """What `notifications retry` would re-send: failed rows, and pending ones stuck without a sender."""
+    async with engine.connect() as conn:
+        alerts = list((await conn.execute(_CANDIDATE_ALERTS, {"ids": history_ids, "stuck": STUCK_AFTER})).scalars())
+        groups: dict[tuple[str, dt.date], list[int]] = {}
+        if history_ids is None:
+            for row in await conn.execute(_CANDIDATE_DIGESTS, {"stuck": STUCK_AFTER}):
+                groups.setdefault((row.kind, row.period), []).append(row.user_id)
+    return alerts, groups
+
+
+async def requeue_alerts(engine: AsyncEngine, history_ids: list[int]) -> int:
+    """Failed -> pending (error kept until the next attempt writes its own)."""
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            text(
+                "UPDATE notification_deliveries SET status = 'pending', updated_at = now() "
+                "WHERE status = 'failed' AND alert_history_id = ANY(CAST(:ids AS bigint[]))"
+            ),
+            {"ids": history_ids},
+        )
+    return result.rowcount
+
+
+async def requeue_digests(engine: AsyncEngine, kind: str, period: dt.date, user_ids: list[int]) -> int:
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            text(
+                "UPDATE digest_deliveries SET status = 'pending', updated_at = now() "
+                "WHERE status = 'failed' AND kind = :kind AND period = :period "
+                "AND user_id = ANY(CAST(:user_ids AS bigint[]))"
+            ),
+            {"kind": kind, "period": period, "user_ids": user_ids},
+        )
+    return result.rowcount
 
 
 async def requeue_failed(
-    engine: AsyncEngine, history_ids: list[int] | None = None, *, digests: bool = True
+    engine: AsyncEngine, history_ids: list[int] | None = None
 ) -> tuple[list[int], dict[tuple[str, dt.date], list[int]]]:
-    """Failed -> pending again, in one transaction: (alert_history ids, {(kind, period): user ids})."""
-    async with engine.begin() as conn:
-        alerts = sorted(set((await conn.execute(_REQUEUE_ALERTS, {"ids": history_ids})).scalars()))
-        groups: dict[tuple[str, dt.date], list[int]] = {}
-        if digests and history_ids is None:
-            for row in await conn.execute(_REQUEUE_DIGESTS):
-                groups.setdefault((row.kind, row.period), []).append(row.user_id)
+    """Every retry candidate back to pending (the caller starts the workflows)."""
+    alerts, groups = await retry_candidates(engine, history_ids)
+    if alerts:
+        await requeue_alerts(engine, alerts)
+    for (kind, period), user_ids in groups.items():
+        await requeue_digests(engine, kind, period, user_ids)
     return alerts, groups
 
 

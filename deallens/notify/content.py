@@ -89,6 +89,8 @@ class DigestContent(_Content):
     user_email: str
     timezone: str = "UTC"
     watchlist: list[WatchlistRow]
+    # Companies beyond those shown (a long watchlist is cut: Gmail clips messages over ~100 KB).
+    watchlist_more: int = 0
     alerts: list[FiredAlertRow]
     news: list[NewsRow] = []
     insights: list[InsightRow] = []

@@ -71,6 +71,7 @@ class SmtpConfig:
             username=settings.smtp_username or None,
             password=settings.smtp_password,
             tls=settings.smtp_tls,
+            timeout=settings.smtp_timeout_seconds,
         )
 
     @property
@@ -155,12 +156,17 @@ class SmtpMailer:
                     self._drop()
                     if attempt == 1:
                         continue
-                    raise self._error(error) from None
+                    mapped = self._error(error)
+                    mapped.session = True
+                    raise mapped from None
                 except (SMTPException, OSError, ValueError) as error:
                     mapped = self._error(error)
                     if not isinstance(error, SMTPResponseException | SMTPRecipientsRefused):
                         # Not a clean reply: the session's state is unknown, start afresh.
                         self._drop()
+                    # No session (connect, greeting, TLS, AUTH) or our sender refused: every
+                    # other message of the batch would fail the same way.
+                    mapped.session = not self.connected or isinstance(error, SMTPSenderRefused)
                     raise mapped from None
                 self.messages_sent += 1
                 return message_id

@@ -13,10 +13,11 @@ the query string, the fragment and any user:password, where tokens usually live.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 _WHITESPACE = re.compile(r"\s+")
 _MAX_MESSAGE = 500
@@ -27,6 +28,9 @@ class DeliveryError(Exception):
     """A notification could not be delivered; `permanent` says whether retrying is pointless."""
 
     permanent: bool = False
+    # True when the failure is the session's (connect, TLS, login, our sender refused), not
+    # this message's: the rest of a batch would fail the same way.
+    session: bool = False
 
     def __init__(self, message: str, *, permanent: bool | None = None) -> None:
         message = one_line(message)
@@ -79,16 +83,18 @@ def one_line(text: str, limit: int = _MAX_MESSAGE) -> str:
 
 def redact(text: str, secrets: Iterable[str | None]) -> str:
     """`text` with every non-empty secret replaced by `***` (longest first, so overlaps go too)."""
-    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+    # Very short "secrets" would garble the text and protect nothing.
+    for secret in sorted((s for s in secrets if s and len(s) >= 8), key=len, reverse=True):
         text = text.replace(secret, REDACTED)
     return text
 
 
 def safe_url(url: str) -> str:
-    """The URL as it may appear in a message: scheme, host, port and path only.
+    """The URL as it may appear in a message: scheme, host and port, and a short hash of the path.
 
-    Query strings, fragments and `user:password@` are where webhook tokens and API keys are
-    usually put, so they are dropped.
+    Webhook tokens live in the path (Slack's /services/T../B../<token>, Discord's
+    /api/webhooks/<id>/<token>), the query or `user:password@`: none of them is shown. The
+    hash still tells two endpoints of one host apart.
     """
     try:
         parts = urlsplit(url)
@@ -101,7 +107,9 @@ def safe_url(url: str) -> str:
     netloc = f"[{host}]" if ":" in host else host
     if port is not None:
         netloc = f"{netloc}:{port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    path = parts.path.strip("/")
+    shown = f"/…#{hashlib.sha256(path.encode()).hexdigest()[:6]}" if path else ""
+    return f"{parts.scheme}://{netloc}{shown}"
 
 
 def http_status_error(

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage, MIMEPart
 from email.policy import SMTP
-from email.utils import format_datetime, formataddr
+from email.utils import format_datetime, formataddr, getaddresses
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -138,9 +138,16 @@ def _png_part(cid: str, png: bytes) -> MIMEPart:
 
 
 def _address(value: str, what: str) -> str:
+    """One address, as given: a comma (or a group) would add recipients to a user's email."""
     if _CONTROL.search(value) or not value.strip():
         raise ValueError(f"{what}: an address without control characters is required, got {value!r}")
-    return value.strip()
+    value = value.strip()
+    parsed = getaddresses([value])
+    if len(parsed) != 1 or not parsed[0][1] or "@" not in parsed[0][1] or any(c in value for c in ",;:"):
+        # ":" would start a group in `To` unless inside a display name, which `to_name` is for.
+        if not (what == "sender" and len(parsed) == 1 and parsed[0][1]):
+            raise ValueError(f"{what}: exactly one email address is required, got {value!r}")
+    return value
 
 
 def build_message(

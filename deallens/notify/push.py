@@ -14,9 +14,12 @@ and a webhook URL that moved is a configuration matter for its owner.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
+import ipaddress
 import json
+import socket
 import time
 from collections.abc import Mapping
 from types import TracebackType
@@ -157,6 +160,26 @@ def payload(event: PushEvent, style: PushStyle, url: str) -> PushRequest:
             },
         )
     raise ValueError(f"unknown push style {style!r}")
+
+
+async def check_public_host(url: str) -> None:
+    """Refuse a webhook whose host resolves to a loopback, private, link-local or otherwise
+    internal address: a user-supplied URL must not make the worker POST to internal services
+    (cloud metadata, the Temporal frontend, the database's HTTP neighbours). DNS failure is
+    transient. (A host that re-resolves between this check and the POST is not covered.)"""
+    check_url(url)
+    host = urlsplit(url).hostname or ""
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except OSError as error:
+        raise TransientDeliveryError(f"push: cannot resolve {safe_url(url)} ({error})") from None
+    for info in infos:
+        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
+        if not address.is_global:
+            raise PermanentDeliveryError(
+                f"push: {safe_url(url)} resolves to a non-public address ({address}); "
+                "set PUSH_ALLOW_PRIVATE_HOSTS=true to allow internal receivers"
+            )
 
 
 def check_url(url: str) -> None:

@@ -473,6 +473,7 @@ class Renderer:
             "zone_name": zone_name,
             "watch_heading": watch_heading,
             "watch": watch,
+            "watch_more": content.watchlist_more,
             # The period's own change first (day for the daily digest, week for the weekly).
             "first_label": "Week" if weekly else "Day",
             "second_label": "Day" if weekly else "Week",

@@ -128,8 +128,9 @@ class HttpSmsProvider:
             )
         sid = answer.get("sid") if isinstance(answer, dict) else None
         if not isinstance(sid, str) or not sid:
-            # Accepted but unidentifiable: retrying could text the user twice, so do not.
-            raise PermanentDeliveryError(f"sms: {where} answered {response.status_code} without a message sid")
+            # Accepted but unidentifiable: it counts as sent (a retry, or `notifications retry`
+            # after a "failed", could text the user twice).
+            return f"{response.status_code} (no sid)"
         return sid
 
 

@@ -49,7 +49,9 @@ def create_app(engine: AsyncEngine) -> Starlette:
         if params is None or email is None:
             return _invalid()
         what = notifications.UNSUBSCRIBE_LISTS[params[1]][1]
-        action = html.escape(str(request.url), quote=True)
+        # Relative: behind a TLS-terminating proxy the absolute URL would be http:// (and would
+        # echo whatever Host header came in).
+        action = html.escape("?" + str(request.url.query), quote=True)
         return _page(
             "Unsubscribe?",
             f"<p>Stop sending {html.escape(what)} to <b>{html.escape(email)}</b>?</p>"

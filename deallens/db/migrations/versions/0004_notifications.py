@@ -43,6 +43,8 @@ def upgrade() -> None:
         sa.Column("message_id", sa.String(255), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("claimed_by", sa.Text(), nullable=True),
+        sa.Column("claimed_until", sa.DateTime(timezone=True), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_digest_deliveries")),
@@ -56,6 +58,11 @@ def upgrade() -> None:
         ),
         sa.CheckConstraint("attempts >= 0", name=op.f("ck_digest_deliveries_attempts_nonnegative")),
     )
+    # The claim that keeps two senders off one delivery (see deallens/db/claims.py).
+    op.add_column("notification_deliveries", sa.Column("claimed_by", sa.Text(), nullable=True))
+    op.add_column("notification_deliveries", sa.Column("claimed_until", sa.DateTime(timezone=True), nullable=True))
+    # The digest reads a user's firings in a time window.
+    op.create_index("ix_alert_history_alert_id_triggered_at", "alert_history", ["alert_id", "triggered_at"])
     op.create_index(
         "ix_digest_deliveries_status",
         "digest_deliveries",
@@ -65,6 +72,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_alert_history_alert_id_triggered_at", table_name="alert_history")
+    op.drop_column("notification_deliveries", "claimed_until")
+    op.drop_column("notification_deliveries", "claimed_by")
     op.drop_index("ix_digest_deliveries_status", table_name="digest_deliveries")
     op.drop_table("digest_deliveries")
     op.drop_constraint(op.f("uq_users_unsubscribe_token"), "users", type_="unique")

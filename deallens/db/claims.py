@@ -1,0 +1,86 @@
+"""Delivery ledgers: claim a row before sending it, settle it after.
+
+A row is sent only by whoever holds its claim. Claiming is one atomic UPDATE of a `pending`
+row whose claim is free, expired, or held by an earlier attempt of the same activity (which
+Temporal only retries once that attempt timed out or failed: it is gone). Two senders that
+overlap (a second digest run for the same date, a re-sent notification while a batch still
+retries, an attempt that outlived its timeout) therefore never both send one row. Settling
+requires the claim too, so a sender whose claim was taken over cannot overwrite the outcome.
+
+The lease (NOTIFY_CLAIM_SECONDS) must outlast one send: SMTP commands time out well before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+Outcome = Literal["sent", "failed", "retrying", "released"]
+
+_SETTLE = {
+    "sent": "status = 'sent', sent_at = now(), message_id = :message_id, error = NULL",
+    "failed": "status = 'failed', error = :error",
+    # A transient failure: pending again, free for the next attempt.
+    "retrying": "error = :error",
+    # Not tried (the batch stopped first): pending again, the attempt not counted.
+    "released": "attempts = greatest(attempts - 1, 0)",
+}
+
+
+@dataclass(frozen=True)
+class Ledger:
+    table: str
+    key: tuple[str, ...]
+
+    def _where(self) -> str:
+        return " AND ".join(f"{column} = :{column}" for column in self.key)
+
+    async def claim(
+        self, engine: AsyncEngine, key: dict[str, Any], *, claimant: str, lease_seconds: float
+    ) -> bool:
+        """Take the row for one send; counts the attempt. False: sent, settled, or being sent elsewhere."""
+        owner = claimant.rpartition("#")[0]
+        sql = text(
+            f"UPDATE {self.table} SET claimed_by = :claimant, "
+            "claimed_until = now() + make_interval(secs => CAST(:lease AS double precision)), "
+            "attempts = attempts + 1, updated_at = now() "
+            f"WHERE {self._where()} AND status = 'pending' AND (claimed_until IS NULL OR claimed_until < now() "
+            "OR split_part(claimed_by, '#', 1) = :owner)"
+        )
+        async with engine.begin() as conn:
+            result = await conn.execute(sql, {**key, "claimant": claimant, "owner": owner, "lease": lease_seconds})
+        return result.rowcount == 1
+
+    async def settle(
+        self,
+        engine: AsyncEngine,
+        key: dict[str, Any],
+        outcome: Outcome,
+        *,
+        claimant: str,
+        message_id: str | None = None,
+        error: str | None = None,
+    ) -> bool:
+        """Write the outcome right after the send, in its own transaction, and free the claim."""
+        sql = text(
+            f"UPDATE {self.table} SET {_SETTLE[outcome]}, claimed_by = NULL, claimed_until = NULL, updated_at = now() "
+            f"WHERE {self._where()} AND status = 'pending' AND claimed_by = :claimant"
+        )
+        async with engine.begin() as conn:
+            result = await conn.execute(
+                sql, {**key, "claimant": claimant, "message_id": message_id, "error": (error or "")[:2000] or None}
+            )
+        return result.rowcount == 1
+
+    async def park(self, engine: AsyncEngine, where: str, params: dict[str, Any], error: str) -> int:
+        """Retries ran out: pending rows nobody is sending become failed, to be listed and re-sent."""
+        sql = text(
+            f"UPDATE {self.table} SET status = 'failed', error = :error, updated_at = now() "
+            f"WHERE {where} AND status = 'pending' AND (claimed_until IS NULL OR claimed_until < now())"
+        )
+        async with engine.begin() as conn:
+            result = await conn.execute(sql, {**params, "error": error[:2000]})
+        return result.rowcount
