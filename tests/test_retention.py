@@ -39,13 +39,19 @@ async def _seed(db: AsyncEngine) -> None:
         await conn.execute(text(
             "INSERT INTO api_usage (provider, day, calls) VALUES ('alphavantage', :old, 3), ('alphavantage', :new, 4)"
         ), {"old": (NOW - dt.timedelta(days=500)).date(), "new": NOW.date()})
+        # The digest ledger: an old sent row goes; an old pending one (still to send) and a new one stay.
+        user = (await conn.execute(text("INSERT INTO users (email) VALUES ('r@example.com') RETURNING id"))).scalar_one()
+        await conn.execute(text(
+            "INSERT INTO digest_deliveries (user_id, kind, period, status) VALUES "
+            "(:u, 'daily', :old, 'sent'), (:u, 'weekly', :old, 'pending'), (:u, 'daily', :new, 'sent')"
+        ), {"u": user, "old": (NOW - dt.timedelta(days=400)).date(), "new": NOW.date()})
 
 
 async def _counts(db: AsyncEngine) -> dict[str, int]:
     async with db.connect() as conn:
         return {
             table: (await conn.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one()
-            for table in ("price_quotes", "ohlc_data", "news_articles", "api_usage")
+            for table in ("price_quotes", "ohlc_data", "news_articles", "api_usage", "digest_deliveries")
         }
 
 
@@ -53,7 +59,9 @@ async def test_dry_run_counts_and_changes_nothing(db: AsyncEngine) -> None:
     await _seed(db)
     before = await _counts(db)
     removed, cutoffs = await retention.apply(db, RULES, at=NOW, dry_run=True)
-    assert removed == {"price_quotes": 4, "news_articles": 1, "alert_history": 0, "api_usage": 1, "llm_usage": 0}
+    assert removed == {
+        "price_quotes": 4, "news_articles": 1, "alert_history": 0, "digest_deliveries": 1, "api_usage": 1, "llm_usage": 0,
+    }
     assert cutoffs["price_quotes"] == NOW - dt.timedelta(days=30)
     assert "ohlc_data" not in removed  # 0 days = keep forever
     assert await _counts(db) == before
@@ -65,7 +73,9 @@ async def test_cleanup_removes_old_rows_but_keeps_each_latest_quote(db: AsyncEng
     removed, _ = await retention.apply(db, RULES, at=NOW, dry_run=False, progress=lambda t, n: seen.append((t, n)))
     assert removed["price_quotes"] == 4 and removed["news_articles"] == 1 and removed["api_usage"] == 1
     assert ("price_quotes", 4) in seen
-    assert await _counts(db) == {"price_quotes": 2, "ohlc_data": 2, "news_articles": 1, "api_usage": 1}
+    assert await _counts(db) == {
+        "price_quotes": 2, "ohlc_data": 2, "news_articles": 1, "api_usage": 1, "digest_deliveries": 2,
+    }
     async with db.connect() as conn:
         kept = (await conn.execute(text(
             "SELECT c.symbol, q.quoted_at FROM price_quotes q JOIN companies c ON c.id = q.company_id ORDER BY 1"

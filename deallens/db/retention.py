@@ -39,6 +39,8 @@ def rules(
         Rule("ohlc_data", "date", ohlc_days),
         Rule("news_articles", "published_at", news_days),
         Rule("alert_history", "triggered_at", alert_history_days),
+        # The digest ledger lives as long as alert history (alert deliveries go with their firing).
+        Rule("digest_deliveries", "period", alert_history_days, only_if="status <> 'pending'"),
         Rule("api_usage", "day", usage_days),
         Rule("llm_usage", "created_at", usage_days),
     ]
