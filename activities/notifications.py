@@ -27,8 +27,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from email.utils import parseaddr
 from urllib.parse import parse_qs, quote, urlsplit
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -47,7 +48,7 @@ from deallens.contracts import (
     PlanAlertsResult,
 )
 from deallens.db import digests, notifications
-from deallens.db.claims import Ledger
+from deallens.db.claims import Ledger, Outcome
 from deallens.domain.quiet_hours import quiet_until
 from deallens.notify.content import AlertContent, PushEvent
 from deallens.notify.email import SmtpConfig, SmtpMailer
@@ -218,6 +219,10 @@ class NotificationActivities:
         self._engine = engine
         self._config = config
         self._lease = config.claim_seconds
+        # One per worker process: templates compiled once, each company's sparkline drawn
+        # once a day (the cache is keyed by the series), not once per batch.
+        self._renderer = Renderer()
+        self._envelope_from = parseaddr(config.mail_from)[1]
         self._webhooks = webhooks
         self._sms = sms
 
@@ -265,40 +270,69 @@ class NotificationActivities:
         """
         claimant = _claimant()
         progress = [0]
-        async with _keep_alive(progress):
-            for index, item in enumerate(items):
-                progress[0] = index
-                if not await ledger.claim(self._engine, item.key, claimant=claimant, lease_seconds=self._lease):
-                    tally.elsewhere += 1
-                    continue
-                try:
-                    receipt = await item.send()
-                except DeliveryError as error:
-                    if batch_stops and error.session and error.permanent:
-                        await ledger.settle(self._engine, item.key, "released", claimant=claimant)
-                        raise ApplicationError(str(error), type="PermanentDeliveryError", non_retryable=True) from None
-                    if error.permanent:
-                        await ledger.settle(self._engine, item.key, "failed", claimant=claimant, error=str(error))
-                        tally.add(failed=1)
-                        log.warning("delivery %s failed permanently: %s", item.label, error)
-                        continue
-                    await ledger.settle(self._engine, item.key, "retrying", claimant=claimant, error=str(error))
-                    tally.transient.append(str(error))
-                    tally.session_failures = tally.session_failures + 1 if error.session else 0
-                    if batch_stops and tally.session_failures >= ABORT_AFTER_TRANSIENT:
-                        tally.transient.append(f"{len(items) - index - 1} not tried")
-                        break
-                except (ValueError, UnicodeError) as error:
-                    # A message that cannot be built (an address with a comma, a control
-                    # character): the same on every retry, so this row fails, not the batch.
-                    reason = f"cannot build the message: {error}"
-                    await ledger.settle(self._engine, item.key, "failed", claimant=claimant, error=reason)
+        lease = self._lease
+        async with self._engine.connect() as conn, _keep_alive(progress):
+            await self._send_each(ledger, items, tally, batch_stops, claimant, conn, lease, progress)
+
+    async def _send_each(
+        self,
+        ledger: Ledger,
+        items: list[_Item],
+        tally: _Tally,
+        batch_stops: bool,
+        claimant: str,
+        conn: AsyncConnection,
+        lease: float,
+        progress: list[int],
+    ) -> None:
+        """The loop of `_send_all`, on the one connection the batch holds."""
+
+        async def settle(index: int, outcome: Outcome, *, chain: bool = True, **details: Any) -> bool:
+            """Settle item `index`; with `chain`, claim the next one in the same commit."""
+            following = items[index + 1].key if chain and index + 1 < len(items) else None
+            return await ledger.settle(
+                conn, items[index].key, outcome, claimant=claimant, then_claim=following, lease_seconds=lease, **details
+            )
+
+        claimed = bool(items) and await ledger.claim(conn, items[0].key, claimant=claimant, lease_seconds=lease)
+        for index, item in enumerate(items):
+            progress[0] = index
+            if not claimed:
+                tally.elsewhere += 1
+                following = items[index + 1].key if index + 1 < len(items) else None
+                claimed = following is not None and await ledger.claim(
+                    conn, following, claimant=claimant, lease_seconds=lease
+                )
+                continue
+            try:
+                receipt = await item.send()
+            except DeliveryError as error:
+                if batch_stops and error.session and error.permanent:
+                    await settle(index, "released", chain=False)
+                    raise ApplicationError(str(error), type="PermanentDeliveryError", non_retryable=True) from None
+                if error.permanent:
+                    claimed = await settle(index, "failed", error=str(error))
                     tally.add(failed=1)
-                    log.warning("delivery %s failed permanently: %s", item.label, reason)
-                else:
-                    await ledger.settle(self._engine, item.key, "sent", claimant=claimant, message_id=receipt[:255])
-                    tally.add(sent=1)
-                    tally.session_failures = 0
+                    log.warning("delivery %s failed permanently: %s", item.label, error)
+                    continue
+                tally.transient.append(str(error))
+                tally.session_failures = tally.session_failures + 1 if error.session else 0
+                stop = batch_stops and tally.session_failures >= ABORT_AFTER_TRANSIENT
+                claimed = await settle(index, "retrying", chain=not stop, error=str(error))
+                if stop:
+                    tally.transient.append(f"{len(items) - index - 1} not tried")
+                    break
+            except (ValueError, UnicodeError) as error:
+                # A message that cannot be built (an address with a comma, a control
+                # character): the same on every retry, so this row fails, not the batch.
+                reason = f"cannot build the message: {error}"
+                claimed = await settle(index, "failed", error=reason)
+                tally.add(failed=1)
+                log.warning("delivery %s failed permanently: %s", item.label, reason)
+            else:
+                claimed = await settle(index, "sent", message_id=receipt[:255])
+                tally.add(sent=1)
+                tally.session_failures = 0
 
     async def _pending(self, request: DeliverAlertsInput, tally: _Tally) -> list[Any]:
         """The ledger checked before sending: pending rows only; opted-out users skipped."""
@@ -334,7 +368,7 @@ class NotificationActivities:
         tally = _Tally()
         rows = await self._pending(request, tally)
         if rows:
-            renderer = Renderer()
+            renderer = self._renderer
             async with SmtpMailer(self._config.smtp) as mailer:
 
                 def item(row: Any) -> _Item:
@@ -345,7 +379,7 @@ class NotificationActivities:
                             message_id=alert_message_id(row.alert_history_id, self._config.mail_domain),
                             unsubscribe_url=content.unsubscribe_url,
                         )
-                        return await mailer.send(message)
+                        return await mailer.send(message, envelope=(self._envelope_from, [row.email]))
 
                     return _Item(notifications.key(row.alert_history_id, "email"), f"{row.alert_history_id}/email", send)
 
@@ -439,7 +473,7 @@ class NotificationActivities:
         tally.add(skipped=skipped, already_done=len(set(request.user_ids)) - len(contents) - len(opted_out) - len(empty))
         if not contents:
             return tally.finish("digests")
-        renderer = Renderer()
+        renderer = self._renderer
         async with SmtpMailer(self._config.smtp) as mailer:
 
             def item(content: DigestContent) -> _Item:
@@ -450,7 +484,7 @@ class NotificationActivities:
                         message_id=digests.message_id(kind, period, content.user_id, self._config.mail_domain),
                         unsubscribe_url=content.unsubscribe_url,
                     )
-                    return await mailer.send(message)
+                    return await mailer.send(message, envelope=(self._envelope_from, [content.user_email]))
 
                 return _Item(digests.key(kind, period, content.user_id), f"{kind} {period} user {content.user_id}", send)
 

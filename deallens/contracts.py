@@ -439,7 +439,7 @@ class DigestInput(Model):
     user_ids: list[Annotated[int, Field(gt=0)]] | None = None
     # Users per batch activity (one SMTP connection each) and batches in flight.
     batch_size: Annotated[int, Field(ge=1, le=5_000)] = 250
-    parallel_batches: Annotated[int, Field(ge=1, le=32)] = 2
+    parallel_batches: Annotated[int, Field(ge=1, le=32)] = 4
 
 
 DigestKindName = Literal["daily", "weekly"]

@@ -12,13 +12,29 @@ The lease (NOTIFY_CLAIM_SECONDS) must outlast one send: SMTP commands time out w
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 Outcome = Literal["sent", "failed", "retrying", "released"]
+# An engine (a pooled connection per call), or one connection a batch holds for all its
+# rows: no pool checkout and pre-ping per message.
+Target = AsyncEngine | AsyncConnection
+
+
+@contextlib.asynccontextmanager
+async def transaction(target: Target) -> AsyncIterator[AsyncConnection]:
+    """One committed transaction on `target`."""
+    if isinstance(target, AsyncEngine):
+        async with target.begin() as conn:
+            yield conn
+    else:
+        async with target.begin():
+            yield target
 
 _SETTLE = {
     "sent": "status = 'sent', sent_at = now(), message_id = :message_id, error = NULL",
@@ -38,42 +54,55 @@ class Ledger:
     def _where(self) -> str:
         return " AND ".join(f"{column} = :{column}" for column in self.key)
 
-    async def claim(
-        self, engine: AsyncEngine, key: dict[str, Any], *, claimant: str, lease_seconds: float
-    ) -> bool:
-        """Take the row for one send; counts the attempt. False: sent, settled, or being sent elsewhere."""
-        owner = claimant.rpartition("#")[0]
-        sql = text(
+    def _claim_sql(self) -> Any:
+        return text(
             f"UPDATE {self.table} SET claimed_by = :claimant, "
             "claimed_until = now() + make_interval(secs => CAST(:lease AS double precision)), "
             "attempts = attempts + 1, updated_at = now() "
             f"WHERE {self._where()} AND status = 'pending' AND (claimed_until IS NULL OR claimed_until < now() "
             "OR split_part(claimed_by, '#', 1) = :owner)"
         )
-        async with engine.begin() as conn:
-            result = await conn.execute(sql, {**key, "claimant": claimant, "owner": owner, "lease": lease_seconds})
-        return result.rowcount == 1
+
+    async def claim(
+        self, engine: Target, key: dict[str, Any], *, claimant: str, lease_seconds: float
+    ) -> bool:
+        """Take the row for one send; counts the attempt. False: sent, settled, or being sent elsewhere."""
+        async with transaction(engine) as conn:
+            return await self._claim(conn, key, claimant, lease_seconds)
+
+    async def _claim(self, conn: Any, key: dict[str, Any], claimant: str, lease_seconds: float) -> bool:
+        owner = claimant.rpartition("#")[0]
+        result = await conn.execute(
+            self._claim_sql(), {**key, "claimant": claimant, "owner": owner, "lease": lease_seconds}
+        )
+        return bool(result.rowcount == 1)
 
     async def settle(
         self,
-        engine: AsyncEngine,
+        engine: Target,
         key: dict[str, Any],
         outcome: Outcome,
         *,
         claimant: str,
         message_id: str | None = None,
         error: str | None = None,
+        then_claim: dict[str, Any] | None = None,
+        lease_seconds: float = 0,
     ) -> bool:
-        """Write the outcome right after the send, in its own transaction, and free the claim."""
+        """Write the outcome right after the send and free the claim, committed at once; with
+        `then_claim`, claim the next row in the same transaction (one commit per message, not
+        two) and return whether that claim was taken."""
         sql = text(
             f"UPDATE {self.table} SET {_SETTLE[outcome]}, claimed_by = NULL, claimed_until = NULL, updated_at = now() "
             f"WHERE {self._where()} AND status = 'pending' AND claimed_by = :claimant"
         )
-        async with engine.begin() as conn:
+        async with transaction(engine) as conn:
             result = await conn.execute(
                 sql, {**key, "claimant": claimant, "message_id": message_id, "error": (error or "")[:2000] or None}
             )
-        return result.rowcount == 1
+            if then_claim is not None:
+                return await self._claim(conn, then_claim, claimant, lease_seconds)
+        return bool(result.rowcount == 1)
 
     async def park(self, engine: AsyncEngine, where: str, params: dict[str, Any], error: str) -> int:
         """Retries ran out: pending rows nobody is sending become failed, to be listed and re-sent."""

@@ -124,7 +124,9 @@ class SmtpMailer:
                 pass
         smtp.close()
 
-    async def send(self, message: email.message.EmailMessage) -> str:
+    async def send(
+        self, message: email.message.EmailMessage, *, envelope: tuple[str, list[str]] | None = None
+    ) -> str:
         """Deliver one message (sender and recipients from its headers); returns its Message-ID.
 
         Raises PermanentDeliveryError or TransientDeliveryError; ValueError when the message
@@ -144,7 +146,8 @@ class SmtpMailer:
                     # Our bytes, not aiosmtplib's re-serialisation: its send_message flattens
                     # with email.policy.SMTP, which would RFC 2047-encode a long
                     # List-Unsubscribe URL that message.py deliberately writes raw.
-                    sender, recipients = _envelope(message)
+                    # `envelope` (MAIL FROM, RCPT TO) when the caller knows it: no re-parse.
+                    sender, recipients = envelope or _envelope(message)
                     await self._smtp.sendmail(sender, recipients, message.as_bytes())
                 except asyncio.CancelledError:
                     # Cancelled mid-transaction: the session is in an unknown state.

@@ -317,9 +317,10 @@ def format_alert_value(alert_type: str, value: Decimal | None) -> str:
 
 
 class Renderer:
-    """Renders notification emails; one per batch of users (see the module docstring)."""
+    """Renders notification emails; one per worker process (templates compiled once, each
+    company's sparkline drawn once per series)."""
 
-    def __init__(self, *, templates: Path | None = None, max_sparklines: int = 20_000) -> None:
+    def __init__(self, *, templates: Path | None = None, max_sparklines: int = 5_000) -> None:
         self.env = Environment(
             loader=FileSystemLoader(str(templates or TEMPLATES)),
             autoescape=select_autoescape(["html"]),
