@@ -141,12 +141,13 @@ async def _notifications_failed(engine, limit: int) -> int:  # type: ignore[no-u
     if not rows:
         print("no failed deliveries")
         return 0
-    print(f"{'what':<7} {'ref':<24} {'channel':<7} {'attempts':>8}  {'to':<32} error")
+    print(f"{'what':<7} {'ref':<24} {'channel':<7} {'status':<7} {'attempts':>8}  {'to':<32} error")
     for row in rows:
         ref = f"alert_history {row.ref}" if row.what == "alert" else f"{row.kind} {row.period} user {row.ref}"
         error = (row.error or "").replace("\n", " ")[:120]
-        print(f"{row.what:<7} {ref:<24} {row.channel:<7} {row.attempts:>8}  {row.email:<32} {error}")
-    print(f"{len(rows)} failed; re-send with `python starter.py notifications retry`")
+        status = "stuck" if row.status == "pending" else row.status
+        print(f"{row.what:<7} {ref:<24} {row.channel:<7} {status:<7} {row.attempts:>8}  {row.email:<32} {error}")
+    print(f"{len(rows)} failed or stuck; re-send with `python starter.py notifications retry`")
     return 0
 
 

@@ -96,6 +96,7 @@ async def test_failed_deliveries_are_listed_and_resent_by_the_cli(
 ) -> None:
     users = await make_users(db, 2)
     history_id = await fire(db, users[0], None)
+    stuck_id = await fire(db, users[0], None, message="stuck since its workflow was terminated")
     ids = await seed_market(db, ["AAPL"], until=dt.date(2026, 11, 27))
     await watch(db, users[1:], [ids["AAPL"]])
     async with db.begin() as conn:
@@ -105,6 +106,14 @@ async def test_failed_deliveries_are_listed_and_resent_by_the_cli(
                 "VALUES (:h, 'email', 'failed', 6, 'smtp: 421 4.7.0 too busy')"
             ),
             {"h": history_id},
+        )
+        # Pending for two days and nobody sending it: its workflow is gone.
+        await conn.execute(
+            text(
+                "INSERT INTO notification_deliveries (alert_history_id, channel, status, updated_at) "
+                "VALUES (:h, 'email', 'pending', now() - interval '2 days')"
+            ),
+            {"h": stuck_id},
         )
         await conn.execute(
             text(
@@ -122,7 +131,8 @@ async def test_failed_deliveries_are_listed_and_resent_by_the_cli(
     listed = starter(env, "notifications", "failed")
     assert listed.returncode == 0, listed.stderr
     lines = listed.stdout.splitlines()
-    assert any(f"alert_history {history_id}" in line and "421 4.7.0 too busy" in line for line in lines)
+    assert any(f"alert_history {history_id}" in line and "failed" in line and "421 4.7.0 too busy" in line for line in lines)
+    assert any(f"alert_history {stuck_id}" in line and " stuck " in line for line in lines)
     assert any("daily 2026-11-28 user" in line and "user2@example.com" in line for line in lines)
 
     with smtp_sink() as sink:
@@ -130,12 +140,12 @@ async def test_failed_deliveries_are_listed_and_resent_by_the_cli(
         async with running_workers(dev_env.client, settings, task_queue):
             retried = starter(env, "notifications", "retry", "--task-queue", task_queue)
             assert retried.returncode == 0, retried.stderr
-            assert "re-sending 1 alert notification(s) and 1 digest(s)" in retried.stdout
-            handle = dev_env.client.get_workflow_handle(f"notify-{history_id}")
-            await handle.result()
-            await asyncio.to_thread(sink.wait_for, 2)
-    assert sorted(str(m["To"]) for m in sink.messages) == ["User 1 <user1@example.com>", "User 2 <user2@example.com>"]
-    assert [r.status for r in await deliveries(db)] == ["sent"]
+            assert "re-sending 2 alert notification(s) and 1 digest(s)" in retried.stdout
+            for ref in (history_id, stuck_id):
+                await dev_env.client.get_workflow_handle(f"notify-{ref}").result()
+            await asyncio.to_thread(sink.wait_for, 3)
+    assert sorted(str(m["To"]) for m in sink.messages) == ["User 1 <user1@example.com>"] * 2 + ["User 2 <user2@example.com>"]
+    assert [r.status for r in await deliveries(db)] == ["sent", "sent"]
     assert starter(env, "notifications", "failed").stdout.strip() == "no failed deliveries"
 
     token = (await user_row(db, users[0])).unsubscribe_token

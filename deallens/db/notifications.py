@@ -161,19 +161,27 @@ async def park(engine: AsyncEngine, history_ids: list[int], channel: str, error:
 # ------------------------------------------------------------------ failed deliveries (the CLI)
 
 
+# Pending this long with nobody sending it: its workflow is gone (timed out, terminated, or a
+# park that never ran). Quiet hours hold a row at most a day, and its workflow is running.
+STUCK_AFTER = dt.timedelta(hours=26)
+
 _FAILED = text(
     """
-    SELECT 'alert' AS what, d.alert_history_id AS ref, d.channel, u.email, d.attempts, d.error, d.updated_at,
-           NULL::text AS kind, NULL::date AS period
+    SELECT 'alert' AS what, d.alert_history_id AS ref, d.channel, d.status, u.email, d.attempts, d.error,
+           d.updated_at, NULL::text AS kind, NULL::date AS period
     FROM notification_deliveries d
     JOIN alert_history h ON h.id = d.alert_history_id
     JOIN alerts a ON a.id = h.alert_id
     JOIN users u ON u.id = a.user_id
     WHERE d.status = 'failed'
+       OR (d.status = 'pending' AND d.updated_at < now() - CAST(:stuck AS interval)
+           AND (d.claimed_until IS NULL OR d.claimed_until < now()))
     UNION ALL
-    SELECT 'digest', g.user_id, 'email', u.email, g.attempts, g.error, g.updated_at, g.kind, g.period
+    SELECT 'digest', g.user_id, 'email', g.status, u.email, g.attempts, g.error, g.updated_at, g.kind, g.period
     FROM digest_deliveries g JOIN users u ON u.id = g.user_id
     WHERE g.status = 'failed'
+       OR (g.status = 'pending' AND g.updated_at < now() - CAST(:stuck AS interval)
+           AND (g.claimed_until IS NULL OR g.claimed_until < now()))
     ORDER BY updated_at DESC
     LIMIT :limit
     """
@@ -182,12 +190,9 @@ _FAILED = text(
 
 async def failed(engine: AsyncEngine, limit: int = 200) -> list[Any]:
     async with engine.connect() as conn:
-        return list((await conn.execute(_FAILED, {"limit": limit})).mappings())
+        return list((await conn.execute(_FAILED, {"limit": limit, "stuck": STUCK_AFTER})).mappings())
 
 
-# Pending this long with nobody sending it: its workflow is gone (timed out, terminated, or a
-# park that never ran). Quiet hours hold a row at most a day, and its workflow is running.
-STUCK_AFTER = dt.timedelta(hours=26)
 
 _CANDIDATE_ALERTS = text(
     """
