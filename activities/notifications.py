@@ -62,8 +62,9 @@ from deallens.notify.sms import HttpSmsProvider, SmsProvider
 
 log = logging.getLogger(__name__)
 
-# After this many transient failures in a row the batch stops early: the server (not one
-# recipient) is the problem, and the retry policy's backoff is the right way to wait.
+# After this many transient *session* failures in a row (no connection, greeting refused, a
+# dropped session) an email batch stops early: the server, not a recipient, is the problem,
+# and the retry policy's backoff is the right way to wait.
 ABORT_AFTER_TRANSIENT = 3
 
 
