@@ -20,7 +20,7 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from deallens.contracts import DigestInput, DigestResult, NotificationResult, SendAlertNotificationInput
-from deallens.db.notifications import requeue_failed
+from deallens.db.notifications import requeue_alerts, retry_candidates
 from deallens.notify import push
 from deallens.sim.serve import serve_asgi
 from tests.notify_data import deliveries, digest_ledger, fire, make_users, seed_market, watch
@@ -154,8 +154,9 @@ async def test_retries_run_out_then_the_delivery_is_parked_and_can_be_resent(
         assert row.attempts == 6  # CHANNEL_RETRY["email"].maximum_attempts
 
         sink.data_reply_times = 0
-        alerts, digests_ = await requeue_failed(db)
+        alerts, digests_ = await retry_candidates(db)
         assert (alerts, digests_) == ([history_id], {})
+        assert await requeue_alerts(db, alerts) == 1
         resent = await notify(time_env.client, task_queue, history_id)
 
     assert resent.counts.sent == 1

@@ -165,23 +165,30 @@ async def park(engine: AsyncEngine, history_ids: list[int], channel: str, error:
 # park that never ran). Quiet hours hold a row at most a day, and its workflow is running.
 STUCK_AFTER = dt.timedelta(hours=26)
 
+
+
+def _needs_retry(alias: str) -> str:
+    """Failed, or pending with nobody sending it for longer than STUCK_AFTER."""
+    return (
+        f"({alias}.status = 'failed' OR ({alias}.status = 'pending' "
+        f"AND {alias}.updated_at < now() - CAST(:stuck AS interval) "
+        f"AND ({alias}.claimed_until IS NULL OR {alias}.claimed_until < now())))"
+    )
+
+
 _FAILED = text(
-    """
+    f"""
     SELECT 'alert' AS what, d.alert_history_id AS ref, d.channel, d.status, u.email, d.attempts, d.error,
            d.updated_at, NULL::text AS kind, NULL::date AS period
     FROM notification_deliveries d
     JOIN alert_history h ON h.id = d.alert_history_id
     JOIN alerts a ON a.id = h.alert_id
     JOIN users u ON u.id = a.user_id
-    WHERE d.status = 'failed'
-       OR (d.status = 'pending' AND d.updated_at < now() - CAST(:stuck AS interval)
-           AND (d.claimed_until IS NULL OR d.claimed_until < now()))
+    WHERE {_needs_retry("d")}
     UNION ALL
     SELECT 'digest', g.user_id, 'email', g.status, u.email, g.attempts, g.error, g.updated_at, g.kind, g.period
     FROM digest_deliveries g JOIN users u ON u.id = g.user_id
-    WHERE g.status = 'failed'
-       OR (g.status = 'pending' AND g.updated_at < now() - CAST(:stuck AS interval)
-           AND (g.claimed_until IS NULL OR g.claimed_until < now()))
+    WHERE {_needs_retry("g")}
     ORDER BY updated_at DESC
     LIMIT :limit
     """
@@ -193,23 +200,19 @@ async def failed(engine: AsyncEngine, limit: int = 200) -> list[Any]:
         return list((await conn.execute(_FAILED, {"limit": limit, "stuck": STUCK_AFTER})).mappings())
 
 
-
 _CANDIDATE_ALERTS = text(
-    """
-    SELECT DISTINCT alert_history_id FROM notification_deliveries
-    WHERE (status = 'failed'
-           OR (status = 'pending' AND updated_at < now() - CAST(:stuck AS interval)
-               AND (claimed_until IS NULL OR claimed_until < now())))
-      AND (CAST(:ids AS bigint[]) IS NULL OR alert_history_id = ANY(CAST(:ids AS bigint[])))
-    ORDER BY alert_history_id
+    f"""
+    SELECT DISTINCT d.alert_history_id FROM notification_deliveries d
+    WHERE {_needs_retry("d")}
+      AND (CAST(:ids AS bigint[]) IS NULL OR d.alert_history_id = ANY(CAST(:ids AS bigint[])))
+    ORDER BY d.alert_history_id
     """
 )
 _CANDIDATE_DIGESTS = text(
-    """
-    SELECT kind, period, user_id FROM digest_deliveries
-    WHERE status = 'failed'
-       OR (status = 'pending' AND updated_at < now() - CAST(:stuck AS interval) AND (claimed_until IS NULL OR claimed_until < now()))
-    ORDER BY kind, period, user_id
+    f"""
+    SELECT g.kind, g.period, g.user_id FROM digest_deliveries g
+    WHERE {_needs_retry("g")}
+    ORDER BY g.kind, g.period, g.user_id
     """
 )
 
@@ -251,18 +254,6 @@ async def requeue_digests(engine: AsyncEngine, kind: str, period: dt.date, user_
             {"kind": kind, "period": period, "user_ids": user_ids},
         )
     return result.rowcount
-
-
-async def requeue_failed(
-    engine: AsyncEngine, history_ids: list[int] | None = None
-) -> tuple[list[int], dict[tuple[str, dt.date], list[int]]]:
-    """Every retry candidate back to pending (the caller starts the workflows)."""
-    alerts, groups = await retry_candidates(engine, history_ids)
-    if alerts:
-        await requeue_alerts(engine, alerts)
-    for (kind, period), user_ids in groups.items():
-        await requeue_digests(engine, kind, period, user_ids)
-    return alerts, groups
 
 
 # ------------------------------------------------------------------ unsubscribe
