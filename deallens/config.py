@@ -30,7 +30,7 @@ class ConfigError(Exception):
 
 
 class Settings(BaseSettings):
-    """The contract's environment variables (see shared/DESIGN.md, "Environment")."""
+    """The contract's environment variables (see docs/DESIGN.md, "Environment")."""
 
     model_config = SettingsConfigDict(
         env_file=".env",

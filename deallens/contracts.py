@@ -2,7 +2,7 @@
 
 These travel through Temporal (the pydantic data converter), so they hold small values and
 IDs, never secrets, clients or blobs. Workflow inputs are the public contract of
-shared/DESIGN.md: `temporal workflow start --input '{...}'` is validated here, and a bad
+docs/DESIGN.md: `temporal workflow start --input '{...}'` is validated here, and a bad
 value fails with a message naming the field.
 """
 

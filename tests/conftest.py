@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 TEMPORAL_CLI = BIN / "temporal"
 TEST_SERVER = BIN / "temporal-test-server"
-SAMPLES = ROOT.parent / "shared" / "provider-samples"
+SAMPLES = Path(__file__).with_name("provider-samples")
 HISTORIES = Path(__file__).with_name("histories")
 
 

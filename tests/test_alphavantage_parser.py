@@ -1,5 +1,5 @@
 """The AlphaVantage parsers (GLOBAL_QUOTE, TIME_SERIES_DAILY, OVERVIEW, REALTIME_BULK_QUOTES)
-against real bodies (shared/provider-samples) and generated garbage: every body is either a
+against real bodies (tests/provider-samples) and generated garbage: every body is either a
 valid result or a typed provider error."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The NYSE calendar against the published 2026-2027 holidays and early closes (shared/)."""
+"""The NYSE calendar against the published 2026-2027 holidays and early closes (tests/provider-samples)."""
 
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ from deallens.sim.clock import ManualClock
 from deallens.sim.market import HISTORY_START, SIM_COMPANIES, Market, weekday_index
 from deallens.sim.serve import serve_asgi
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "provider-samples"
+SAMPLES = Path(__file__).resolve().parent / "provider-samples"
 # Tuesday 2026-03-10 11:00 in New York (EDT): the market is open.
 NOW = datetime(2026, 3, 10, 15, 0, tzinfo=UTC)
 SEED = 7

@@ -21,7 +21,7 @@ from deallens.sim.faults import SimController
 from deallens.sim.newsapi import SOURCES, articles_for_day, make_app, short_name
 from deallens.sim.serve import serve_asgi
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "provider-samples"
+SAMPLES = Path(__file__).resolve().parent / "provider-samples"
 NOW = datetime(2026, 3, 10, 15, 0, tzinfo=UTC)
 SEED = 3
 ALL_DOMAINS = ",".join(sorted({s.domain for s in SOURCES}))

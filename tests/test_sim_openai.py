@@ -27,7 +27,7 @@ from deallens.sim.faults import SimController
 from deallens.sim.openai import REFUSAL, SchemaInstance, make_app
 from deallens.sim.serve import serve_asgi
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "provider-samples"
+SAMPLES = Path(__file__).resolve().parent / "provider-samples"
 NOW = datetime(2026, 3, 10, 15, 0, tzinfo=UTC)
 MODEL = "gpt-4o-mini"
 
