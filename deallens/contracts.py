@@ -477,3 +477,36 @@ class DigestResult(Model):
     batches: int
     counts: DeliveryCounts
     not_eligible: int = 0
+
+
+# ---------------------------------------------------------------- news pipeline (shared steps)
+#
+# IngestMarketNews / IngestCompanyNews / IngestDealNews store articles in one activity on the
+# deallens-newsapi queue, then hand the id range of what they stored to the LLM-queue steps
+# (sentiment, deal tracking). The range is a pair of ids, never an article list: nothing bulk
+# enters workflow history. Steps are idempotent over a range (scored articles are not scored
+# again, articles already checked for deals are not checked again), so a retry, an overlapping
+# run's articles inside the range, or a second run over the same range change nothing.
+
+
+class ArticleRange(Model):
+    """news_articles ids first_id..last_id (inclusive) stored by one ingestion."""
+
+    first_id: Annotated[int, Field(ge=1)]
+    last_id: Annotated[int, Field(ge=1)]
+
+
+class ScoreSentimentResult(Model):
+    scored: int = 0  # articles given a score by this run
+    llm: int = 0  # ... by the LLM
+    lexicon: int = 0  # ... by the offline lexicon model (no key, over budget, LLM failed)
+    llm_calls: int = 0
+    already_scored: int = 0
+
+
+class TrackDealsResult(Model):
+    checked: int = 0  # deal-relevant articles examined
+    created: int = 0  # new deals
+    status_changes: int = 0  # deal_events rows with a new status
+    # Tickers of tracked companies named by a new or changed deal: the deal monitor's new_data.
+    symbols: list[str] = []
