@@ -1,11 +1,17 @@
 """Delivery ledgers: claim a row before sending it, settle it after.
 
 A row is sent only by whoever holds its claim. Claiming is one atomic UPDATE of a `pending`
-row whose claim is free, expired, or held by an earlier attempt of the same activity (which
-Temporal only retries once that attempt timed out or failed: it is gone). Two senders that
-overlap (a second digest run for the same date, a re-sent notification while a batch still
-retries, an attempt that outlived its timeout) therefore never both send one row. Settling
-requires the claim too, so a sender whose claim was taken over cannot overwrite the outcome.
+row whose claim is free, expired, or held by an earlier (or the same) attempt of the same
+activity: Temporal only retries once that attempt timed out or failed, so it is presumed
+gone. Two senders that overlap (a second digest run for the same date, a re-sent
+notification while a batch still retries, an attempt that outlived its timeout) therefore
+never both send one row.
+
+The rule is monotonic in the attempt number: an attempt that Temporal gave up on but that
+still runs (a worker frozen past its heartbeat timeout, then thawed) can never take back a
+row a newer attempt holds, and settling requires the exact claim, so it cannot overwrite
+the newer attempt's outcome either. `settle` raises ClaimLost when the claim is gone: the
+sender has been superseded and must stop sending, or it would race its successor row by row.
 
 The lease (NOTIFY_CLAIM_SECONDS) must outlast one send: SMTP commands time out well before.
 """
@@ -36,6 +42,23 @@ async def transaction(target: Target) -> AsyncIterator[AsyncConnection]:
         async with target.begin():
             yield target
 
+class ClaimLost(Exception):
+    """The row's claim is no longer ours (taken over by a newer attempt, or by anyone once the
+    lease ran out): the outcome was not written, and the sender must stop its batch."""
+
+
+def split_claimant(claimant: str) -> tuple[str, int]:
+    """`<owner>#<attempt>` -> (owner, attempt); the owner may itself contain '#'."""
+    owner, sep, attempt = claimant.rpartition("#")
+    if not sep or not owner or not attempt.isdigit():
+        raise ValueError(f"claimant must look like <owner>#<attempt number>, got {claimant!r}")
+    return owner, int(attempt)
+
+
+# The holder's owner (everything before the last '#') and attempt (the digits after it).
+_HOLDER_OWNER = "substring(claimed_by from '^(.*)#[0-9]+$')"
+_HOLDER_ATTEMPT = "CAST(substring(claimed_by from '#([0-9]+)$') AS bigint)"
+
 _SETTLE = {
     "sent": "status = 'sent', sent_at = now(), message_id = :message_id, error = NULL",
     "failed": "status = 'failed', error = :error",
@@ -60,8 +83,19 @@ class Ledger:
             "claimed_until = now() + make_interval(secs => CAST(:lease AS double precision)), "
             "attempts = attempts + 1, updated_at = now() "
             f"WHERE {self._where()} AND status = 'pending' AND (claimed_until IS NULL OR claimed_until < now() "
-            "OR split_part(claimed_by, '#', 1) = :owner)"
+            f"OR ({_HOLDER_OWNER} = :owner AND {_HOLDER_ATTEMPT} <= :attempt))"
         )
+
+    async def superseded(self, engine: Target, key: dict[str, Any], *, claimant: str) -> bool:
+        """Whether a newer attempt of the claimant's own activity holds the row: the claimant
+        has been given up on by Temporal and should stop."""
+        owner, attempt = split_claimant(claimant)
+        sql = text(
+            f"SELECT 1 FROM {self.table} WHERE {self._where()} AND status = 'pending' "
+            f"AND {_HOLDER_OWNER} = :owner AND {_HOLDER_ATTEMPT} > :attempt"
+        )
+        async with transaction(engine) as conn:
+            return (await conn.execute(sql, {**key, "owner": owner, "attempt": attempt})).first() is not None
 
     async def claim(
         self, engine: Target, key: dict[str, Any], *, claimant: str, lease_seconds: float
@@ -71,9 +105,10 @@ class Ledger:
             return await self._claim(conn, key, claimant, lease_seconds)
 
     async def _claim(self, conn: Any, key: dict[str, Any], claimant: str, lease_seconds: float) -> bool:
-        owner = claimant.rpartition("#")[0]
+        owner, attempt = split_claimant(claimant)
         result = await conn.execute(
-            self._claim_sql(), {**key, "claimant": claimant, "owner": owner, "lease": lease_seconds}
+            self._claim_sql(),
+            {**key, "claimant": claimant, "owner": owner, "attempt": attempt, "lease": lease_seconds},
         )
         return bool(result.rowcount == 1)
 
@@ -91,7 +126,8 @@ class Ledger:
     ) -> bool:
         """Write the outcome right after the send and free the claim, committed at once; with
         `then_claim`, claim the next row in the same transaction (one commit per message, not
-        two) and return whether that claim was taken."""
+        two) and return whether that claim was taken. ClaimLost (nothing written) when the
+        row is no longer claimed by `claimant`."""
         sql = text(
             f"UPDATE {self.table} SET {_SETTLE[outcome]}, claimed_by = NULL, claimed_until = NULL, updated_at = now() "
             f"WHERE {self._where()} AND status = 'pending' AND claimed_by = :claimant"
@@ -100,9 +136,11 @@ class Ledger:
             result = await conn.execute(
                 sql, {**key, "claimant": claimant, "message_id": message_id, "error": (error or "")[:2000] or None}
             )
+            if result.rowcount != 1:
+                raise ClaimLost(f"{self.table} {key}: the claim of {claimant} was taken over")
             if then_claim is not None:
                 return await self._claim(conn, then_claim, claimant, lease_seconds)
-        return bool(result.rowcount == 1)
+        return True
 
     async def park(self, engine: AsyncEngine, where: str, params: dict[str, Any], error: str) -> int:
         """Retries ran out: pending rows nobody is sending become failed, to be listed and re-sent."""
