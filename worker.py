@@ -141,7 +141,7 @@ def build_workers(
     notify = NotificationActivities(
         resources.engine,
         NotifyConfig.from_settings(settings),
-        webhooks=WebhookSender(resources.http),
+        webhooks=WebhookSender(resources.http, allow_private_hosts=settings.push_allow_private_hosts),
         sms=sms_provider_from(settings, resources.http),
     )
     av_queue = queues.provider_queue(task_queue, queues.ALPHAVANTAGE_SUFFIX)

@@ -361,11 +361,15 @@ class SendAlertNotificationInput(Model):
     """`{"alert_history_id": N}`."""
 
     alert_history_id: Annotated[int, Field(gt=0)]
+    # How soon a lost sender is noticed (default workflows/policies.SEND_HEARTBEAT): the
+    # crash tests shorten it, an operator may for a fleet that must fail over faster.
+    send_heartbeat_seconds: Annotated[int, Field(ge=1, le=600)] | None = None
 
 
 class SendAlertNotificationBatchInput(Model):
     kind: AlertKindName
     triggered_at: dt.datetime
+    send_heartbeat_seconds: Annotated[int, Field(ge=1, le=600)] | None = None  # as above
 
 
 

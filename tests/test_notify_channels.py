@@ -510,7 +510,8 @@ async def webhook_server() -> AsyncIterator[tuple[str, list[Received]]]:
 async def webhook(webhook_server: tuple[str, list[Received]]) -> AsyncIterator[Webhook]:
     base, received = webhook_server
     received.clear()
-    async with push.WebhookSender() as sender:
+    # The receiver is on loopback: allowed here, refused by default (test below).
+    async with push.WebhookSender(allow_private_hosts=True) as sender:
         yield Webhook(base, received, sender)
 
 
@@ -641,6 +642,18 @@ async def test_stale_timestamp_fails_verification(webhook: Webhook) -> None:
     assert [r.verified for r in webhook.received] == [False]
 
 
+async def test_the_sender_itself_refuses_internal_hosts_by_default(webhook: Webhook) -> None:
+    """Whoever calls the sender gets the check (not only the alert activity)."""
+    async with push.WebhookSender() as guarded:
+        for url in (f"{webhook.base}/ok", "http://localhost:9/hook", "http://[::1]:9/hook"):
+            with pytest.raises(PermanentDeliveryError, match="resolves to a non-public address"):
+                await guarded.send(url=url, secret=WEBHOOK_SECRET, event=EVENT, style="json", idempotency_key="k")
+        # ntfy posts to the server root: the host checked is the one actually requested.
+        with pytest.raises(PermanentDeliveryError, match=r"non-public address \(127\.0\.0\.1\)"):
+            await guarded.send(url=f"{webhook.base}/topic", secret=WEBHOOK_SECRET, event=EVENT, style="ntfy", idempotency_key="k")
+    assert webhook.received == []
+
+
 async def test_redirects_are_not_followed(webhook: Webhook) -> None:
     with pytest.raises(PermanentDeliveryError, match="307 Temporary Redirect"):
         await webhook.sender.send(
@@ -650,7 +663,7 @@ async def test_redirects_are_not_followed(webhook: Webhook) -> None:
 
 
 async def test_webhook_timeout_is_transient(webhook: Webhook) -> None:
-    async with push.WebhookSender(timeout=0.1) as impatient:
+    async with push.WebhookSender(timeout=0.1, allow_private_hosts=True) as impatient:
         with pytest.raises(TransientDeliveryError, match="timed out"):
             await impatient.send(
                 url=f"{webhook.base}/slow", secret=WEBHOOK_SECRET, event=EVENT, style="json", idempotency_key="k"
@@ -659,7 +672,7 @@ async def test_webhook_timeout_is_transient(webhook: Webhook) -> None:
 
 async def test_webhook_connection_refused_is_transient() -> None:
     port = closed_port()
-    async with push.WebhookSender() as sender:
+    async with push.WebhookSender(allow_private_hosts=True) as sender:
         with pytest.raises(TransientDeliveryError, match=rf"^push: http://127.0.0.1:{port}/…#[0-9a-f]{{6}} unreachable"):
             await sender.send(
                 url=f"http://127.0.0.1:{port}/hook?token={URL_TOKEN}",

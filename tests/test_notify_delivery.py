@@ -34,7 +34,8 @@ from workflows.notifications import default_period
 
 
 def activities(engine: AsyncEngine, settings: Any, http: httpx.AsyncClient) -> NotificationActivities:
-    return NotificationActivities(engine, NotifyConfig.from_settings(settings), webhooks=WebhookSender(http), sms=None)
+    webhooks = WebhookSender(http, allow_private_hosts=settings.push_allow_private_hosts)
+    return NotificationActivities(engine, NotifyConfig.from_settings(settings), webhooks=webhooks, sms=None)
 
 
 def environment(workflow_id: str, attempt: int = 1) -> ActivityEnvironment:

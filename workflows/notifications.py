@@ -66,7 +66,7 @@ def _failure_text(error: ActivityError) -> str:
     return str(cause or error)[:2000]
 
 
-async def _deliver_channel(channel: str, ids: list[int]) -> DeliveryCounts:
+async def _deliver_channel(channel: str, ids: list[int], heartbeat: timedelta) -> DeliveryCounts:
     counts = DeliveryCounts()
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start : start + CHUNK]
@@ -75,7 +75,7 @@ async def _deliver_channel(channel: str, ids: list[int]) -> DeliveryCounts:
                 _SENDERS[channel],
                 DeliverAlertsInput(channel=channel, alert_history_ids=chunk),  # type: ignore[arg-type]
                 start_to_close_timeout=SEND_TIMEOUT,
-                heartbeat_timeout=SEND_HEARTBEAT,
+                heartbeat_timeout=heartbeat,
                 retry_policy=CHANNEL_RETRY[channel],
             )
         except ActivityError as error:
@@ -91,7 +91,11 @@ async def _deliver_channel(channel: str, ids: list[int]) -> DeliveryCounts:
     return counts
 
 
-async def _deliver(plan: PlanAlertsResult) -> NotificationResult:
+def _heartbeat(seconds: int | None) -> timedelta:
+    return SEND_HEARTBEAT if seconds is None else timedelta(seconds=seconds)
+
+
+async def _deliver(plan: PlanAlertsResult, heartbeat: timedelta) -> NotificationResult:
     """Due groups now, all channels at once; held groups after their quiet hours end."""
     counts = DeliveryCounts(already_done=plan.already_done)
     waited_until = None
@@ -104,7 +108,9 @@ async def _deliver(plan: PlanAlertsResult) -> NotificationResult:
             if delay > timedelta(0):
                 waited_until = deliver_at
                 await workflow.sleep(delay, summary="quiet hours")
-        results = await asyncio.gather(*(_deliver_channel(g.channel, g.alert_history_ids) for g in due[deliver_at]))
+        results = await asyncio.gather(
+            *(_deliver_channel(g.channel, g.alert_history_ids, heartbeat) for g in due[deliver_at])
+        )
         for result in results:
             counts = counts.plus(result)
     return NotificationResult(firings=plan.firings, counts=counts, waited_until=waited_until)
@@ -123,7 +129,7 @@ class SendAlertNotification:
             start_to_close_timeout=DB_TIMEOUT,
             retry_policy=DB_RETRY,
         )
-        return await _deliver(plan)
+        return await _deliver(plan, _heartbeat(request.send_heartbeat_seconds))
 
 
 @workflow.defn(name="SendAlertNotificationBatch")
@@ -139,7 +145,7 @@ class SendAlertNotificationBatch:
             start_to_close_timeout=DB_TIMEOUT,
             retry_policy=DB_RETRY,
         )
-        return await _deliver(plan)
+        return await _deliver(plan, _heartbeat(request.send_heartbeat_seconds))
 
 
 # ------------------------------------------------------------------ digests

@@ -7,6 +7,7 @@ news titles, messages) is untrusted: templates autoescape it and headers strip C
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Literal
 
@@ -107,3 +108,15 @@ class PushEvent(_Content):
     url: str | None = None
     tags: list[str] = []
     data: dict[str, str | int | float | bool | None] = {}
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    """The renderer's output and the MIME builder's input (here, beside the other plain data,
+    so that neither render.py nor message.py imports the other's module for it)."""
+
+    subject: str
+    text: str
+    html: str
+    # Content-ID (without <>) -> PNG bytes; every `cid:` in `html` has its entry.
+    images: dict[str, bytes] = field(default_factory=dict)

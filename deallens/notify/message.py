@@ -22,10 +22,8 @@ from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage, MIMEPart
 from email.policy import SMTP
 from email.utils import format_datetime, formataddr, getaddresses
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from deallens.notify.render import RenderedEmail
+from deallens.notify.content import RenderedEmail
 
 # C0 and C1 controls, DEL, and the Unicode line/paragraph separators: all end or break a line somewhere.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")

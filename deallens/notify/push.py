@@ -10,6 +10,10 @@ may reach a receiver that already handled the first attempt, and the key lets it
 
 Redirects are never followed: a redirect to another host would hand it a signed request,
 and a webhook URL that moved is a configuration matter for its owner.
+
+The URL is the user's, so the sender itself refuses hosts that resolve to internal
+addresses (`check_public_host`) unless built with `allow_private_hosts=True`: every caller
+gets the check, not only the one that remembered it.
 """
 
 from __future__ import annotations
@@ -236,10 +240,19 @@ class WebhookSender:
     """Posts push events; one httpx client (connection pool) shared by every send.
 
     Pass `client` to share a pool (its redirect setting is overridden per request); otherwise
-    the sender owns one and closes it with `aclose()` / `async with`.
+    the sender owns one and closes it with `aclose()` / `async with`. `allow_private_hosts`
+    (PUSH_ALLOW_PRIVATE_HOSTS) lets webhooks reach loopback and private networks: for local
+    receivers in development, never for a public deployment.
     """
 
-    def __init__(self, client: httpx.AsyncClient | None = None, *, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        client: httpx.AsyncClient | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        allow_private_hosts: bool = False,
+    ) -> None:
+        self._allow_private_hosts = allow_private_hosts
         self._owns_client = client is None
         self._client = client or httpx.AsyncClient(timeout=timeout, follow_redirects=False)
 
@@ -273,10 +286,13 @@ class WebhookSender:
         2xx is success; 408, 425, 429 and 5xx raise TransientDeliveryError, every other
         answer (401 wrong secret, 404, 410 Gone, 3xx) PermanentDeliveryError; timeouts and
         connection failures are transient. Retry-After and the like are not honoured: the
-        caller's retry policy decides when to try again.
+        caller's retry policy decides when to try again. A host resolving to an internal
+        address is a PermanentDeliveryError unless the sender allows private hosts.
         """
         _check_idempotency_key(idempotency_key)
         request = payload(event, style, url)
+        if not self._allow_private_hosts:
+            await check_public_host(request.url)
         timestamp = int(time.time()) if now is None else now
         body = json.dumps(request.body, separators=(",", ":"), ensure_ascii=False).encode()
         headers = {

@@ -20,7 +20,6 @@ import functools
 import hashlib
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import NamedTuple
@@ -30,7 +29,15 @@ from zoneinfo import ZoneInfo
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
-from deallens.notify.content import AlertContent, DealMoveRow, DigestContent, FiredAlertRow, NewsRow, WatchlistRow
+from deallens.notify.content import (
+    AlertContent,
+    DealMoveRow,
+    DigestContent,
+    FiredAlertRow,
+    NewsRow,
+    RenderedEmail,
+    WatchlistRow,
+)
 from deallens.notify.message import header_safe
 from deallens.notify.sparkline import sparkline_png
 
@@ -55,15 +62,6 @@ _UTC = dt.UTC
 
 
 # ------------------------------------------------------------------ the result
-
-
-@dataclass(frozen=True)
-class RenderedEmail:
-    subject: str
-    text: str
-    html: str
-    # Content-ID (without <>) -> PNG bytes; every `cid:` in `html` has its entry.
-    images: dict[str, bytes] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------ formatting
