@@ -52,8 +52,8 @@ async def test_a_newer_attempt_takes_over_and_the_older_one_can_never_take_back(
     assert await claim(db, row, "wf/run/3#2")  # Temporal retried: attempt 1 is presumed gone
     assert not await claim(db, row, "wf/run/3#1")  # ... but it was only frozen: no taking back
     assert await holder(db, row) == "wf/run/3#2"
-    assert await LEDGER.superseded(db, row, claimant="wf/run/3#1")
-    assert not await LEDGER.superseded(db, row, claimant="wf/run/3#2")
+    assert await LEDGER.blocker(db, row, claimant="wf/run/3#1") == "superseded"  # so it stops
+    assert await LEDGER.blocker(db, row, claimant="other/run/1#9") == "busy"
     with pytest.raises(ClaimLost):
         await LEDGER.settle(db, row, "sent", claimant="wf/run/3#1", message_id="<old@x>")
     assert await holder(db, row) == "wf/run/3#2"
@@ -61,6 +61,8 @@ async def test_a_newer_attempt_takes_over_and_the_older_one_can_never_take_back(
     (ledger,) = await digest_ledger(db)
     assert (ledger.status, ledger.message_id, ledger.attempts) == ("sent", "<new@x>", 2)
     assert not await claim(db, row, "wf/run/3#3")  # settled: nobody claims it again
+    assert await LEDGER.blocker(db, row, claimant="wf/run/3#1") == "settled"
+    assert await LEDGER.blocker(db, digests.key("daily", PERIOD, 10**9), claimant="wf/run/3#1") == "settled"
 
 
 async def test_attempts_compare_as_numbers_and_owners_may_contain_hashes(db: AsyncEngine) -> None:

@@ -107,6 +107,56 @@ async def test_a_later_attempt_takes_over_the_claims_of_a_dead_one(
     assert result.sent == 1 and len(sink.messages) == 1
 
 
+async def test_a_thawed_attempt_never_races_its_successor(
+    db: AsyncEngine, make_settings: Any, http: httpx.AsyncClient
+) -> None:
+    """Attempt 1 hangs on one message past its heartbeat timeout (a frozen worker that no
+    cancellation reaches); attempt 2 takes over (trying the hung row last: it was attempted
+    before); attempt 1 wakes up mid-way through attempt 2's batch. It may settle the row it
+    still holds, but it must not take the row attempt 2 is sending, nor claim any row
+    ahead of it: it stops at the first row a newer attempt holds. Nothing goes out twice."""
+    import threading
+    import time
+
+    users = await make_users(db, 20)
+    ids = [await fire(db, user, None) for user in users]
+    await notifications.record_intents(db, ids, sms_enabled=False)
+    hang_at, hung, thaw = 5, threading.Event(), threading.Event()
+
+    def frozen(number: int) -> None:
+        if number == hang_at:
+            hung.set()
+            thaw.wait(30)  # accepted once thawed: the worker hears 250 late
+
+    def slow(_: int) -> None:
+        time.sleep(0.05)
+
+    request = DeliverAlertsInput(channel="email", alert_history_ids=ids)
+    with smtp_sink(on_data=frozen) as first_sink, smtp_sink(on_data=slow) as second_sink:
+        first = activities(db, make_settings(smtp_host="127.0.0.1", smtp_port=first_sink.port), http)
+        second = activities(db, make_settings(smtp_host="127.0.0.1", smtp_port=second_sink.port), http)
+        old = asyncio.create_task(environment("wf", attempt=1).run(first.send_email, request))
+        while not hung.is_set():
+            assert not old.done()
+            await asyncio.sleep(0.01)
+        new = asyncio.create_task(environment("wf", attempt=2).run(second.send_email, request))
+        while len(second_sink.messages) < 4:
+            await asyncio.sleep(0.01)
+        thaw.set()
+        with pytest.raises(ApplicationError, match="a newer attempt than wf/.*#1 holds") as caught:
+            await old
+        assert not caught.value.non_retryable
+        # Attempt 2 meets the hung row last, settled by attempt 1 meanwhile: already done.
+        result = await new
+    expected = [f"<alert-{h}-email@deallens.local>" for h in ids]
+    assert first_sink.message_ids() == expected[:hang_at]  # nothing after the thaw
+    sent = Counter(first_sink.message_ids() + second_sink.message_ids())
+    assert sorted(sent) == sorted(expected)
+    assert set(sent.values()) == {1}
+    assert (result.sent, result.already_done) == (len(ids) - hang_at, hang_at)
+    assert {r.status for r in await deliveries(db)} == {"sent"}
+
+
 @pytest.fixture
 async def receivers() -> AsyncIterator[tuple[str, list[str]]]:
     got: list[str] = []

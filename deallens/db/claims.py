@@ -27,6 +27,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 Outcome = Literal["sent", "failed", "retrying", "released"]
+Blocker = Literal["settled", "superseded", "busy"]
 # An engine (a pooled connection per call), or one connection a batch holds for all its
 # rows: no pool checkout and pre-ping per message.
 Target = AsyncEngine | AsyncConnection
@@ -86,16 +87,19 @@ class Ledger:
             f"OR ({_HOLDER_OWNER} = :owner AND {_HOLDER_ATTEMPT} <= :attempt))"
         )
 
-    async def superseded(self, engine: Target, key: dict[str, Any], *, claimant: str) -> bool:
-        """Whether a newer attempt of the claimant's own activity holds the row: the claimant
-        has been given up on by Temporal and should stop."""
+    async def blocker(self, engine: Target, key: dict[str, Any], *, claimant: str) -> Blocker:
+        """Why `claimant` could not claim the row: it was settled meanwhile (or is gone), a
+        newer attempt of the claimant's own activity holds it (Temporal gave up on the
+        claimant: stop), or another sender's lease holds it."""
         owner, attempt = split_claimant(claimant)
         sql = text(
-            f"SELECT 1 FROM {self.table} WHERE {self._where()} AND status = 'pending' "
-            f"AND {_HOLDER_OWNER} = :owner AND {_HOLDER_ATTEMPT} > :attempt"
+            f"SELECT CASE WHEN status <> 'pending' THEN 'settled' "
+            f"WHEN {_HOLDER_OWNER} = :owner AND {_HOLDER_ATTEMPT} > :attempt THEN 'superseded' "
+            f"ELSE 'busy' END FROM {self.table} WHERE {self._where()}"
         )
         async with transaction(engine) as conn:
-            return (await conn.execute(sql, {**key, "owner": owner, "attempt": attempt})).first() is not None
+            state = (await conn.execute(sql, {**key, "owner": owner, "attempt": attempt})).scalar()
+        return "settled" if state is None else state  # type: ignore[no-any-return]
 
     async def claim(
         self, engine: Target, key: dict[str, Any], *, claimant: str, lease_seconds: float

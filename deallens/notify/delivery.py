@@ -412,14 +412,6 @@ class DeliveryEngine:
             except ClaimLost as error:
                 raise Superseded(f"stopped: {error}") from None
 
-    async def _claim_or_yield(self, ledger: Ledger, conn: AsyncConnection, key: dict[str, Any], claimant: str) -> bool:
-        """Claim `key`; Superseded if a newer attempt of ours holds it (then it holds the batch)."""
-        if await ledger.claim(conn, key, claimant=claimant, lease_seconds=self._lease):
-            return True
-        if await ledger.superseded(conn, key, claimant=claimant):
-            raise Superseded(f"stopped: a newer attempt than {claimant} holds {ledger.table} {key}")
-        return False
-
     async def _send_each(
         self,
         ledger: Ledger,
@@ -433,23 +425,40 @@ class DeliveryEngine:
         """The loop of `_send_all`, on the one connection the batch holds."""
         lease = self._lease
 
+        async def refused(key: dict[str, Any]) -> None:
+            """A claim was refused: count why, or stop when a newer attempt of ours holds it
+            (it holds the rest of the batch too, and racing it row by row could send twice)."""
+            blocker = await ledger.blocker(conn, key, claimant=claimant)
+            if blocker == "superseded":
+                raise Superseded(f"stopped: a newer attempt than {claimant} holds {ledger.table} {key}")
+            if blocker == "settled":
+                tally.add(already_done=1)  # settled since the pending rows were read
+            else:
+                tally.elsewhere += 1
+
+        async def claim(index: int) -> bool:
+            if index >= len(items):
+                return False
+            if await ledger.claim(conn, items[index].key, claimant=claimant, lease_seconds=lease):
+                return True
+            await refused(items[index].key)
+            return False
+
         async def settle(index: int, outcome: Outcome, *, chain: bool = True, **details: Any) -> bool:
             """Settle item `index`; with `chain`, claim the next one in the same commit."""
             following = items[index + 1].key if chain and index + 1 < len(items) else None
             claimed = await ledger.settle(
                 conn, items[index].key, outcome, claimant=claimant, then_claim=following, lease_seconds=lease, **details
             )
-            if following is not None and not claimed and await ledger.superseded(conn, following, claimant=claimant):
-                raise Superseded(f"stopped: a newer attempt than {claimant} holds {ledger.table} {following}")
+            if following is not None and not claimed:
+                await refused(following)
             return claimed
 
-        claimed = bool(items) and await self._claim_or_yield(ledger, conn, items[0].key, claimant)
+        claimed = await claim(0)
         for index, item in enumerate(items):
             progress.index = index
             if not claimed:
-                tally.elsewhere += 1
-                following = items[index + 1].key if index + 1 < len(items) else None
-                claimed = following is not None and await self._claim_or_yield(ledger, conn, following, claimant)
+                claimed = await claim(index + 1)
                 continue
             try:
                 receipt = await item.send()
