@@ -6,10 +6,12 @@ per firing), each channel a batch caught in flight by a slow sink:
   in flight may arrive twice (same Idempotency-Key: the receiver had it, the worker died
   before hearing so).
 - SIGSTOP past the heartbeat timeout, a successor takes over, then SIGCONT while the
-  successor is mid-batch: the thawed attempt must neither take back rows its successor holds
-  (the monotonic claim rule) nor race it row by row (it stops at its first lost settle), so
-  at most the one message per channel that was in flight arrives twice, with the same
-  Message-ID / Idempotency-Key.
+  successor is mid-batch: at most the one message per channel that was in flight arrives
+  twice, with the same Message-ID / Idempotency-Key. Two defences race here: the SDK
+  cancels the thawed attempt as soon as its first heartbeat is refused, and the ledger
+  (monotonic claims; a superseded attempt stops its batch) holds even when that
+  cancellation never arrives, which tests/test_notify_delivery.py and tests/test_claims.py
+  show deterministically.
 
 Fast by design: a 2 s heartbeat timeout via the workflow input, small batches, short
 workflow task timeouts (a task handed to the frozen worker is not waited for long).
