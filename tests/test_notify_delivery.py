@@ -299,3 +299,54 @@ async def test_digests_skip_opted_out_and_empty_and_alert_unsubscribes_keep_dige
 def test_default_period_is_the_latest_slot(kind: str, now: str, expected: str) -> None:
     moment = dt.datetime.fromisoformat(now).replace(tzinfo=dt.UTC)
     assert default_period(kind, moment) == dt.date.fromisoformat(expected)  # type: ignore[arg-type]
+
+
+def test_due_time_groups_hold_quiet_hours_and_let_urgent_through() -> None:
+    """The engine's planning, without Temporal or a database: pending rows only, grouped
+    by channel and due time, due-now groups first, urgent alerts ignoring quiet hours."""
+    from types import SimpleNamespace
+
+    from deallens.notify.delivery import group_by_due_time
+
+    now = dt.datetime(2026, 11, 27, 23, 30, tzinfo=dt.UTC)  # 23:30 in London, quiet 22-07
+
+    def row(history_id: int, channel: str, *, urgent: bool = False, quiet: bool = True, status: str = "pending") -> Any:
+        return SimpleNamespace(
+            alert_history_id=history_id, channel=channel, status=status, urgent=urgent, timezone="Europe/London",
+            quiet_hours_start=dt.time(22) if quiet else None, quiet_hours_end=dt.time(7) if quiet else None,
+        )
+
+    rows = [
+        row(1, "email"), row(2, "email", urgent=True), row(3, "push"), row(4, "email", quiet=False),
+        row(5, "email", status="sent"), row(6, "push", urgent=True),
+    ]
+    morning = dt.datetime(2026, 11, 28, 7, 0, tzinfo=dt.UTC)
+    assert [(g.channel, g.deliver_at, g.alert_history_ids) for g in group_by_due_time(rows, now)] == [
+        ("email", None, [2, 4]),
+        ("push", None, [6]),
+        ("email", morning, [1]),
+        ("push", morning, [3]),
+    ]
+
+
+async def test_the_engine_runs_without_temporal(db: AsyncEngine, make_settings: Any, http: httpx.AsyncClient) -> None:
+    """deallens/notify/delivery.py is callable from anything (a CLI, a test): a claimant
+    string and a progress counter are all it needs from its caller."""
+    from deallens.notify.delivery import DeliveryEngine, NotifyConfig as EngineConfig, Progress
+
+    users = await make_users(db, 3)
+    ids = [await fire(db, user, None) for user in users]
+    await notifications.record_intents(db, ids, sms_enabled=False)
+    async with db.begin() as conn:
+        await conn.execute(text("UPDATE users SET unsubscribed_at = now() WHERE id = :id"), {"id": users[2]})
+    with smtp_sink() as sink:
+        settings = make_settings(smtp_host="127.0.0.1", smtp_port=sink.port)
+        engine = DeliveryEngine(db, EngineConfig.from_settings(settings), webhooks=WebhookSender(http), sms=None)
+        progress = Progress()
+        request = DeliverAlertsInput(channel="email", alert_history_ids=ids)
+        tally = await engine.send_email(request, claimant="cli/resend#1", progress=progress)
+        again = await engine.send_email(request, claimant="cli/resend#2", progress=Progress())
+    assert (tally.counts.sent, tally.counts.skipped, tally.outstanding("emails")) == (2, 1, None)
+    assert progress.index == 1
+    assert (again.counts.sent, again.counts.already_done) == (0, 3)
+    assert sorted(sink.message_ids()) == sorted(f"<alert-{h}-email@deallens.local>" for h in ids[:2])
