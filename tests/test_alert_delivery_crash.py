@@ -53,7 +53,10 @@ CAUGHT_AT = 8  # the email message the worker dies or freezes on
 HEARTBEAT_S = 2
 SECRET = "crash-test-webhook-secret"
 EMAIL_DELAY_S = 0.05
-PUSH_DELAY_S = 0.4  # slower than email: the push batch is mid-flight whenever email is
+# Pushes answer slower than emails: the push batch is mid-flight whenever the email one is.
+# The SIGSTOP case needs the successor's push batch still running when the successor's email
+# batch (which starts 5 s later: the retry policies differ) is under way, hence slower still.
+PUSH_DELAY_S = {"kill": 0.2, "stop": 0.5}
 
 
 @dataclass
@@ -62,6 +65,7 @@ class Receiver:
     answers slowly: a request in flight has been handled, its answer not yet heard."""
 
     url: str = ""
+    delay: float = 0.2
     keys: list[str] = field(default_factory=list)
     forged: int = 0
 
@@ -76,7 +80,7 @@ async def receiver() -> AsyncIterator[Receiver]:
             got.forged += 1
             return JSONResponse({"error": "bad signature"}, status_code=401)
         got.keys.append(request.headers[push.IDEMPOTENCY_HEADER])
-        await asyncio.sleep(PUSH_DELAY_S)
+        await asyncio.sleep(got.delay)
         return JSONResponse({"ok": True})
 
     async with serve_asgi(Starlette(routes=[Route("/hook/{user}", receive, methods=["POST"])])) as url:
@@ -175,6 +179,7 @@ async def wait_until(predicate: Any, timeout: float, what: str) -> None:
 async def test_sigkill_mid_send_then_restart_delivers_each_alert_once_per_channel(
     db: AsyncEngine, database_url: str, dev_env: WorkflowEnvironment, tmp_path: Path, receiver: Receiver
 ) -> None:
+    receiver.delay = PUSH_DELAY_S["kill"]
     ids, at = await burst(db, receiver)
     pool: Workers | None = None
 
@@ -214,6 +219,7 @@ async def test_sigkill_mid_send_then_restart_delivers_each_alert_once_per_channe
 async def test_sigstop_past_the_heartbeat_timeout_then_sigcont_resends_only_what_was_in_flight(
     db: AsyncEngine, database_url: str, dev_env: WorkflowEnvironment, tmp_path: Path, receiver: Receiver
 ) -> None:
+    receiver.delay = PUSH_DELAY_S["stop"]
     ids, at = await burst(db, receiver)
     pool: Workers | None = None
     frozen_push: list[str] = []
