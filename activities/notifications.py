@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import datetime as dt
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
@@ -42,23 +41,14 @@ from deallens.notify.delivery import (
     Progress,
     Superseded,
     Tally,
-    alert_message_id,
     sms_provider_from,
-    unsubscribe_mailto,
 )
 from deallens.notify.push import WebhookSender
 from deallens.notify.sms import SmsProvider
 
 # Re-exported: worker.py and the tests build the activities from these.
-__all__ = [
-    "NotificationActivities",
-    "NotifyConfig",
-    "alert_message_id",
-    "sms_provider_from",
-    "unsubscribe_mailto",
-]
+__all__ = ["NotificationActivities", "NotifyConfig", "sms_provider_from"]
 
-Request = TypeVar("Request", DeliverAlertsInput, DigestBatchInput)
 Send = Callable[..., Awaitable[Tally]]
 
 # A live worker heartbeats this often (or faster, for a short heartbeat timeout), also during
@@ -104,7 +94,7 @@ class NotificationActivities:
         self._engine = engine
         self._delivery = DeliveryEngine(engine, config, webhooks=webhooks, sms=sms)
 
-    async def _run(self, send: Send, request: Request, what: str) -> DeliveryCounts:
+    async def _run(self, send: Send, request: DeliverAlertsInput | DigestBatchInput, what: str) -> DeliveryCounts:
         progress = Progress()
         try:
             with permanent_database_errors():
