@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import string
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
 
@@ -21,6 +22,19 @@ from vaderSentiment import vaderSentiment as vader
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
 SentimentLabel = Literal["positive", "negative", "neutral"]
+
+
+@dataclass(frozen=True, slots=True)
+class ArticleText:
+    """What sentiment is judged on: an article's title and description."""
+
+    id: int
+    title: str
+    description: str | None
+
+    @property
+    def text(self) -> str:
+        return self.title if not self.description else f"{self.title}. {self.description}"
 
 # news_articles.sentiment_source of scores made here; bump the version when the terms change.
 LEXICON_SOURCE = "vader-finance-1"
