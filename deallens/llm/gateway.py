@@ -277,6 +277,10 @@ class LLMGateway:
                     first = error.errors()[0]
                     where = ".".join(str(p) for p in first.get("loc", ())) or "(root)"
                     problem = f"the answer does not match the {_schema_name(schema)} schema at {where}: {first['msg']}"
+                except Exception as error:
+                    # The caller's check broke: the call still happened and is billed.
+                    await llm_budget.settle(self._engine, reservation, _replace(billed, "failed", f"check raised {error!r}"))
+                    raise
             if output is not None:
                 await llm_budget.settle(self._engine, reservation, billed)
                 return LLMResult(
