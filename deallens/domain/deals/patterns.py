@@ -33,6 +33,7 @@ from deallens.domain.deals.facts import MAX_DEAL_VALUE, MAX_PRICE_PER_SHARE, Con
 from deallens.domain.deals.parties import clean_name
 from deallens.domain.deals.status import DealStatus
 
+SOURCE = "patterns"  # DealFacts.source and deal_article_checks.extractor of this path
 # Longer inputs are cut: a headline pattern has nothing to find in a 10 MB body.
 TEXT_MAX = 2_000
 
@@ -576,5 +577,5 @@ def extract(title: str, description: str | None, published: dt.date) -> DealFact
         price_per_share=per_share,
         consideration=consideration(both),
         expected_close_on=expected_close(both, published),
-        source="patterns",
+        source=SOURCE,
     )
