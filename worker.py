@@ -29,10 +29,13 @@ from temporalio.worker import Worker
 from activities.alerts import AlertActivities
 from activities.market_data import AlphaVantageActivities, MarketDataActivities
 from activities.notifications import NotificationActivities, NotifyConfig, sms_provider_from
+from activities.news_sentiment import SentimentActivities
 from deallens.config import ConfigError, Settings, configure_logging, load_settings
 from deallens.db import retention
 from deallens.db.engine import create_engine, database_problem
 from deallens.db.migrate import DatabaseBehindError, ensure_up_to_date
+from deallens.llm.gateway import LLMGateway, gateway_from_settings
+from deallens.llm.prices import PriceTableError
 from deallens.notify.push import WebhookSender
 from deallens.providers.alphavantage import AlphaVantageClient
 from temporal_client import connect
@@ -69,6 +72,8 @@ class Resources:
     alphavantage: AlphaVantageClient
     # Webhooks and the SMS provider: one pooled client, no redirects (a signed POST must not wander).
     http: httpx.AsyncClient
+    # Every OpenAI call (deallens/llm/gateway.py): budget, usage ledger, validation.
+    llm: LLMGateway
 
 
 @contextlib.asynccontextmanager
@@ -85,8 +90,16 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
     )
     http = httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=False)
     try:
-        yield Resources(engine=engine, alphavantage=alphavantage, http=http)
+        llm = gateway_from_settings(settings, engine)
+    except PriceTableError as error:
+        await http.aclose()
+        await alphavantage.aclose()
+        await engine.dispose()
+        raise ConfigError(f"OPENAI_PRICES_FILE: {error}") from None
+    try:
+        yield Resources(engine=engine, alphavantage=alphavantage, http=http, llm=llm)
     finally:
+        await llm.aclose()
         await http.aclose()
         await alphavantage.aclose()
         await engine.dispose()
@@ -144,7 +157,9 @@ def build_workers(
         webhooks=WebhookSender(resources.http),
         sms=sms_provider_from(settings, resources.http),
     )
+    sentiment = SentimentActivities(resources.engine, resources.llm, batch_size=settings.sentiment_batch_size)
     av_queue = queues.provider_queue(task_queue, queues.ALPHAVANTAGE_SUFFIX)
+    llm_queue = queues.provider_queue(task_queue, queues.LLM_SUFFIX)
     specs = {
         task_queue: dict(
             workflows=WORKFLOWS,
@@ -179,6 +194,14 @@ def build_workers(
                 alphavantage.sync_fundamentals,
             ],
             max_task_queue_activities_per_second=settings.alphavantage_calls_per_minute / 60,
+            max_concurrent_activities=max(1, min(settings.worker_concurrency, 10)),
+        ),
+        # Every OpenAI call. Each activity makes at least one call, so the queue's rate limit
+        # bounds the requests per minute from above; the gateway's shared call slot
+        # (api_rate_slots) spaces the calls of multi-call activities exactly.
+        llm_queue: dict(
+            activities=[sentiment.score_sentiment],
+            max_task_queue_activities_per_second=settings.llm_requests_per_minute / 60,
             max_concurrent_activities=max(1, min(settings.worker_concurrency, 10)),
         ),
     }
@@ -240,7 +263,7 @@ async def run(settings: Settings, only: str | None) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python worker.py", description="Run the DealLens Temporal workers.")
     parser.add_argument(
-        "--queue", help=f"run only this task queue: {queues.DEFAULT} or {queues.ALPHAVANTAGE} (default: both)"
+        "--queue", help=f"run only this task queue: {queues.DEFAULT}, {queues.ALPHAVANTAGE} or {queues.LLM} (default: all)"
     )
     args = parser.parse_args(argv)
     try:

@@ -61,7 +61,7 @@ SIMULATED_KEY = "simulated"
 # Characters per token of the *estimate*: real English text runs about 4, so 3 over-reserves.
 _ESTIMATE_CHARS_PER_TOKEN = 3
 _ESTIMATE_TOKENS_PER_MESSAGE = 8
-# Without a Retry-After, a 429 or 5xx is retried after this long.
+# A 429 without a Retry-After is retried after this long (a 5xx then follows the retry policy's backoff).
 DEFAULT_RETRY_SECONDS = 5.0
 _TRY_AGAIN = re.compile(r"try again in (\d+(?:\.\d+)?)(ms|s)\b", re.IGNORECASE)
 _SCHEMA_NAME = re.compile(r"[^a-zA-Z0-9_-]")
@@ -117,8 +117,8 @@ def _clip(text: str) -> str:
     return line if len(line) <= _MESSAGE_CHARS else line[: _MESSAGE_CHARS - 1] + "…"
 
 
-def _retry_after(headers: httpx.Headers | None, message: str) -> float:
-    """The server's delay: retry-after-ms, retry-after (seconds), the message's "try again in Xs"."""
+def _retry_after(headers: httpx.Headers | None, message: str) -> float | None:
+    """The server's delay: retry-after-ms, retry-after (seconds), the message's "try again in Xs"; None if none."""
     if headers is not None:
         for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
             value = headers.get(name)
@@ -133,7 +133,7 @@ def _retry_after(headers: httpx.Headers | None, message: str) -> float:
     if match:
         value = float(match.group(1))
         return value / 1000 if match.group(2).lower() == "ms" else value
-    return DEFAULT_RETRY_SECONDS
+    return None
 
 
 def _error_message(error: openai.APIStatusError) -> tuple[str, str | None]:
@@ -379,9 +379,9 @@ def _replace(settlement: Settlement, outcome: llm_budget.Outcome, error: str) ->
 def _map_error(error: Exception) -> Exception | None:
     """The SDK's exception as one of ours, in one line without the key; None if not an API error."""
     if isinstance(error, openai.APITimeoutError):
-        return LLMServerError(PROVIDER, "the request timed out", retry_after=DEFAULT_RETRY_SECONDS)
+        return LLMServerError(PROVIDER, "the request timed out")
     if isinstance(error, openai.APIConnectionError):
-        return LLMServerError(PROVIDER, "cannot connect to the API", retry_after=DEFAULT_RETRY_SECONDS)
+        return LLMServerError(PROVIDER, "cannot connect to the API")
     if not isinstance(error, openai.APIStatusError):
         if isinstance(error, (httpx.HTTPError, json.JSONDecodeError)):
             return LLMServerError(PROVIDER, f"unreadable answer ({type(error).__name__})")
@@ -395,7 +395,7 @@ def _map_error(error: Exception) -> Exception | None:
     if status == 429:
         return LLMRateLimited(
             PROVIDER, f"rate limited (429 {code or 'rate_limit'}): {_clip(message)}",
-            retry_after=_retry_after(error.response.headers, message),
+            retry_after=_retry_after(error.response.headers, message) or DEFAULT_RETRY_SECONDS,
         )
     if status >= 500:
         return LLMServerError(
