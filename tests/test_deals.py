@@ -386,3 +386,17 @@ async def test_the_activity_on_the_llm_queue(db: AsyncEngine, ids: dict[str, int
         )
     assert result == TrackDealsResult(checked=2, created=1, status_changes=1, symbols=["PFE", "SGEN"])
     assert again == TrackDealsResult()
+
+
+async def test_the_worker_registers_deals_track_on_the_llm_queue(
+    db: AsyncEngine, make_settings: Any, time_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    from activities.deals import DealActivities as Registered
+    from worker import build_workers, open_resources
+
+    stand_in = Registered(db, None)
+    async with open_resources(make_settings()) as resources:
+        # Replacing refuses an activity name that no queue registers: deals.track is there.
+        workers = build_workers(time_env.client, make_settings(), resources, task_queue=task_queue,
+                                replace_activities=[stand_in.track])
+    assert queues.provider_queue(task_queue, queues.LLM_SUFFIX) in [w.task_queue for w in workers]

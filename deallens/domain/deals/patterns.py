@@ -8,7 +8,7 @@ reports; the first rule whose parties look like company names wins. The title is
 first, then the description's sentences. Value, currency, price per share, consideration and
 the expected closing come from title and description together.
 
-Status rules (the labelling rules of tests/deals_headlines.jsonl follow them):
+Status rules (the labelling rules of tests/labelled/deals_headlines.jsonl follow them):
 - rumored: talks, approaches, considerations, and bids or offers not (yet) agreed, including
   rejected ones; also an agreement headline attributed to anonymous sources or a report;
 - announced: a definitive agreement, or a tender/exchange offer launched to shareholders;
