@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 from deallens.domain.deals.facts import MAX_DEAL_VALUE, MAX_PRICE_PER_SHARE, Consideration, DealFacts
-from deallens.domain.deals.parties import clean_name
+from deallens.domain.deals.parties import clean_name, one_line
 from deallens.domain.deals.status import DealStatus
 
 SOURCE = "patterns"  # DealFacts.source and deal_article_checks.extractor of this path
@@ -302,7 +302,7 @@ NAME_WORDS_MAX = 6
 
 
 def clean_headline(title: str) -> str:
-    text = " ".join(title[:TEXT_MAX].split())
+    text = one_line(title[:TEXT_MAX])
     text = _LEADING.sub("", text)
     for _ in range(2):
         text = _TRAILING.sub("", text)
