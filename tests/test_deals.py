@@ -302,9 +302,17 @@ async def test_what_is_written_fires_the_deal_alerts(db: AsyncEngine, ids: dict[
 
 
 @pytest.fixture(scope="module")
-async def openai_url() -> AsyncIterator[str]:
-    async with serve_asgi(make_app(seed=5)) as url:
-        yield url
+async def openai_sim() -> AsyncIterator[tuple[str, Any]]:
+    app = make_app(seed=5)
+    async with serve_asgi(app) as url:
+        yield url, app.state.sim
+
+
+@pytest.fixture
+def openai_url(openai_sim: tuple[str, Any]) -> str:
+    url, controller = openai_sim
+    controller.faults.clear()
+    return url
 
 
 def gateway(db: AsyncEngine, url: str, *, budget: str = "1.00") -> LLMGateway:
@@ -349,6 +357,37 @@ async def test_without_budget_the_patterns_read_everything(db: AsyncEngine, ids:
     assert summary.created == 1 and extractor.by_patterns == 1 and extractor.llm_calls == 0
     [check] = await rows(db, "SELECT extractor FROM deal_article_checks")
     assert check.extractor == "patterns"
+
+
+def llm_attempt(attempt: int) -> ActivityEnvironment:
+    env = ActivityEnvironment()
+    env.info = dataclasses.replace(
+        env.info, workflow_id="ingest-deals", workflow_run_id="r1", activity_id="3", attempt=attempt,
+        retry_policy=RetryPolicy(maximum_attempts=4),
+    )
+    return env
+
+
+async def test_a_rate_limit_is_retried_and_the_last_attempt_falls_back(
+    db: AsyncEngine, ids: dict[str, int], openai_url: str, openai_sim: tuple[str, Any]
+) -> None:
+    first = await article(db, "Pfizer to acquire Seagen for $43 billion", T0)
+    openai_sim[1].faults.add("rate_limit")
+    llm = gateway(db, openai_url)
+    activities = DealActivities(db, llm)
+    try:
+        with pytest.raises(Exception) as caught:
+            await llm_attempt(1).run(activities.track, ArticleRange(first_id=first, last_id=first))
+        error = caught.value
+        assert type(error).__name__ == "ApplicationError" and error.type == "LLMRateLimited"  # type: ignore[attr-defined]
+        assert not error.non_retryable and error.next_retry_delay is not None  # type: ignore[attr-defined]
+        assert await rows(db, "SELECT 1 FROM deal_article_checks") == []  # nothing half-done
+        result = await llm_attempt(4).run(activities.track, ArticleRange(first_id=first, last_id=first))
+    finally:
+        await llm.aclose()
+    assert (result.checked, result.created) == (1, 1)
+    [check] = await rows(db, "SELECT extractor, checked_by FROM deal_article_checks")
+    assert tuple(check) == ("patterns", "ingest-deals/r1/3")
 
 
 # ------------------------------------------------------------------ through Temporal
