@@ -234,6 +234,20 @@ def test_a_huge_article_is_read_in_bounded_time() -> None:
     assert time.perf_counter() - started < 2.0
 
 
+@pytest.mark.parametrize(
+    "crafted",
+    ["A and " * 400 + "call off merger", "X's deal for Y by Z of " * 100, "Pfizer's " * 250, "EU " * 700 + "blocks",
+     "Pfizer to acquire " + "the $5 billion " * 150, "Pfizer in " + "advanced " * 250 + "talks"],
+)
+def test_crafted_text_cannot_make_the_rules_slow(crafted: str) -> None:
+    """Backtracking grows with the length: the rules see one sentence of at most 300 characters."""
+    import time
+
+    started = time.perf_counter()
+    patterns.extract(crafted, crafted, PUBLISHED)
+    assert time.perf_counter() - started < 0.5
+
+
 def test_names_are_clean_and_bounded() -> None:
     found = patterns.extract("Pfizer\u2028to acquire\tSeagen\x1b for $43 billion", None, PUBLISHED)
     assert found is not None and (found.acquirer, found.target) == ("Pfizer", "Seagen")
