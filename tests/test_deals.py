@@ -210,6 +210,19 @@ async def test_a_new_value_is_a_value_change(db: AsyncEngine, ids: dict[str, int
     assert changed.details["old_value"] == "40000000000.00" and changed.details["new_value"] == "4.3E+10"
 
 
+async def test_old_news_retold_does_not_change_the_value(db: AsyncEngine, ids: dict[str, int]) -> None:
+    first = await article(db, "Pfizer to acquire Seagen for $43 billion", T0)
+    retold = await article(db, "Seagen rejects Pfizer's unsolicited $40 billion bid", T0 + DAY)  # the story so far
+    other_currency = await article(db, "Pfizer agrees to buy Seagen for €39.5 billion", T0 + 2 * DAY)
+    summary = await track(db, first, other_currency)
+    assert (summary.created, summary.status_changes) == (1, 0)
+    [deal] = await deals(db)
+    assert (deal.value, deal.currency) == (Decimal("43000000000.00"), "USD")
+    assert [e[1] for e in await events(db)] == ["created"]
+    outcomes = await rows(db, "SELECT outcome FROM deal_article_checks WHERE news_id = :r", r=retold)
+    assert [o.outcome for o in outcomes] == ["stale"]
+
+
 async def test_concurrent_runs_create_one_deal(db: AsyncEngine, ids: dict[str, int]) -> None:
     first = await article(db, "Pfizer to acquire Seagen for $43 billion", T0)
     copy = await article(db, "Pfizer agrees to buy Seagen for $43 billion", T0 + dt.timedelta(minutes=5))
