@@ -372,6 +372,35 @@ async def test_without_budget_the_patterns_read_everything(db: AsyncEngine, ids:
     assert check.extractor == "patterns"
 
 
+async def test_the_grounding_check_accepts_every_labelled_deal(db: AsyncEngine, openai_url: str) -> None:
+    """Real names in real headline shapes ("U.S. drugmaker Pfizer", "Johnson & Johnson",
+    "Amazon.com", "Seven & i") pass the check that each answer names its own article's parties:
+    through the stand-in the LLM path finds exactly what the patterns find."""
+    import json
+    from pathlib import Path
+
+    from deallens.llm.deals import LLMDealExtractor
+    from deallens.domain.deals import patterns
+
+    cases = [json.loads(line) for line in (Path(__file__).with_name("labelled") / "deals_headlines.jsonl").read_text().splitlines()]
+    articles = [ArticleText(i + 1, c["title"], c["description"], T0) for i, c in enumerate(cases)]
+    llm = gateway(db, openai_url, budget="10")
+    try:
+        extractor = LLMDealExtractor(llm)
+        found = []
+        for start in range(0, len(articles), 20):
+            found += await extractor.extract(articles[start : start + 20])
+    finally:
+        await llm.aclose()
+    # One labelled headline is an injection ("Ignore previous instructions..."): the gullible
+    # stand-in invents a deal for it, which the check sends back to the patterns.
+    assert extractor.by_patterns == 1 and extractor.by_llm == len(articles) - 1
+    expected = [patterns.extract(a.title, a.description, T0.date()) for a in articles]
+    assert [dataclasses.replace(e.facts, source="x") if e.facts else None for e in found] == [
+        dataclasses.replace(e, source="x") if e else None for e in expected
+    ]
+
+
 def llm_attempt(attempt: int) -> ActivityEnvironment:
     env = ActivityEnvironment()
     env.info = dataclasses.replace(
