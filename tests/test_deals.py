@@ -474,14 +474,13 @@ async def test_the_activity_on_the_llm_queue(db: AsyncEngine, ids: dict[str, int
 
 
 async def test_the_worker_registers_deals_track_on_the_llm_queue(
-    db: AsyncEngine, make_settings: Any, time_env: WorkflowEnvironment, task_queue: str
+    make_settings: Any, time_env: WorkflowEnvironment, task_queue: str
 ) -> None:
-    from activities.deals import DealActivities as Registered
-    from worker import build_workers, open_resources
+    from worker import activity_name, build_workers, open_resources
 
-    stand_in = Registered(db, None)
-    async with open_resources(make_settings()) as resources:
-        # Replacing refuses an activity name that no queue registers: deals.track is there.
-        workers = build_workers(time_env.client, make_settings(), resources, task_queue=task_queue,
-                                replace_activities=[stand_in.track])
-    assert queues.provider_queue(task_queue, queues.LLM_SUFFIX) in [w.task_queue for w in workers]
+    settings = make_settings(openai_base_url="http://127.0.0.1:9/v1")
+    async with open_resources(settings) as resources:
+        workers = build_workers(time_env.client, settings, resources, task_queue=task_queue)
+    by_queue = {w.task_queue: w.config() for w in workers}
+    llm = by_queue[queues.provider_queue(task_queue, queues.LLM_SUFFIX)]
+    assert "deals.track" in [activity_name(a) for a in llm["activities"]]
