@@ -133,6 +133,10 @@ async def _health(settings: Settings) -> int:
             print(f"provider {name}: MISCONFIGURED: no API key, and the URL is the real provider's ({url})")
         else:
             print(f"provider {name}: {'simulated' if simulated else 'real'} at {url}")
+    if settings.email_enabled:
+        print(f"email: SMTP {settings.smtp_host}:{settings.smtp_port} ({settings.smtp_tls})")
+    else:
+        print(f"email: OFF: {settings.email_off_reason.removeprefix('email is OFF: ')}")  # type: ignore[union-attr]
     try:
         engine = create_engine(_database_url(settings), pool_size=1)
         try:

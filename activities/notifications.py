@@ -80,6 +80,7 @@ class NotifyConfig:
     sms_enabled: bool
     claim_seconds: int = 180
     push_allow_private_hosts: bool = False
+    email_off: str | None = None  # Settings.email_off_reason: no SMTP configured, email deliveries skipped
 
     @classmethod
     def from_settings(cls, settings: Settings) -> NotifyConfig:
@@ -92,6 +93,7 @@ class NotifyConfig:
             sms_enabled=settings.sms_enabled,
             claim_seconds=settings.notify_claim_seconds,
             push_allow_private_hosts=settings.push_allow_private_hosts,
+            email_off=settings.email_off_reason,
         )
 
 
@@ -342,7 +344,7 @@ class NotificationActivities:
         tally.add(already_done=len(set(request.alert_history_ids)) - len(rows))
         live = []
         for row in rows:
-            reason = _opted_out(row, request.channel)
+            reason = _opted_out(row, request.channel) or (self._config.email_off if request.channel == "email" else None)
             if reason is None:
                 live.append(row)
             else:
@@ -471,8 +473,10 @@ class NotificationActivities:
             )
             skipped = await digests.skip(self._engine, kind, period, opted_out, "the user opted out")
             skipped += await digests.skip(self._engine, kind, period, empty, "nothing to report: no watchlist, no alerts")
+            if self._config.email_off:
+                skipped += await digests.skip(self._engine, kind, period, [c.user_id for c in contents], self._config.email_off)
         tally.add(skipped=skipped, already_done=len(set(request.user_ids)) - len(contents) - len(opted_out) - len(empty))
-        if not contents:
+        if not contents or self._config.email_off:
             return tally.finish("digests")
         renderer = self._renderer
         async with SmtpMailer(self._config.smtp) as mailer:

@@ -126,3 +126,4 @@ async def test_health_reports_each_part(database_url: str) -> None:
     assert "database: ok" in lines
     assert any(line.startswith("temporal: FAILED at 127.0.0.1:9") for line in lines)
     assert any(line.startswith("provider alphavantage: MISCONFIGURED") for line in lines)
+    assert any(line.startswith("email: OFF: SMTP_HOST is not set") for line in lines)
