@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -163,3 +165,34 @@ def test_email_is_off_without_an_smtp_host(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("SMTP_HOST", "smtp.example.com")
     assert load_settings(_env_file=None).email_enabled
     assert load_settings(_env_file=None).email_off_reason is None
+
+
+def test_the_settings_of_a_running_make_run_are_read_and_a_dead_ones_ignored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    settings_file = tmp_path / ".data" / "devstack.env"
+    settings_file.parent.mkdir()
+    monkeypatch.chdir(tmp_path)
+    for var in ("DATABASE_URL", "TEMPORAL_ADDRESS", "SMTP_HOST"):
+        monkeypatch.delenv(var, raising=False)
+
+    def write(pid: int) -> None:
+        settings_file.write_text(
+            f"# written by `make run` (pid {pid}): ...\n"
+            'DATABASE_URL="postgresql+asyncpg://postgres@/deallens?host=/x/.data/postgres&port=5432"\n'
+            'TEMPORAL_ADDRESS="localhost:7233"\nSMTP_HOST="127.0.0.1"\n'
+        )
+
+    write(os.getpid())
+    running = load_settings()
+    assert str(running.database_url) == "postgresql+asyncpg://postgres@/deallens?host=/x/.data/postgres&port=5432"
+    assert running.email_enabled
+    # The environment wins over the file.
+    monkeypatch.setenv("SMTP_HOST", "smtp.example.com")
+    assert load_settings().smtp_host == "smtp.example.com"
+    monkeypatch.delenv("SMTP_HOST")
+    # A file left behind by a killed run (its pid gone) is not followed.
+    write(int(dead.stdout))
+    stale = load_settings()
+    assert stale.database_url is None and not stale.email_enabled
