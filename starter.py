@@ -117,7 +117,11 @@ async def _health(settings: Settings) -> int:
     from temporal_client import connect
 
     failures = 0
-    print(f"config: ok (log level {settings.log_level})")
+    from deallens.config import devstack_env_file
+
+    running = devstack_env_file()
+    source = f"; with the settings of `make run` in {running.relative_to(running.parents[1])}" if running else ""
+    print(f"config: ok (log level {settings.log_level}{source})")
     try:
         settings.check_providers()
         misconfigured = None

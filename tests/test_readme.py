@@ -162,6 +162,7 @@ async def test_the_readme_core_path_works_as_written_on_a_fresh_checkout(tmp_pat
         checked = _sh(health, checkout, terminal)
         assert checked.returncode == 0, checked.stdout + checked.stderr
         assert "provider alphavantage: simulated" in checked.stdout and "MISCONFIGURED" not in checked.stdout
+        assert "with the settings of `make run` in .data/devstack.env" in checked.stdout
         assert "database: ok" in checked.stdout and "temporal: ok" in checked.stdout
         assert re.search(r"^email: SMTP 127\.0\.0\.1:\d+ \(none\)$", checked.stdout, re.M)
 
