@@ -117,10 +117,9 @@ async def _health(settings: Settings) -> int:
     from temporal_client import connect
 
     failures = 0
-    from deallens.config import devstack_env_file
+    from deallens.config import DEVSTACK_ENV_FILE, devstack_env_file
 
-    running = devstack_env_file()
-    source = f"; with the settings of `make run` in {running.relative_to(running.parents[1])}" if running else ""
+    source = f"; with the settings of `make run` in {DEVSTACK_ENV_FILE}" if devstack_env_file() else ""
     print(f"config: ok (log level {settings.log_level}{source})")
     try:
         settings.check_providers()
