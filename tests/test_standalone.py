@@ -27,7 +27,9 @@ NOT_SCANNED_UNDER = ("tests/histories/", "tests/provider-samples/", "tests/test_
 # A `..` path segment: `../x`, `x/..`, `"..`. Not `...` (ellipsis) nor `T../` inside a word.
 DOTDOT = re.compile(r"(?<![\w.])\.\.(?=[/\\\"'])|(?<=[/\\])\.\.(?![\w.])")
 MACHINE_PATHS = re.compile(r"/work/|(?<![\w.-])shared/")
-PARENTS = re.compile(r"parents\[(\d+)\]")
+# Climbing from this file's own location (`Path(__file__)...parents[N]`): the only climb a
+# static scan can measure; `some_path.parents[N]` depends on where `some_path` is.
+PARENTS = re.compile(r"__file__\)(?:\.resolve\(\))?\.parents\[(\d+)\]")
 PARENT_CHAIN = re.compile(r"__file__\)(?:\.resolve\(\))?((?:\.parent)+)")
 
 # Each exception names the exact text and why it is no read of an outside path; an entry
@@ -93,6 +95,8 @@ def test_nothing_reads_a_path_outside_the_repository() -> None:
         ("tests/test_x.py", "ROOT = Path(__file__).resolve().parents[1]", False),
         ("bench/x.py", "Path(__file__).resolve().parent.parent.parent", True),
         ("bench/x.py", "Path(__file__).resolve().parent.parent", False),
+        ("bench/x.py", "ROOT = Path(__file__).parents[3]", True),
+        ("tests/test_x.py", 'PACKAGED.parents[2] / "tests/provider-samples/x.csv"', False),
         ("devstack.py", 'DATA = Path("/work/main/.data")', True),
         ("deallens/x.py", 'open(os.path.join(base, "..", "x"))', True),
         ("deallens/x.py", "def f(*args: object) -> None: ...", False),
