@@ -7,7 +7,10 @@ Starts what is not configured, in this order, and stops it all on Ctrl-C:
   providers    the deallens/sim stand-ins on loopback for each provider without an API key
   SMTP         a sink writing a Maildir under .data/maildir, unless SMTP_HOST is set
 then migrates, seeds the demo universe when the database is empty, applies the schedules,
-and runs the worker in the foreground. A second copy finds the lock and says so.
+writes the settings of what it started to .data/devstack.env (for the CLIs run in this
+checkout meanwhile), runs the worker in the foreground and, on simulated market data, starts
+the demo backfill (a year and more of daily bars and the fundamentals) on the first run.
+A second copy finds the lock and says so.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from deallens.config import ConfigError, Settings, load_settings
+from deallens.config import DEVSTACK_ENV_FILE, ConfigError, Settings, load_settings, redact_url
 
 ROOT = Path(__file__).resolve().parent
 # Overridable so that a test can run a second, isolated stack beside a developer's own.
@@ -261,6 +264,103 @@ async def _push_sink(stack: contextlib.AsyncExitStack, env: dict[str, str]) -> s
     return f"{PUSH_DEMO_USER} -> {url}/push/ada -> {_shown(log)}"
 
 
+# Never written to the settings file, whatever the stack did (it only writes what it made itself,
+# and none of that is a secret; this is the belt to those braces).
+_SECRET_NAME = ("KEY", "SECRET", "PASSWORD", "TOKEN")
+
+
+def _write_settings_file(env: dict[str, str]) -> Path:
+    """The settings of the parts this run started (database, Temporal, stand-ins, sinks), for
+    `python starter.py ...`, `schedules.py` and a second worker run in this checkout while the
+    stack is up, with no exports. Only what the stack made: nothing the user set, no secret
+    (the embedded database has no password); mode 0600 all the same. Removed on stop; a file
+    left by a killed run names a dead pid and is ignored (deallens.config.devstack_env_file)."""
+    path = DATA / DEVSTACK_ENV_FILE.name
+    made = {
+        name: value for name, value in sorted(env.items())
+        if os.environ.get(name) != value and not any(part in name for part in _SECRET_NAME)
+        and not (name == "DATABASE_URL" and redact_url(value) != value)
+    }
+    lines = [
+        f"# written by `make run` (pid {os.getpid()}): the settings of the parts it started, read by the",
+        "# CLIs run in this checkout while it is up. No secrets. Removed when it stops.",
+    ]
+    lines += [f'{name}="{value.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"' for name, value in made.items()]
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write("\n".join(lines) + "\n")
+    os.chmod(path, 0o600)
+    return path
+
+
+async def _backfill_daily_bars_and_fundamentals(client: object, engine: object) -> str | None:
+    """SyncDailyOHLC for every company (an empty table means the full series: the stand-in's
+    covers years) and SyncFundamentals for every tracked company, as the schedules would."""
+    from sqlalchemy import text
+
+    from deallens.contracts import SyncDailyOHLCInput, SyncFundamentalsInput
+
+    async with engine.connect() as conn:  # type: ignore[attr-defined]
+        if (await conn.execute(text("SELECT EXISTS (SELECT 1 FROM ohlc_data)"))).scalar_one():
+            return None  # not the first run: the schedules keep it current
+        symbols = list((await conn.execute(text("SELECT symbol FROM companies WHERE quarantined_at IS NULL ORDER BY symbol"))).scalars())
+    await client.start_workflow(  # type: ignore[attr-defined]
+        "SyncDailyOHLC", SyncDailyOHLCInput(), id="devstack-backfill-daily-bars", task_queue="deallens"
+    )
+    await client.start_workflow(  # type: ignore[attr-defined]
+        "SyncFundamentals", SyncFundamentalsInput(symbols=symbols), id="devstack-backfill-fundamentals", task_queue="deallens"
+    )
+    return f"daily bars and fundamentals of {len(symbols)} companies (SyncDailyOHLC, SyncFundamentals)"
+
+
+# The demo backfill, step by step: each gets a Temporal client and an engine, starts the
+# existing workflows it needs (never waits for them) and returns what it started, or None when
+# there is nothing to do. Only simulated providers are backfilled, so a real key spends nothing.
+# News (a few days of articles, NewsAPI stand-in) adds its step here: ("news", its function).
+DEMO_BACKFILL = [
+    ("alphavantage", _backfill_daily_bars_and_fundamentals),
+]
+
+
+async def _demo_backfill(env: dict[str, str], settings: Settings) -> list[str]:
+    from temporalio.client import Client
+
+    from deallens.db.engine import create_engine
+    from temporal_client import DATA_CONVERTER
+
+    simulated = {"alphavantage": settings.alphavantage_simulated, "newsapi": settings.newsapi_simulated}
+    steps = [(name, step) for name, step in DEMO_BACKFILL if simulated.get(name, False)]
+    if not steps:
+        return []
+    client = await Client.connect(env["TEMPORAL_ADDRESS"], namespace=settings.temporal_namespace, data_converter=DATA_CONVERTER)
+    engine = create_engine(env["DATABASE_URL"], pool_size=1)
+    started = []
+    try:
+        for name, step in steps:
+            # A workflow ID already used (a backfill that is still running) is left alone.
+            try:
+                what = await step(client, engine)
+            except Exception as error:  # noqa: BLE001 - the demo runs on without its backfill
+                say(f"demo backfill ({name}) not started: {str(error).splitlines()[0] if str(error) else type(error).__name__}")
+                continue
+            if what:
+                started.append(what)
+    finally:
+        await engine.dispose()
+    return started
+
+
+async def _demo_backfill_step() -> int:
+    """`python devstack.py demo-backfill`, run by the stack with its environment. The demo
+    goes on without its backfill, so a failure here is a line, not a stop."""
+    try:
+        for what in await _demo_backfill(dict(os.environ), load_settings(_env_file=".env")):
+            say(f"demo backfill started: {what}; watch it in the Web UI")
+    except Exception as error:  # noqa: BLE001 - see above
+        say(f"demo backfill not started: {str(error).splitlines()[0] if str(error) else type(error).__name__}")
+    return 0
+
+
 async def _run_step(args: list[str], env: dict[str, str], stop: asyncio.Event) -> None:
     """Run one set-up command; Ctrl-C stops it cleanly (it runs in its own session)."""
     process = await asyncio.create_subprocess_exec(sys.executable, *args, env=env, cwd=ROOT, start_new_session=True)
@@ -290,7 +390,8 @@ async def _signals() -> AsyncIterator[asyncio.Event]:
 
 
 async def run() -> int:
-    settings = load_settings()
+    # Not the settings file of a stack already up here: this copy is about to refuse to start.
+    settings = load_settings(_env_file=".env")
     env = dict(os.environ)
     with _single_instance(), contextlib.ExitStack() as sync_stack:
         async with contextlib.AsyncExitStack() as stack, _signals() as stop:
@@ -338,8 +439,15 @@ async def run() -> int:
             ]
             print("\n".join(lines), flush=True)
 
+            settings_file = _write_settings_file(env)
+            stack.callback(settings_file.unlink, missing_ok=True)
+            say(f"settings for commands run here meanwhile: {_shown(settings_file)} (no secrets)")
+
             worker = subprocess.Popen([sys.executable, "worker.py"], env=env, cwd=ROOT, start_new_session=True)
             stack.callback(_stop_process, worker, "worker")
+            # In a process of its own, like every Temporal client here: the SDK's runtime threads
+            # can abort a finishing interpreter (see temporal_client.exit_skipping_teardown).
+            await _run_step(["devstack.py", "demo-backfill"], env, stop)
             waiter = asyncio.ensure_future(asyncio.to_thread(worker.wait))
             stopper = asyncio.ensure_future(stop.wait())
             await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -355,6 +463,10 @@ async def run() -> int:
 
 
 def main() -> int:
+    if sys.argv[1:] == ["demo-backfill"]:
+        from temporal_client import exit_skipping_teardown
+
+        exit_skipping_teardown(asyncio.run(_demo_backfill_step()))
     try:
         return asyncio.run(run())
     except (StackError, ConfigError) as error:

@@ -4,7 +4,8 @@
   seed-demo               seed the demo universe into an empty database
   health                  check configuration, database and Temporal; exit 1 if any fails
   alerts add '<json>'     create an alert, print its id (e.g. '{"user_id": 1, "type":
-                          "price_above", "symbol": "AAPL", "threshold": 200}')
+                          "price_above", "symbol": "AAPL", "threshold": 200}'), and wake
+                          its kind's monitor so it is evaluated on the stored data at once
   alerts backtest --alert-id N [--days 90]
                           when a price or volume alert would have fired on stored daily bars
   notifications failed [--limit N]
@@ -34,7 +35,7 @@ from deallens.db.alerts import add_alert
 from deallens.db.demo import seed_demo
 from deallens.db.engine import create_engine, database_problem
 from deallens.db.migrate import current_revision, head_revision, upgrade_to_head
-from deallens.domain.alert_rules import InvalidAlert, parse_alert
+from deallens.domain.alert_rules import KIND_BY_TYPE, InvalidAlert, parse_alert
 
 
 def _database_url(settings: Settings) -> str:
@@ -67,14 +68,37 @@ async def _seed(engine) -> int:  # type: ignore[no-untyped-def]
     return 0
 
 
-async def _alerts_add(engine, raw: str) -> int:  # type: ignore[no-untyped-def]
+async def _alerts_add(engine, raw: str, settings: Settings, task_queue: str) -> int:  # type: ignore[no-untyped-def]
     try:
         data = json.loads(raw)
     except json.JSONDecodeError as error:
         raise InvalidAlert(f"the definition is not JSON: {error.msg} at column {error.colno}") from None
     rule = parse_alert(data)
-    print(await add_alert(engine, rule))
+    alert_id = await add_alert(engine, rule)
+    print(alert_id, flush=True)
+    await _wake_monitor(settings, KIND_BY_TYPE[rule.type], getattr(rule, "symbol", None), task_queue)
     return 0
+
+
+async def _wake_monitor(settings: Settings, kind: str, symbol: str | None, task_queue: str) -> None:
+    """A new alert whose condition already holds on stored data fires now, not at the next
+    sync (which may be `unchanged`, or hours away outside market hours). The alert is stored
+    either way: an unreachable Temporal only delays its first evaluation, so it is a warning."""
+    from temporalio.service import RPCError
+
+    from activities.alerts import monitor_id, wake_monitor
+    from temporal_client import connect
+
+    try:
+        client = await asyncio.wait_for(connect(settings), timeout=10)
+        await asyncio.wait_for(wake_monitor(client, kind, [symbol] if symbol else [], task_queue), timeout=10)
+    except (RuntimeError, OSError, TimeoutError, RPCError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        print(
+            f"starter: alert stored, but {monitor_id(kind)} was not woken (Temporal at {settings.temporal_address}: "
+            f"{reason}); it is evaluated at the monitor's next poll or new data",
+            file=sys.stderr,
+        )
 
 
 async def _alerts_backtest(engine, alert_id: int, days: int) -> int:  # type: ignore[no-untyped-def]
@@ -93,7 +117,10 @@ async def _health(settings: Settings) -> int:
     from temporal_client import connect
 
     failures = 0
-    print(f"config: ok (log level {settings.log_level})")
+    from deallens.config import DEVSTACK_ENV_FILE, devstack_env_file
+
+    source = f"; with the settings of `make run` in {DEVSTACK_ENV_FILE}" if devstack_env_file() else ""
+    print(f"config: ok (log level {settings.log_level}{source})")
     try:
         settings.check_providers()
         misconfigured = None
@@ -109,6 +136,10 @@ async def _health(settings: Settings) -> int:
             print(f"provider {name}: MISCONFIGURED: no API key, and the URL is the real provider's ({url})")
         else:
             print(f"provider {name}: {'simulated' if simulated else 'real'} at {url}")
+    if settings.email_enabled:
+        print(f"email: SMTP {settings.smtp_host}:{settings.smtp_port} ({settings.smtp_tls})")
+    else:
+        print(f"email: OFF: {settings.email_off_reason.removeprefix('email is OFF: ')}")  # type: ignore[union-attr]
     try:
         engine = create_engine(_database_url(settings), pool_size=1)
         try:
@@ -250,6 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     alerts = commands.add_parser("alerts", help="manage alerts").add_subparsers(dest="action", required=True)
     add = alerts.add_parser("add", help="create an alert from a JSON definition; prints its id")
     add.add_argument("definition", help='e.g. \'{"user_id": 1, "type": "price_above", "symbol": "AAPL", "threshold": 200}\'')
+    add.add_argument("--task-queue", default="deallens", help="where the workers listen (default deallens)")
     backtest_parser = alerts.add_parser("backtest", help="when a price or volume alert would have fired on stored daily bars")
     backtest_parser.add_argument("--alert-id", type=int, required=True, metavar="N")
     backtest_parser.add_argument("--days", type=_backtest_days, default=90, help=f"calendar days back from today, 1..{MAX_DAYS} (default 90)")
@@ -284,7 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_with_engine(settings, _notifications_unsubscribe, args.token, args.list_name))
         if args.action == "backtest":
             return asyncio.run(_with_engine(settings, _alerts_backtest, args.alert_id, args.days))
-        return asyncio.run(_with_engine(settings, _alerts_add, args.definition))
+        return asyncio.run(_with_engine(settings, _alerts_add, args.definition, settings, args.task_queue))
     except BacktestError as error:
         print(error, file=sys.stderr)
         return 2

@@ -27,6 +27,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.alerts import AlertActivities
+from activities.errors import log_expected_failures_on_one_line
 from activities.market_data import AlphaVantageActivities, MarketDataActivities
 from activities.notifications import NotificationActivities, NotifyConfig, sms_provider_from
 from activities.news_sentiment import SentimentActivities
@@ -235,6 +236,10 @@ def _banner(settings: Settings, names: Sequence[str]) -> str:
         "  " + provider("NewsAPI", settings.newsapi_simulated, settings.newsapi_base_url),
         "  " + provider("OpenAI", settings.openai_simulated, settings.openai_base_url),
     ]
+    if settings.email_enabled:
+        lines.append(f"  email: SMTP {settings.smtp_host}:{settings.smtp_port} ({settings.smtp_tls})")
+    else:
+        lines.append(f"  !! {settings.email_off_reason}: alert emails and digests are skipped !!")
     if settings.alphavantage_simulated:
         lines.append("  !! market data is SIMULATED: stored rows say source='alphavantage-sim' !!")
     return "\n".join(lines)
@@ -271,6 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings()
         configure_logging(settings.log_level)
+        log_expected_failures_on_one_line()
         asyncio.run(run(settings, args.queue))
     except (ConfigError, DatabaseBehindError) as error:
         print(f"worker: {error}", file=sys.stderr)

@@ -7,6 +7,7 @@ import datetime as dt
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
+from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 
 from deallens.contracts import (
@@ -26,6 +27,21 @@ SINGLE_SENDS_MAX = 25
 
 def monitor_id(kind: str) -> str:
     return f"alert-monitor-{kind}"
+
+
+async def wake_monitor(client: Client, kind: str, symbols: list[str], task_queue: str) -> None:
+    """Signal-with-start: the monitor receives `new_data` (no symbols: evaluate everything),
+    and is started if it was not running. Used after new data, and after a new alert (whose
+    condition may already hold on stored data)."""
+    await client.start_workflow(
+        "AlertMonitor",
+        AlertMonitorInput(kind=kind),
+        id=monitor_id(kind),
+        task_queue=task_queue,
+        start_signal="new_data",
+        start_signal_args=[NewDataInput(symbols=symbols)],
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
 
 
 class AlertActivities:
@@ -52,12 +68,4 @@ class AlertActivities:
         """Signal-with-start: the monitor receives `new_data`, and is started if it was not running."""
         client = activity.client()
         for kind in request.kinds:
-            await client.start_workflow(
-                "AlertMonitor",
-                AlertMonitorInput(kind=kind),
-                id=monitor_id(kind),
-                task_queue=request.task_queue,
-                start_signal="new_data",
-                start_signal_args=[NewDataInput(symbols=request.symbols)],
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            )
+            await wake_monitor(client, kind, request.symbols, request.task_queue)

@@ -8,6 +8,7 @@ carry the provider's delay as the next retry's delay instead of the policy's bac
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -41,3 +42,27 @@ def permanent_database_errors() -> Iterator[None]:
         raise ApplicationError(
             f"the database rejected the data: {detail}", type="PermanentDatabaseError", non_retryable=True
         ) from None
+
+
+class OneLineExpectedFailures(logging.Filter):
+    """The SDK logs every failed activity attempt with its traceback. A typed ApplicationError
+    is an outcome we anticipated and classified (an unknown symbol, a refused recipient, a
+    rejected row): one line naming the type and the reason is what an operator needs. Anything
+    else that escapes an activity (KeyError, TypeError, ...) is a bug: its traceback stays."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, ApplicationError) and error.type:
+            retry = "non-retryable" if error.non_retryable else "will retry"
+            record.msg = f"{record.getMessage()}: {error.type} ({retry}): {error.message}"
+            record.args = ()
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def log_expected_failures_on_one_line() -> None:
+    """Install the filter on the SDK's activity logger (idempotent); worker.py calls it."""
+    logger = logging.getLogger("temporalio.activity")
+    if not any(isinstance(f, OneLineExpectedFailures) for f in logger.filters):
+        logger.addFilter(OneLineExpectedFailures())

@@ -10,14 +10,26 @@ traceback: see `load_settings`.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import os
 import re
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ALPHAVANTAGE_DEFAULT_URL = "https://www.alphavantage.co"
@@ -31,6 +43,73 @@ class ConfigError(Exception):
     """A setting is missing or invalid. The message is one line naming the variable."""
 
 
+def redact_url(url: str) -> str:
+    """The URL with its password replaced by `***` (user, host and database stay: they help)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+class DatabaseUrl(str):
+    """A str (SQLAlchemy and asyncpg take it as it is) whose repr hides the password.
+
+    Not a SecretStr: every engine needs the plain URL, and a password-less URL (the embedded
+    database, a socket with peer auth) is worth showing. Its repr, the settings' repr and
+    their JSON dump show `user:***@host`; only `str()` and the engine see the password.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return repr(redact_url(str(self)))
+
+    @property
+    def redacted(self) -> str:
+        return redact_url(str(self))
+
+
+# `make run` writes the settings of its embedded parts here (no secrets: see devstack.py), so
+# that commands run in the checkout while it is up reach the same stack without exports.
+DEVSTACK_ENV_FILE = Path(".data") / "devstack.env"
+
+_LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
+
+
+def is_loopback_host(host: str) -> bool:
+    if host.lower() in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def devstack_env_file(directory: Path | None = None) -> Path | None:
+    """`.data/devstack.env` while the `make run` that wrote it is still running, else None.
+
+    The first line names the writer's pid: a file left behind by a killed run (its stand-ins'
+    ports long gone) is ignored rather than followed.
+    """
+    path = (directory or Path.cwd()) / DEVSTACK_ENV_FILE
+    try:
+        first = path.read_text(encoding="utf-8").split("\n", 1)[0]
+    except OSError:
+        return None
+    match = re.search(r"pid (\d+)", first)
+    if match is None:
+        return None
+    try:
+        os.kill(int(match.group(1)), 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass  # alive, someone else's
+    return path
+
+
 class Settings(BaseSettings):
     """The contract's environment variables (see docs/DESIGN.md, "Environment")."""
 
@@ -42,7 +121,7 @@ class Settings(BaseSettings):
         populate_by_name=True,
     )
 
-    database_url: str | None = Field(
+    database_url: DatabaseUrl | None = Field(
         default=None,
         description="postgresql+asyncpg://user:password@host:port/db; unset = embedded PostgreSQL under .data/",
     )
@@ -91,6 +170,9 @@ class Settings(BaseSettings):
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
     smtp_tls: Literal["none", "starttls", "tls"] = "none"
+    # SMTP_USERNAME over an unencrypted connection sends the password in clear text: refused
+    # unless this says so (loopback relays are always allowed).
+    smtp_allow_plaintext_auth: bool = False
     mail_from: str = "DealLens <alerts@deallens.local>"
     # Per SMTP command; a whole send (connect, TLS, login, MAIL, RCPT, DATA) stays well inside
     # NOTIFY_CLAIM_SECONDS, the claim a sender holds on a delivery while it sends.
@@ -144,20 +226,60 @@ class Settings(BaseSettings):
 
     @field_validator("smtp_tls", mode="before")
     @classmethod
-    def _lower_tls(cls, value: object) -> object:
-        return value.lower() if isinstance(value, str) else value
+    def _tls_mode(cls, value: object, info: ValidationInfo) -> object:
+        """none/starttls/tls, or the common booleans: true means encrypted, which is implicit
+        TLS on port 465 (SMTPS) and STARTTLS on any other port (587, 25); false means none."""
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        if not isinstance(value, str):
+            return value
+        value = value.strip().lower()
+        if value in ("true", "yes", "on", "1"):
+            return "tls" if info.data.get("smtp_port") == 465 else "starttls"
+        if value in ("false", "no", "off", "0", ""):
+            return "none"
+        if value not in ("none", "starttls", "tls"):
+            raise ValueError(f"expected none, starttls, tls, or true/false, got {value!r}")
+        return value
 
-    @field_validator("database_url")
+    @field_validator("database_url", mode="before")
     @classmethod
-    def _asyncpg_url(cls, value: str | None) -> str | None:
+    def _asyncpg_url(cls, value: object) -> DatabaseUrl | None:
         if value is None or value == "":
             return None
+        if not isinstance(value, str):
+            raise ValueError("expected a PostgreSQL URL such as postgresql+asyncpg://user@host:5432/deallens")
         if value.startswith(("postgres://", "postgresql://")):
             # Accept the URL forms that psql and most hosts hand out.
-            return "postgresql+asyncpg://" + value.split("://", 1)[1]
+            return DatabaseUrl("postgresql+asyncpg://" + value.split("://", 1)[1])
         if not value.startswith("postgresql+asyncpg://"):
             raise ValueError("expected a PostgreSQL URL such as postgresql+asyncpg://user@host:5432/deallens")
-        return value
+        return DatabaseUrl(value)
+
+    @field_validator("database_url", mode="after")
+    @classmethod
+    def _keep_redacting(cls, value: str | None) -> DatabaseUrl | None:
+        # pydantic's str validation hands back a plain str: make it the redacting kind again.
+        return None if value is None else DatabaseUrl(value)
+
+    @field_serializer("database_url")
+    def _dump_redacted(self, value: DatabaseUrl | None) -> str | None:
+        return None if value is None else redact_url(str(value))
+
+    @model_validator(mode="after")
+    def _no_plaintext_password(self) -> Settings:
+        if (
+            self.smtp_username
+            and self.smtp_tls == "none"
+            and not self.smtp_allow_plaintext_auth
+            and not is_loopback_host(self.smtp_host)
+        ):
+            # Raised as ConfigError (not ValueError) so that it passes pydantic unchanged.
+            raise ConfigError(
+                f"SMTP_TLS: none, but SMTP_USERNAME is set for {self.smtp_host}: the password would cross the "
+                "network in clear text; set SMTP_TLS=starttls (or tls on port 465), or SMTP_ALLOW_PLAINTEXT_AUTH=true"
+            )
+        return self
 
     @field_validator("sms_provider_url")
     @classmethod
@@ -229,6 +351,19 @@ class Settings(BaseSettings):
                 raise ConfigError(f"{name.upper()}: not set, and SMS_ENABLED is true (set it, or SMS_ENABLED=false)")
 
     @property
+    def email_enabled(self) -> bool:
+        """Email goes out only to an SMTP server someone configured (SMTP_HOST, or `make run`'s
+        sink, which sets it): a worker without one never guesses localhost:1025."""
+        return "smtp_host" in self.model_fields_set and bool(self.smtp_host.strip())
+
+    @property
+    def email_off_reason(self) -> str | None:
+        """Why email is off, for the start-up banner, `starter.py health` and skipped deliveries."""
+        if self.email_enabled:
+            return None
+        return "email is OFF: SMTP_HOST is not set (set SMTP_HOST/SMTP_PORT, or use `make run` and its sink)"
+
+    @property
     def mail_domain(self) -> str:
         """The domain of MAIL_FROM: the right-hand side of every Message-ID we make."""
         from email.utils import parseaddr
@@ -258,7 +393,14 @@ def _describe(error: ValidationError) -> str:
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Settings from the environment, or `ConfigError` with one line naming the variable."""
+    """Settings from the environment, or `ConfigError` with one line naming the variable.
+
+    Precedence: the process environment, then `.env`, then the settings of a `make run` that
+    is up in this directory (`.data/devstack.env`). `_env_file` replaces both files.
+    """
+    if "_env_file" not in overrides:
+        running = devstack_env_file()
+        overrides["_env_file"] = (running, ".env") if running is not None else ".env"
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as error:

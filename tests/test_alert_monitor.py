@@ -50,6 +50,8 @@ def settings(sim: str, make_settings: Any) -> Any:
     return make_settings(
         alphavantage_base_url=sim, alphavantage_calls_per_minute=6000, alphavantage_calls_per_day=10_000,
         alert_max_quote_age_seconds=3600,
+        # An SMTP server that refuses connections: email is on, deliveries stay pending (retried).
+        smtp_host="127.0.0.1", smtp_port=9,
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import sys
@@ -31,6 +32,40 @@ async def _read_until(stream: asyncio.StreamReader, marker: str, seen: list[str]
                 return
 
     await asyncio.wait_for(_read(), timeout=seconds)
+
+
+async def _backfilled(url: str, seconds: float) -> tuple[list[int], int]:
+    """Bars per company and companies with fundamentals, once both stop growing or are full."""
+    from sqlalchemy import text
+
+    from deallens.db.engine import create_engine
+
+    engine = create_engine(url, pool_size=1)
+    try:
+        deadline = asyncio.get_running_loop().time() + seconds
+        while True:
+            async with engine.connect() as conn:
+                bars = list((await conn.execute(text(
+                    "SELECT count(o.*) FROM companies c LEFT JOIN ohlc_data o ON o.company_id = c.id GROUP BY c.id"
+                ))).scalars())
+                fundamentals = (await conn.execute(text(
+                    "SELECT count(*) FROM companies WHERE fundamentals_updated_at IS NOT NULL"
+                ))).scalar_one()
+            if (bars and min(bars) >= 250 and fundamentals == len(bars)) or asyncio.get_running_loop().time() > deadline:
+                return bars, fundamentals
+            await asyncio.sleep(2)
+    finally:
+        await engine.dispose()
+
+
+async def test_a_real_key_spends_nothing_on_the_demo_backfill() -> None:
+    import devstack
+    from deallens.config import load_settings
+
+    settings = load_settings(_env_file=None, alphavantage_api_key="real-key", news_api_key="real-key")
+    # No step runs, so nothing connects anywhere (the empty env has no Temporal address to use).
+    assert await devstack._demo_backfill({}, settings) == []
+    assert [name for name, _ in devstack.DEMO_BACKFILL] == ["alphavantage"]
 
 
 async def test_run_command_brings_up_the_stack_and_stops_it(tmp_path: Path) -> None:
@@ -79,6 +114,15 @@ async def test_run_command_brings_up_the_stack_and_stops_it(tmp_path: Path) -> N
         assert cli.returncode == 0, err.decode()
         result = json.loads(out)["result"]
         assert [(s["symbol"], s["outcome"]) for s in result["symbols"]] == [("AAPL", "updated")]
+
+        # The first run on simulated data backfills daily bars and fundamentals, so digests,
+        # sparklines and backtests have something real from the first minute.
+        assert "demo backfill started: daily bars and fundamentals of 22 companies" in "".join(seen)
+        written = (tmp_path / "data" / "devstack.env").read_text()
+        url = re.search(r'^DATABASE_URL="(.*)"$', written, re.M).group(1)  # type: ignore[union-attr]
+        bars, fundamentals = await _backfilled(url, seconds=240)
+        assert min(bars) >= 250 and len(bars) == 22, bars  # a year of sessions and more, each company
+        assert fundamentals == 22
     finally:
         if stack.returncode is None:
             stack.send_signal(signal.SIGINT)

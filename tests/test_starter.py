@@ -74,6 +74,15 @@ async def test_migrate_seed_and_add_alerts(blank_url: str) -> None:
         ('{"user_id": 99, "type": "price_below", "symbol": "AAPL", "threshold": 5}', "invalid alert: user_id: no user with id 99"),
         ('{"user_id": 1, "type": "price_below", "symbol": "ZZZZ", "threshold": 5}', "invalid alert: symbol: 'ZZZZ' is not a tracked company"),
         ('{"user_id": 1, "type": "deal_status_change", "deal_id": 4, "symbol": "AAPL"}', "invalid alert: give deal_id or symbol, not both"),
+        # Every wrong or missing field at once, in one line.
+        ('{"user_id": 1, "type": "price_above"}', "invalid alert: symbol: Field required; threshold: Field required"),
+        (
+            '{"user_id": 0, "type": "volume_spike", "symbol": "", "multiple": 0.5, "colour": "red"}',
+            "invalid alert: user_id: Input should be greater than 0; symbol: String should have at least 1 character; "
+            "multiple: Input should be greater than 1; colour: Extra inputs are not permitted",
+        ),
+        ('{"user_id": 99, "type": "price_below", "symbol": "ZZZZ", "threshold": 5}',
+         "invalid alert: user_id: no user with id 99; symbol: 'ZZZZ' is not a tracked company"),
         ("{not json", "invalid alert: the definition is not JSON: Expecting property name enclosed in double quotes at column 2"),
     ],
 )
@@ -117,3 +126,4 @@ async def test_health_reports_each_part(database_url: str) -> None:
     assert "database: ok" in lines
     assert any(line.startswith("temporal: FAILED at 127.0.0.1:9") for line in lines)
     assert any(line.startswith("provider alphavantage: MISCONFIGURED") for line in lines)
+    assert any(line.startswith("email: OFF: SMTP_HOST is not set") for line in lines)

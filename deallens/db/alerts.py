@@ -17,18 +17,22 @@ async def add_alert(engine: AsyncEngine, rule: AlertRule) -> int:
 
 
 async def insert_alert(session: AsyncSession, rule: AlertRule) -> int:
-    """The same inside the caller's transaction."""
+    """The same inside the caller's transaction; every reference that points nowhere is
+    named in one line (`user_id: no user with id 99; symbol: 'ZZZZ' is not a tracked company`)."""
+    problems = []
     if await session.get(User, rule.user_id) is None:
-        raise InvalidAlert(f"user_id: no user with id {rule.user_id}")
+        problems.append(f"user_id: no user with id {rule.user_id}")
     company_id = None
     symbol = getattr(rule, "symbol", None)
     if symbol is not None:
         company_id = await session.scalar(select(Company.id).where(Company.symbol == symbol))
         if company_id is None:
-            raise InvalidAlert(f"symbol: {symbol!r} is not a tracked company")
+            problems.append(f"symbol: {symbol!r} is not a tracked company")
     deal_id = getattr(rule, "deal_id", None)
     if deal_id is not None and await session.get(Deal, deal_id) is None:
-        raise InvalidAlert(f"deal_id: no deal with id {deal_id}")
+        problems.append(f"deal_id: no deal with id {deal_id}")
+    if problems:
+        raise InvalidAlert("; ".join(problems))
     alert = Alert(
         user_id=rule.user_id,
         company_id=company_id,

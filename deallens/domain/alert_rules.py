@@ -1,7 +1,8 @@
 """Alert definitions: a pydantic discriminated union on `type`, stored in alerts.params.
 
 The definition is validated at the edge (`starter.py alerts add`, the API) so that the
-evaluator can trust what it reads. Errors name the field: `threshold: must be > 0`.
+evaluator can trust what it reads. Errors name every wrong field in one line:
+`threshold: Field required; symbol: Field required`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from decimal import Decimal
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 
 
 class _Rule(BaseModel):
@@ -134,20 +136,29 @@ class InvalidAlert(ValueError):
 
 
 def parse_alert(data: object) -> AlertRule:
+    """The validated rule, or `InvalidAlert` naming every wrong or missing field in one line
+    (`threshold: Field required; symbol: Field required`), so a fix takes one round, not one per field."""
     try:
         return _ADAPTER.validate_python(data)
     except ValidationError as error:
-        first = error.errors()[0]
-        # The discriminator's own tag is a location, not a field the user wrote.
-        loc = [str(part) for part in first["loc"] if str(part) not in KIND_BY_TYPE]
-        field = ".".join(loc)
-        message = first["msg"].removeprefix("Value error, ")
-        if first["type"] == "union_tag_invalid":
-            field, message = "type", f"unknown alert type; expected one of {', '.join(KIND_BY_TYPE)}"
-        elif first["type"] == "union_tag_not_found":
-            field, message = "type", f"is required; one of {', '.join(KIND_BY_TYPE)}"
-        # A model-level check has no single field: its message names the fields itself.
-        raise InvalidAlert(f"{field}: {message}" if field else message) from None
+        problems: list[str] = []
+        for item in error.errors():
+            problem = _describe(item)
+            if problem not in problems:
+                problems.append(problem)
+        raise InvalidAlert("; ".join(problems)) from None
+
+
+def _describe(item: ErrorDetails) -> str:
+    # The discriminator's own tag is a location, not a field the user wrote.
+    field = ".".join(str(part) for part in item["loc"] if str(part) not in KIND_BY_TYPE)
+    message = item["msg"].removeprefix("Value error, ")
+    if item["type"] == "union_tag_invalid":
+        field, message = "type", f"unknown alert type; expected one of {', '.join(KIND_BY_TYPE)}"
+    elif item["type"] == "union_tag_not_found":
+        field, message = "type", f"is required; one of {', '.join(KIND_BY_TYPE)}"
+    # A model-level check has no single field: its message names the fields itself.
+    return f"{field}: {message}" if field else message
 
 
 def alert_params(rule: AlertRule) -> dict[str, object]:

@@ -69,6 +69,7 @@ class NotifyConfig:
     unsubscribe_mailto: str | None
     sms_enabled: bool
     claim_seconds: int = 180
+    email_off: str | None = None  # Settings.email_off_reason: no SMTP configured, email deliveries skipped
 
     @classmethod
     def from_settings(cls, settings: Settings) -> NotifyConfig:
@@ -80,6 +81,7 @@ class NotifyConfig:
             unsubscribe_mailto=settings.unsubscribe_mailto,
             sms_enabled=settings.sms_enabled,
             claim_seconds=settings.notify_claim_seconds,
+            email_off=settings.email_off_reason,
         )
 
 
@@ -269,7 +271,7 @@ class DeliveryEngine:
         tally.add(already_done=len(set(request.alert_history_ids)) - len(rows))
         live = []
         for row in rows:
-            reason = opted_out(row, request.channel)
+            reason = opted_out(row, request.channel) or (self._config.email_off if request.channel == "email" else None)
             if reason is None:
                 live.append(row)
             else:
@@ -372,8 +374,10 @@ class DeliveryEngine:
         )
         skipped = await digests.skip(self._engine, kind, period, out, "the user opted out")
         skipped += await digests.skip(self._engine, kind, period, empty, "nothing to report: no watchlist, no alerts")
+        if self._config.email_off:
+            skipped += await digests.skip(self._engine, kind, period, [c.user_id for c in contents], self._config.email_off)
         tally.add(skipped=skipped, already_done=len(set(request.user_ids)) - len(contents) - len(out) - len(empty))
-        if not contents:
+        if not contents or self._config.email_off:
             return tally
         async with SmtpMailer(self._config.smtp) as mailer:
 
