@@ -333,6 +333,8 @@ class Alert(Base):
         Index("ix_alerts_company_id", "company_id"),
         Index("ix_alerts_user_id", "user_id"),
         Index("ix_alerts_deal_id", "deal_id"),
+        # The alerts evaluation has not seen yet (new, or changed): few, found without a scan.
+        Index("ix_alerts_unevaluated", "kind", "company_id", postgresql_where=text("evaluated_at IS NULL")),
         # Disarming/re-arming updates stay on their page (HOT) instead of rewriting every index.
         {"postgresql_with": {"fillfactor": 85}},
     )
@@ -354,6 +356,10 @@ class Alert(Base):
     snoozed_until: Mapped[dt.datetime | None]
     expires_at: Mapped[dt.datetime | None]
     last_triggered_at: Mapped[dt.datetime | None]
+    # When evaluation first saw this definition; NULL: new or changed (the trigger
+    # alerts_definition_changed of migration 0005 resets it), so the next evaluation looks at
+    # the latest quote only, not at quotes its previous definition already saw.
+    evaluated_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime] = _created_at()
     updated_at: Mapped[dt.datetime] = _updated_at()
 
@@ -490,4 +496,32 @@ class LLMUsage(Base):
     completion_tokens: Mapped[int] = mapped_column(Integer)
     cached_tokens: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     cost_usd: Mapped[Decimal] = mapped_column(Numeric(12, 6))
+    created_at: Mapped[dt.datetime] = _created_at()
+
+
+class AlertCursor(Base):
+    """The newest quote each kind's evaluation has seen per company: the next evaluation
+    replays every quote after it, in order (deallens/db/alert_eval.py). Per company rather
+    than per alert, so an evaluation writes one row per company with new quotes, not one
+    per alert."""
+
+    __tablename__ = "alert_cursors"
+
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    company_id: Mapped[int] = mapped_column(ForeignKey("companies.id", ondelete="CASCADE"), primary_key=True)
+    through_at: Mapped[dt.datetime]
+
+
+class BarSyncReceipt(Base):
+    """What one bar-sync activity has stored over its attempts, committed with the bars: a
+    retry whose predecessor committed but never reported reports the predecessor's work
+    (deallens/db/ohlc.py, `receipt`)."""
+
+    __tablename__ = "bar_sync_receipts"
+    __table_args__ = (CheckConstraint("inserted >= 0 AND updated >= 0", name="counts_nonnegative"),)
+
+    # workflow id / run id / activity id: the same for every attempt of one activity.
+    activity_key: Mapped[str] = mapped_column(Text, primary_key=True)
+    inserted: Mapped[int] = mapped_column(Integer)
+    updated: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[dt.datetime] = _created_at()
