@@ -148,24 +148,20 @@ class AlphaVantageActivities:
     async def sync_daily_bars(self, request: SyncBarsInput) -> BarsSyncResult:
         series = await self._call(lambda: self._client.daily_series(request.symbol, full=request.full))
         activity.heartbeat("fetched")
-        before_close = dt.datetime.now(dt.UTC) < request.session_closes_at
-        rows = [
-            ohlc.BarRow(
-                company_id=request.company_id,
-                date=bar.date,
-                open=bar.open,
-                high=bar.high,
-                low=bar.low,
-                close=bar.close,
-                volume=bar.volume,
-                provisional=bar.date == request.session_date and before_close,
-                source=self._source,
-            )
-            for bar in series.bars
-        ]
+        rows = ohlc.session_bars(
+            request.company_id,
+            series.bars,
+            session_date=request.session_date,
+            session_closes_at=request.session_closes_at,
+            now=dt.datetime.now(dt.UTC),
+            source=self._source,
+        )
+        info = activity.info()
         # An empty (but well-formed) series stores nothing and deletes nothing.
         with permanent_database_errors():
-            counts = await ohlc.upsert_bars(self._engine, rows)
+            counts = await ohlc.upsert_bars(
+                self._engine, rows, receipt=f"{info.workflow_id}/{info.workflow_run_id}/{info.activity_id}"
+            )
         return BarsSyncResult(
             inserted=counts.inserted,
             updated=counts.updated,
