@@ -20,6 +20,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Computed,
     Date,
     DateTime,
     ForeignKey,
@@ -347,6 +348,13 @@ class Alert(Base):
     kind: Mapped[str] = mapped_column(String(16))
     # The validated definition (type and its parameters), see deallens/domain/alert_rules.py.
     params: Mapped[dict[str, Any]]
+    # What evaluation compares, parsed from params once (generated): the type, the threshold,
+    # percent or multiple, and a percent_change window.
+    alert_type: Mapped[str | None] = mapped_column(Text, Computed("params->>'type'"))
+    level: Mapped[Decimal | None] = mapped_column(
+        Numeric, Computed("CAST(coalesce(params->>'threshold', params->>'percent', params->>'multiple') AS numeric)")
+    )
+    window_minutes: Mapped[int | None] = mapped_column(Integer, Computed("CAST(params->>'window_minutes' AS integer)"))
     name: Mapped[str | None] = mapped_column(Text)
     active: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
     # Edge triggering: fires on the false -> true transition, re-arms when false again.

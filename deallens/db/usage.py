@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from deallens.domain import budget
+from deallens.domain.budget import ledger_day
+
 _RESERVE = text(
     """
     INSERT INTO api_usage AS u (provider, day, calls) VALUES (:provider, :day, 1)
@@ -87,3 +90,9 @@ async def usage(engine: AsyncEngine, provider: str, day: dt.date) -> tuple[int, 
     async with engine.connect() as conn:
         row = (await conn.execute(_USED, {"provider": provider, "day": day})).one_or_none()
     return (row.calls, row.refused) if row else (0, 0)
+
+
+async def calls_left(engine: AsyncEngine, provider: str, calls_per_day: int, at: dt.datetime) -> int:
+    """The calls the provider's quota still allows on the ledger day of `at`."""
+    used, _ = await usage(engine, provider, ledger_day(at))
+    return budget.calls_left(calls_per_day=calls_per_day, used_today=used)
