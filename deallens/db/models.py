@@ -336,6 +336,8 @@ class Alert(Base):
         Index("ix_alerts_deal_id", "deal_id"),
         # The alerts evaluation has not seen yet (new, or changed): few, found without a scan.
         Index("ix_alerts_unevaluated", "kind", "company_id", postgresql_where=text("evaluated_at IS NULL")),
+        # Expired alerts still active: each evaluation retires them (a scan of every alert without).
+        Index("ix_alerts_expires_at", "expires_at", postgresql_where=text("active AND expires_at IS NOT NULL")),
         # Disarming/re-arming updates stay on their page (HOT) instead of rewriting every index.
         {"postgresql_with": {"fillfactor": 85}},
     )

@@ -62,6 +62,10 @@ def upgrade() -> None:
     op.create_index(
         "ix_alerts_unevaluated", "alerts", ["kind", "company_id"], postgresql_where=sa.text("evaluated_at IS NULL")
     )
+    # Each evaluation retires the expired alerts of its kind: without this it read every alert.
+    op.create_index(
+        "ix_alerts_expires_at", "alerts", ["expires_at"], postgresql_where=sa.text("active AND expires_at IS NOT NULL")
+    )
     op.execute(FUNCTION)
     op.execute(TRIGGER)
     op.create_table(
@@ -103,6 +107,7 @@ def downgrade() -> None:
     op.drop_table("alert_cursors")
     op.execute("DROP TRIGGER alerts_definition_changed ON alerts")
     op.execute("DROP FUNCTION alerts_definition_changed()")
+    op.drop_index("ix_alerts_expires_at", table_name="alerts")
     op.drop_index("ix_alerts_unevaluated", table_name="alerts")
     op.drop_column("alerts", "window_minutes")
     op.drop_column("alerts", "level")
