@@ -8,9 +8,10 @@ $DATABASE_URL), migrates it, and drops it at the end. Seeds (not timed) 2,000 co
 percent_change, stored exactly as `alert_params` stores them, thresholds around the prices
 so that 1-2% fire), then times:
 
-1. `deallens.db.alert_eval.evaluate(engine, "price", policy)`: the one statement;
+1. `deallens.db.alert_eval.evaluate(engine, "price", policy)`: the one statement, on alerts
+   evaluated before the quote arrived (the quote is the one new data point of each company);
    then once more on the same data, where nothing new fires (the median of 3 rounds,
-   each from the seeded state);
+   each from the seeded state); then (1c) the same from alerts never evaluated (all new);
 2. the loop a Celery task would run, on the same alerts reset to the same state: for each
    active alert, SELECT its company's latest quote, decide in Python, and per firing count
    the user's firings today, INSERT alert_history and UPDATE the alert in a transaction.

@@ -2,8 +2,9 @@
 
 Each evaluation is ONE statement: it joins the kind's active alerts with the data stored
 since the last evaluation, decides what fires, records it in alert_history, updates the
-alerts and returns the firings. A Python loop over alerts would cost a round trip per alert (the benchmark in
-bench/alert_eval.py measures how much that is); here the work stays in the database.
+alerts and returns the firings. A Python loop over alerts would cost a round trip per alert
+(the benchmark in bench/alert_eval.py measures how much that is); here the work stays in the
+database.
 
 Semantics (the same as deallens/db/alert_backtest.py replays on daily bars):
 
@@ -38,9 +39,9 @@ run one after another, each on a snapshot taken after the previous one committed
 overlapping evaluations would otherwise both read the quotes after the same cursor on stale
 alert states). Within that, an evaluation never undoes another writer's change: the alerts
 about to fire are locked in id order and re-checked on their latest version (READ COMMITTED
-re-evaluates a locked row that changed), so an alert fired or edited since the snapshot drops out; alert_history's unique
-(alert_id, dedup_key) with ON CONFLICT DO NOTHING makes recording an already recorded data
-point a no-op; and only the rows the INSERT returned update their alerts. Each dedup key
+re-evaluates a locked row that changed), so an alert fired or edited since the snapshot
+drops out; alert_history's unique (alert_id, dedup_key) with ON CONFLICT DO NOTHING makes
+recording an already recorded data point a no-op; and only the rows the INSERT returned update their alerts. Each dedup key
 names the data point: `price:<price_quotes.id>`, `volume:<price_quotes.id>`, `news:<article id>`,
 `sentiment:<newest scored article id>`, `deal:<deal id>`, `deal_event:<deal_events.id>`.
 
@@ -204,11 +205,11 @@ _POINTS = f"""
         WHERE {_in_scope('s.id')}
     ),"""
 
-# Which points an alert `c` reads (see the module docstring): a new one the newest only; the
-# others every unseen point, or the newest while armed.
 # A quote's trading day: the provider's, else its New York date.
 _TRADING_DAY = "coalesce(q.latest_trading_day, CAST(q.quoted_at AT TIME ZONE 'America/New_York' AS date))"
 
+# Which points an alert `c` reads (see the module docstring): a new one the newest only; the
+# others every unseen point, or the newest while armed.
 _READS = "CASE WHEN c.evaluated_at IS NULL THEN q.newest ELSE q.unseen OR (q.newest AND c.armed) END"
 
 # The cursor moves to the newest quote read, forward only.
