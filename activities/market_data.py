@@ -49,7 +49,7 @@ from deallens.contracts import (
 from deallens.db import companies, ohlc, prices, retention, usage
 from deallens.domain.budget import ledger_day
 from deallens.domain.market_calendar import session_at
-from deallens.providers.alphavantage import BULK_QUOTES_MAX_SYMBOLS, PROVIDER, AlphaVantageClient, Quote
+from deallens.providers.alphavantage import PROVIDER, AlphaVantageClient, Quote
 from deallens.providers.errors import ProviderError, RateLimited
 
 log = logging.getLogger(__name__)
@@ -57,8 +57,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 HEARTBEAT_EVERY_SECONDS = 10.0
-# Fundamentals fetched within this long count as fresh for the daily refresh.
-FUNDAMENTALS_FRESH_FOR = dt.timedelta(hours=20)
 
 
 def _fetched(quote: Quote, source: str, at: dt.datetime) -> FetchedQuote:
@@ -148,24 +146,20 @@ class AlphaVantageActivities:
     async def sync_daily_bars(self, request: SyncBarsInput) -> BarsSyncResult:
         series = await self._call(lambda: self._client.daily_series(request.symbol, full=request.full))
         activity.heartbeat("fetched")
-        before_close = dt.datetime.now(dt.UTC) < request.session_closes_at
-        rows = [
-            ohlc.BarRow(
-                company_id=request.company_id,
-                date=bar.date,
-                open=bar.open,
-                high=bar.high,
-                low=bar.low,
-                close=bar.close,
-                volume=bar.volume,
-                provisional=bar.date == request.session_date and before_close,
-                source=self._source,
-            )
-            for bar in series.bars
-        ]
+        rows = ohlc.session_bars(
+            request.company_id,
+            series.bars,
+            session_date=request.session_date,
+            session_closes_at=request.session_closes_at,
+            now=dt.datetime.now(dt.UTC),
+            source=self._source,
+        )
+        info = activity.info()
         # An empty (but well-formed) series stores nothing and deletes nothing.
         with permanent_database_errors():
-            counts = await ohlc.upsert_bars(self._engine, rows)
+            counts = await ohlc.upsert_bars(
+                self._engine, rows, receipt=f"{info.workflow_id}/{info.workflow_run_id}/{info.activity_id}"
+            )
         return BarsSyncResult(
             inserted=counts.inserted,
             updated=counts.updated,
@@ -203,14 +197,14 @@ class MarketDataActivities:
     ) -> None:
         self._engine = engine
         self._calls_per_day = calls_per_day
-        self._premium = premium
-        self._max_symbols = price_sync_max_symbols
+        self._price_quota = prices.PriceQuota(
+            calls_per_day=calls_per_day, premium=premium, max_calls=price_sync_max_symbols
+        )
         self._fundamentals_max = fundamentals_max_symbols
         self._retention = retention_rules
 
     async def _calls_left(self) -> int:
-        used, _ = await usage.usage(self._engine, PROVIDER, ledger_day(dt.datetime.now(dt.UTC)))
-        return max(0, self._calls_per_day - used)
+        return await usage.calls_left(self._engine, PROVIDER, self._calls_per_day, dt.datetime.now(dt.UTC))
 
     @activity.defn(name="market.session")
     async def market_session(self, request: MarketSessionInput) -> MarketSessionResult:
@@ -225,18 +219,10 @@ class MarketDataActivities:
 
     @activity.defn(name="market.plan_price_sync")
     async def plan_price_sync(self, request: PlanPriceSyncInput) -> PlanPriceSyncResult:
-        used, _ = await usage.usage(self._engine, PROVIDER, ledger_day(request.at))
-        per_call = BULK_QUOTES_MAX_SYMBOLS if self._premium else 1
-        budget = prices.PriceBudget(
-            calls_per_day=self._calls_per_day,
-            used_today=used,
-            at=request.at,
-            opens_at=request.opens_at,
-            closes_at=request.closes_at,
-            # With bulk quotes one call refreshes up to 100 symbols.
-            max_symbols=self._max_symbols * per_call,
+        fetch, quarantined, deferred, per_call = await prices.plan_price_sync_at(
+            self._engine, request.symbols, self._price_quota,
+            at=request.at, opens_at=request.opens_at, closes_at=request.closes_at,
         )
-        fetch, quarantined, deferred = await prices.plan_price_sync(self._engine, request.symbols, budget)
         return PlanPriceSyncResult(fetch=fetch, quarantined=quarantined, deferred=deferred, per_call=per_call)
 
     @activity.defn(name="market.store_quotes")
@@ -261,15 +247,10 @@ class MarketDataActivities:
 
     @activity.defn(name="market.plan_fundamentals")
     async def plan_fundamentals(self, request: PlanFundamentalsInput) -> PlanFundamentalsResult:
-        if request.symbols:
-            found, skipped = await companies.resolve(self._engine, request.symbols)
-        else:
-            # Fundamentals change quarterly: they get only what is left after holding back a
-            # call per tracked company for the post-close OHLC sync.
-            spare = await self._calls_left() - await companies.tracked_count(self._engine)
-            fresh_after = dt.datetime.now(dt.UTC) - FUNDAMENTALS_FRESH_FOR
-            limit = max(0, min(self._fundamentals_max, spare))
-            found, skipped = await companies.stalest_fundamentals(self._engine, limit, fresh_after), []
+        found, skipped = await companies.plan_fundamentals(
+            self._engine, request.symbols, calls_left=await self._calls_left(), max_symbols=self._fundamentals_max,
+            now=dt.datetime.now(dt.UTC),
+        )
         return PlanFundamentalsResult(
             jobs=[FundamentalsJob(company_id=c, symbol=s) for c, s in found], skipped=skipped
         )

@@ -8,9 +8,10 @@ $DATABASE_URL), migrates it, and drops it at the end. Seeds (not timed) 2,000 co
 percent_change, stored exactly as `alert_params` stores them, thresholds around the prices
 so that 1-2% fire), then times:
 
-1. `deallens.db.alert_eval.evaluate(engine, "price", policy)`: the one statement;
+1. `deallens.db.alert_eval.evaluate(engine, "price", policy)`: the one statement, on alerts
+   evaluated before the quote arrived (the quote is the one new data point of each company);
    then once more on the same data, where nothing new fires (the median of 3 rounds,
-   each from the seeded state);
+   each from the seeded state); then (1c) the same from alerts never evaluated (all new);
 2. the loop a Celery task would run, on the same alerts reset to the same state: for each
    active alert, SELECT its company's latest quote, decide in Python, and per firing count
    the user's firings today, INSERT alert_history and UPDATE the alert in a transaction.
@@ -55,6 +56,9 @@ USERS = 10_000
 NOW = dt.datetime(2026, 11, 27, 15, 4, tzinfo=dt.UTC)
 POLICY = EvalPolicy(now=NOW, max_quote_age=dt.timedelta(minutes=15))
 REPEATS = 3
+# The seeded alerts were evaluated before the quote arrived (the steady state); line 1c times
+# alerts that evaluation has never seen.
+EVALUATED_AT = NOW - dt.timedelta(hours=1)
 SAMPLE = 5_000
 NAIVE_BUDGET_SECONDS = 120.0
 TARGET_SECONDS = 0.5
@@ -136,25 +140,28 @@ async def seed(engine: AsyncEngine, url: str, alerts: int) -> None:
         user_id = rand.choice(users)
         rule = parse_alert({"user_id": user_id, **alert_definition(rand, companies[index].symbol, prices[index])})
         params = json.dumps(alert_params(rule))
-        records.append((user_id, companies[index].id, "price", params, NOW - dt.timedelta(days=1)))
+        records.append((user_id, companies[index].id, "price", params, NOW - dt.timedelta(days=1), EVALUATED_AT))
     conn = await asyncpg.connect(asyncpg_dsn(url))
     try:
         await conn.copy_records_to_table(
-            "alerts", records=records, columns=("user_id", "company_id", "kind", "params", "created_at")
+            "alerts", records=records,
+            columns=("user_id", "company_id", "kind", "params", "created_at", "evaluated_at"),
         )
         await conn.execute("VACUUM ANALYZE")
     finally:
         await conn.close()
 
 
-async def reset(engine: AsyncEngine) -> None:
-    """Every alert back to its seeded state, no history: the next run does the same work."""
+async def reset(engine: AsyncEngine, *, evaluated_at: dt.datetime | None = EVALUATED_AT) -> None:
+    """Every alert back to its seeded state, no history, no cursor (the quote is new to
+    evaluation): the next run does the same work. `evaluated_at=None`: alerts never evaluated."""
     async with engine.begin() as conn:
-        await conn.execute(text("TRUNCATE alert_history, notification_deliveries"))
+        await conn.execute(text("TRUNCATE alert_history, notification_deliveries, alert_cursors"))
         await conn.execute(text(
-            "UPDATE alerts SET armed = true, active = true, last_triggered_at = NULL "
-            "WHERE NOT armed OR NOT active OR last_triggered_at IS NOT NULL"
-        ))
+            "UPDATE alerts SET armed = true, active = true, last_triggered_at = NULL, evaluated_at = :evaluated_at "
+            "WHERE NOT armed OR NOT active OR last_triggered_at IS NOT NULL "
+            "OR evaluated_at IS DISTINCT FROM :evaluated_at"
+        ), {"evaluated_at": evaluated_at})
     async with engine.connect() as conn:
         await (await conn.execution_options(isolation_level="AUTOCOMMIT")).execute(text("VACUUM ANALYZE alerts"))
 
@@ -263,6 +270,18 @@ async def time_evaluate(engine: AsyncEngine, alerts: int) -> tuple[Timing, Timin
     )
 
 
+async def time_first_evaluation(engine: AsyncEngine, alerts: int) -> Timing:
+    """The same from alerts never evaluated (all just added): each reads its company's newest
+    quote and is marked as evaluated. The median of REPEATS rounds."""
+    runs: list[tuple[int, float]] = []
+    for _ in range(REPEATS):
+        await reset(engine, evaluated_at=None)
+        started = time.perf_counter()
+        firings = await evaluate(engine, "price", POLICY)
+        runs.append((len(firings), time.perf_counter() - started))
+    return Timing("evaluate() of alerts never evaluated", alerts, *sorted(runs, key=lambda r: r[1])[REPEATS // 2])
+
+
 async def time_naive(engine: AsyncEngine, alerts: int) -> Timing:
     """The full loop, unless a sample projects past the budget: then the sample, extrapolated."""
     started = time.perf_counter()
@@ -278,9 +297,9 @@ async def time_naive(engine: AsyncEngine, alerts: int) -> Timing:
     return Timing("naive per-alert loop", evaluated, fired, time.perf_counter() - started)
 
 
-def report(sql: Timing, again: Timing, naive: Timing) -> None:
+def report(sql: Timing, again: Timing, first: Timing, naive: Timing) -> None:
     print(f"{'run':<44} {'alerts':>9} {'firings':>8} {'seconds':>8} {'alerts/s':>10}")
-    for number, timing in (("1.", sql), ("1b.", again), ("2.", naive)):
+    for number, timing in (("1.", sql), ("1b.", again), ("1c.", first), ("2.", naive)):
         print(
             f"{number + ' ' + timing.label:<44} {timing.alerts:>9,} {timing.firings:>8,} {timing.seconds:>8.3f} "
             f"{timing.alerts_per_second:>10,.0f}"
@@ -307,11 +326,14 @@ async def bench(server_url: str, alerts: int) -> None:
         print(f"seeded {alerts:,} price alerts on {COMPANIES:,} companies for {USERS:,} users, one quote per "
               f"company, in {time.perf_counter() - started:.1f} s (not timed)", flush=True)
         sql, again = await time_evaluate(engine, alerts)
+        first = await time_first_evaluation(engine, alerts)
+        if first.firings != sql.firings:
+            raise SystemExit(f"new alerts fired {first.firings:,}, evaluated ones {sql.firings:,}")
         await reset(engine)
         naive = await time_naive(engine, alerts)
         if naive.extrapolated_from is None and naive.firings != sql.firings:
             raise SystemExit(f"the naive loop fired {naive.firings:,} alerts, the statement {sql.firings:,}")
-        report(sql, again, naive)
+        report(sql, again, first, naive)
     finally:
         await engine.dispose()
         await admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

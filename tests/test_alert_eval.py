@@ -258,6 +258,165 @@ async def test_percent_change_window_reference_must_be_fresh(db: AsyncEngine, id
     assert await run(db, "price") == [] and (await state(db, alert_id))[0] is False
 
 
+# ------------------------------------------------------------------ every data point, in order
+
+
+async def history(db: AsyncEngine, alert_id: int) -> list[tuple[Decimal, str]]:
+    rows = await sql(db, "SELECT value, dedup_key FROM alert_history WHERE alert_id = :a ORDER BY id", a=alert_id)
+    return [(Decimal(v).normalize(), key) for v, key in rows]
+
+
+async def fired_then_disarmed(db: AsyncEngine, **definition: Any) -> int:
+    """An alert that fired at NOW on 210 (above 200) and is disarmed."""
+    alert_id = await alert(db, type="price_above", symbol="AAPL", threshold=200, **definition)
+    await quote(db, "AAPL", "210")
+    assert len(await run(db, "price")) == 1
+    assert (await state(db, alert_id))[0] is False
+    return alert_id
+
+
+async def test_a_dip_and_recovery_between_evaluations_fires(db: AsyncEngine, ids: dict[str, int]) -> None:
+    """190 then 210 stored before the next evaluation: the dip re-arms, the recovery fires.
+    (Against the latest quote only, the alert would see 210 twice and stay silent.)"""
+    alert_id = await fired_then_disarmed(db, cooldown_seconds=0)
+    await quote(db, "AAPL", "190", at=NOW + MINUTE)
+    recovery = await quote(db, "AAPL", "210", at=NOW + 2 * MINUTE)
+    [firing] = await run(db, "price", NOW + 3 * MINUTE)
+    assert (firing.value, firing.data_at) == (Decimal("210"), NOW + 2 * MINUTE)
+    assert (await history(db, alert_id))[-1] == (Decimal("210"), f"price:{recovery}")
+    assert await state(db, alert_id) == (False, True, NOW + 3 * MINUTE)
+    # Nothing new: nothing fires, however often it is evaluated.
+    assert await run(db, "price", NOW + 4 * MINUTE) == []
+
+
+async def test_points_are_taken_in_quoted_at_order_not_storage_order(db: AsyncEngine, ids: dict[str, int]) -> None:
+    alert_id = await fired_then_disarmed(db, cooldown_seconds=0)
+    await quote(db, "AAPL", "211", at=NOW + 2 * MINUTE)  # stored first, quoted last
+    await quote(db, "AAPL", "190", at=NOW + MINUTE)
+    [firing] = await run(db, "price", NOW + 3 * MINUTE)
+    assert firing.data_at == NOW + 2 * MINUTE and await fired_count(db, alert_id) == 2
+
+
+async def test_a_dip_after_the_firing_leaves_the_alert_armed(db: AsyncEngine, ids: dict[str, int]) -> None:
+    """Armed, 210 then 190 in one evaluation: fires on 210, and the dip re-arms it, so the
+    next crossing fires (as the backtest would)."""
+    alert_id = await alert(db, type="price_above", symbol="AAPL", threshold=200, cooldown_seconds=0)
+    await run(db, "price")  # evaluated once (no quote yet): from now on it reads every quote
+    await quote(db, "AAPL", "210", at=NOW + MINUTE)
+    await quote(db, "AAPL", "190", at=NOW + 2 * MINUTE)
+    [firing] = await run(db, "price", NOW + 3 * MINUTE)
+    assert firing.value == Decimal("210") and (await state(db, alert_id))[0] is True
+    await quote(db, "AAPL", "205", at=NOW + 4 * MINUTE)
+    assert [f.value for f in await run(db, "price", NOW + 5 * MINUTE)] == [Decimal("205")]
+
+
+@pytest.mark.parametrize(("cooldown", "fired"), [(0, ["210", "215"]), (600, ["210"])])
+async def test_two_crossings_in_one_evaluation(
+    db: AsyncEngine, ids: dict[str, int], cooldown: int, fired: list[str]
+) -> None:
+    """The firings of one evaluation share its time: the second crossing is within any
+    cooldown of the first; with cooldown 0 it fires too. Either way the alert ends disarmed
+    (the last point holds) and the daily cap counts each firing."""
+    alert_id = await alert(db, type="price_above", symbol="AAPL", threshold=200, cooldown_seconds=cooldown)
+    await run(db, "price")
+    for minute, price in enumerate(["210", "190", "215"], start=1):
+        await quote(db, "AAPL", price, at=NOW + minute * MINUTE)
+    firings = await run(db, "price", NOW + 5 * MINUTE)
+    assert [f.value for f in firings] == [Decimal(p) for p in fired]
+    armed, _, _ = await state(db, alert_id)
+    assert armed is (cooldown > 0)  # suppressed by the cooldown, 215 leaves it armed
+
+
+async def test_a_sequence_under_the_daily_cap(db: AsyncEngine, ids: dict[str, int]) -> None:
+    await sql(db, "UPDATE users SET daily_alert_cap = 1 WHERE id = 1 RETURNING id")
+    alert_id = await alert(db, type="price_above", symbol="AAPL", threshold=200, cooldown_seconds=0)
+    await run(db, "price")
+    for minute, price in enumerate(["210", "190", "215"], start=1):
+        await quote(db, "AAPL", price, at=NOW + minute * MINUTE)
+    assert [f.value for f in await run(db, "price", NOW + 5 * MINUTE)] == [Decimal("210")]
+    assert await fired_count(db, alert_id) == 1
+
+
+async def test_stale_points_in_a_sequence_neither_rearm_nor_fire(db: AsyncEngine, ids: dict[str, int]) -> None:
+    alert_id = await fired_then_disarmed(db, cooldown_seconds=0)
+    await quote(db, "AAPL", "190", at=NOW + MINUTE)  # 40 minutes old at the next evaluation
+    await quote(db, "AAPL", "210", at=NOW + 35 * MINUTE)
+    assert await run(db, "price", NOW + 41 * MINUTE) == []
+    assert (await state(db, alert_id))[0] is False
+
+
+async def test_a_new_alert_reads_only_the_newest_quote(db: AsyncEngine, ids: dict[str, int]) -> None:
+    """Quotes older than the alert must not fire it; the newest, stored before it, does."""
+    await quote(db, "AAPL", "150", at=NOW - 3 * MINUTE)
+    await quote(db, "AAPL", "210", at=NOW - 2 * MINUTE)
+    await quote(db, "AAPL", "190", at=NOW - MINUTE)
+    below = await alert(db, type="price_above", symbol="AAPL", threshold=200)
+    assert await run(db, "price") == []
+    assert (await state(db, below))[0] is True
+    above = await alert(db, type="price_above", symbol="AAPL", threshold=180)
+    [firing] = await run(db, "price", NOW + MINUTE)
+    assert (firing.alert_id, firing.value) == (above, Decimal("190"))
+    [[evaluated]] = await sql(db, "SELECT count(*) FROM alerts WHERE evaluated_at IS NULL")
+    assert evaluated == 0
+
+
+async def test_a_changed_definition_reads_only_the_newest_quote(db: AsyncEngine, ids: dict[str, int]) -> None:
+    """Changing the threshold resets evaluated_at (a trigger): the new definition is judged on
+    the newest quote, not on the dip its old definition already saw."""
+    alert_id = await alert(db, type="price_above", symbol="AAPL", threshold=300, cooldown_seconds=0)
+    await run(db, "price")
+    await quote(db, "AAPL", "190", at=NOW + MINUTE)
+    await quote(db, "AAPL", "210", at=NOW + 2 * MINUTE)
+    await sql(
+        db, "UPDATE alerts SET params = jsonb_set(params, '{threshold}', '\"200\"'), armed = false "
+        "WHERE id = :a RETURNING id", a=alert_id,
+    )
+    [[evaluated_at]] = await sql(db, "SELECT evaluated_at FROM alerts WHERE id = :a", a=alert_id)
+    assert evaluated_at is None
+    # Disarmed, and only 210 is read: the dip before the change does not re-arm it.
+    assert await run(db, "price", NOW + 3 * MINUTE) == []
+    # Evaluation's own updates (armed, last_triggered_at) leave evaluated_at alone.
+    await quote(db, "AAPL", "199", at=NOW + 4 * MINUTE)
+    await quote(db, "AAPL", "201", at=NOW + 5 * MINUTE)
+    assert len(await run(db, "price", NOW + 6 * MINUTE)) == 1
+    [[evaluated_at]] = await sql(db, "SELECT evaluated_at FROM alerts WHERE id = :a", a=alert_id)
+    assert evaluated_at == NOW + 3 * MINUTE
+
+
+async def test_a_percent_window_is_measured_at_each_point(db: AsyncEngine, ids: dict[str, int]) -> None:
+    """Over 10 minutes: 100 -> 103 at +10 is +3%, even though at the evaluation (+20) the
+    move since +10 is nothing."""
+    alert_id = await alert(db, type="percent_change", symbol="MSFT", percent=2, window_minutes=10)
+    await quote(db, "MSFT", "100", at=NOW)
+    await run(db, "price", NOW)
+    await quote(db, "MSFT", "103", at=NOW + 10 * MINUTE)
+    await quote(db, "MSFT", "103.1", at=NOW + 20 * MINUTE)
+    [firing] = await run(db, "price", NOW + 20 * MINUTE)
+    assert firing.alert_id == alert_id and firing.data_at == NOW + 10 * MINUTE
+    assert firing.message == "MSFT moved +3.00% in 10 min (2% alert)"
+
+
+async def test_volume_sees_every_quote_too(db: AsyncEngine, ids: dict[str, int]) -> None:
+    alert_id = await alert(db, type="volume_above", symbol="TSLA", threshold=1_000_000, cooldown_seconds=0)
+    await quote(db, "TSLA", "250", volume=2_000_000)
+    assert len(await run(db, "volume")) == 1
+    await quote(db, "TSLA", "251", at=NOW + MINUTE, volume=500_000)  # a new session's first quote
+    await quote(db, "TSLA", "252", at=NOW + 2 * MINUTE, volume=1_500_000)
+    [firing] = await run(db, "volume", NOW + 3 * MINUTE)
+    assert firing.value == Decimal(1_500_000) and await fired_count(db, alert_id) == 2
+
+
+async def test_cursors_are_per_kind(db: AsyncEngine, ids: dict[str, int]) -> None:
+    """A price evaluation reading a quote does not hide it from the volume evaluation."""
+    await alert(db, type="price_above", symbol="TSLA", threshold=200)
+    volume = await alert(db, type="volume_above", symbol="TSLA", threshold=1_000_000)
+    await run(db, "price")
+    await run(db, "volume")
+    await quote(db, "TSLA", "250", at=NOW + MINUTE, volume=2_000_000)
+    assert len(await run(db, "price", NOW + 2 * MINUTE)) == 1
+    assert [f.alert_id for f in await run(db, "volume", NOW + 2 * MINUTE)] == [volume]
+
+
 # ------------------------------------------------------------------ volume
 
 

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from deallens.db import usage
 from deallens.db.engine import create_engine
+from deallens.domain import budget
 from deallens.domain.budget import ledger_day, price_sync_allowance
 
 DAY = dt.date(2026, 11, 30)
@@ -98,3 +99,30 @@ def test_ledger_day_is_new_york_date() -> None:
     # 02:00 UTC on Dec 1 is still Nov 30 in New York.
     assert ledger_day(dt.datetime(2026, 12, 1, 2, 0, tzinfo=dt.UTC)) == dt.date(2026, 11, 30)
     assert ledger_day(dt.datetime(2026, 12, 1, 5, 30, tzinfo=dt.UTC)) == dt.date(2026, 12, 1)
+
+
+def test_calls_left_is_never_negative() -> None:
+    assert budget.calls_left(calls_per_day=25, used_today=20) == 5
+    assert budget.calls_left(calls_per_day=25, used_today=27) == 0  # refused calls count too
+
+
+def test_a_premium_call_fetches_a_bulk_of_symbols() -> None:
+    assert budget.symbols_per_price_call(premium=True, bulk_max=100) == 100
+    assert budget.symbols_per_price_call(premium=False, bulk_max=100) == 1
+
+
+@pytest.mark.parametrize(
+    ("calls_left", "tracked", "max_symbols", "expected"),
+    [(25, 22, 5, 3), (100, 22, 5, 5), (20, 22, 5, 0), (0, 0, 5, 0)],
+)
+def test_fundamentals_get_what_the_ohlc_sync_leaves(calls_left: int, tracked: int, max_symbols: int, expected: int) -> None:
+    """The free tier with the 22 demo companies: 3 calls a day for fundamentals."""
+    assert budget.fundamentals_allowance(calls_left=calls_left, tracked=tracked, max_symbols=max_symbols) == expected
+
+
+async def test_calls_left_reads_the_ledger_day_of_new_york(db: AsyncEngine) -> None:
+    for _ in range(3):
+        await usage.reserve_call(db, "alphavantage", DAY, 25)
+    # 03:00 UTC on the 1st is still the 30th in New York.
+    assert await usage.calls_left(db, "alphavantage", 25, dt.datetime(2026, 12, 1, 3, 0, tzinfo=dt.UTC)) == 22
+    assert await usage.calls_left(db, "alphavantage", 25, dt.datetime(2026, 12, 1, 6, 0, tzinfo=dt.UTC)) == 25

@@ -4,6 +4,7 @@ real workers, the real client against the stand-in, and PostgreSQL."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.testing import WorkflowEnvironment
 
+from activities.alerts import monitor_id
 from activities.market_data import AlphaVantageActivities
 from deallens.contracts import (
     BarsSyncResult,
@@ -149,12 +151,30 @@ async def test_interrupted_sync_retried_stores_each_bar_once(
             result = await time_env.client.execute_workflow(
                 "SyncDailyOHLC", {"symbols": ["KO"]}, id="ohlc-crash", task_queue=task_queue, result_type=SyncDailyOHLCResult
             )
+        signalled = await _new_data_symbols(time_env.client.get_workflow_handle(monitor_id("volume")))
     first, second = attempts
-    assert first.inserted > 5000 and second.inserted == 0 and second.unchanged == first.inserted
-    assert result.symbols[0].outcome is SymbolOutcome.UNCHANGED
+    # The retry stores nothing itself (every bar unchanged) and reports what the first stored.
+    assert first.inserted > 5000 and second.unchanged == first.inserted
+    assert (second.inserted, second.updated) == (first.inserted, first.updated)
+    [ko] = result.symbols
+    assert ko.outcome is SymbolOutcome.UPDATED and result.bars_inserted == first.inserted
+    assert ko.detail is not None and ko.detail.startswith(f"full history: {first.inserted} new")
+    # ... and the volume monitor heard of it, as after any sync that stored bars.
+    assert signalled == [["KO"]]
     stored = await _scalar(db, "SELECT count(*) FROM ohlc_data")
     distinct = await _scalar(db, "SELECT count(DISTINCT (company_id, date)) FROM ohlc_data")
     assert stored == distinct == first.inserted
+
+
+async def _new_data_symbols(handle: Any) -> list[Any]:
+    """The symbols of each `new_data` signal in the monitor's history."""
+    signals = []
+    async for event in handle.fetch_history_events():
+        if event.HasField("workflow_execution_signaled_event_attributes"):
+            attributes = event.workflow_execution_signaled_event_attributes
+            if attributes.signal_name == "new_data":
+                signals.append(json.loads(attributes.input.payloads[0].data)["symbols"])
+    return signals
 
 
 async def test_empty_series_never_deletes_history(

@@ -286,3 +286,49 @@ async def test_a_retry_after_an_interrupted_batch_stores_each_bar_once(db: Async
 
 async def test_nothing_to_store(db: AsyncEngine) -> None:
     assert await ohlc.upsert_bars(db, []) == BarUpsertCounts(0, 0, 0)
+
+
+@both_paths
+async def test_a_receipt_reports_every_attempt_of_one_unit_of_work(db: AsyncEngine, threshold: int) -> None:
+    """A retry whose predecessor committed finds every bar unchanged, yet reports the
+    predecessor's inserts; a failed attempt adds nothing; other keys count apart."""
+    [company] = await create_companies(db, "AAPL")
+    bars = history(company, 30)
+    with pytest.raises(sqlalchemy.exc.IntegrityError):
+        await ohlc.upsert_bars(db, [*bars, invalid(bar(company, MONDAY - dt.timedelta(days=1)))],
+                               copy_threshold=threshold, receipt="wf/run/1")
+    first = await ohlc.upsert_bars(db, bars, copy_threshold=threshold, receipt="wf/run/1")
+    assert first == BarUpsertCounts(inserted=30, updated=0, unchanged=0)
+    retry = await ohlc.upsert_bars(db, bars, copy_threshold=threshold, receipt="wf/run/1")
+    assert retry == BarUpsertCounts(inserted=30, updated=0, unchanged=30)
+    corrected = [replace(bars[0], close=bars[0].close + Decimal("0.5")), *bars[1:]]
+    assert await ohlc.upsert_bars(db, corrected, copy_threshold=threshold, receipt="wf/run/1") == BarUpsertCounts(
+        inserted=30, updated=1, unchanged=29
+    )
+    assert await ohlc.upsert_bars(db, [], receipt="wf/run/1") == BarUpsertCounts(inserted=30, updated=1, unchanged=0)
+    # Another activity (the next day's sync), and no receipt at all: this call's own counts.
+    assert await ohlc.upsert_bars(db, bars, copy_threshold=threshold, receipt="wf/run/2") == BarUpsertCounts(
+        inserted=0, updated=1, unchanged=29
+    )
+    assert await ohlc.upsert_bars(db, bars, copy_threshold=threshold) == BarUpsertCounts(
+        inserted=0, updated=0, unchanged=30
+    )
+
+
+def test_the_running_sessions_bar_is_provisional_until_the_close() -> None:
+    from deallens.providers.alphavantage import DailyBar
+
+    friday, thursday = dt.date(2026, 11, 27), dt.date(2026, 11, 26)
+    closes = dt.datetime(2026, 11, 27, 18, 0, tzinfo=dt.UTC)  # an early close
+    series = [
+        DailyBar(date=day, open=Decimal(10), high=Decimal(11), low=Decimal(9), close=Decimal(10), volume=5)
+        for day in (thursday, friday)
+    ]
+
+    def provisional(now: dt.datetime) -> list[bool]:
+        rows = ohlc.session_bars(7, series, session_date=friday, session_closes_at=closes, now=now, source="x")
+        assert {(r.company_id, r.source) for r in rows} == {(7, "x")}
+        return [r.provisional for r in rows]
+
+    assert provisional(closes - dt.timedelta(seconds=1)) == [False, True]
+    assert provisional(closes) == [False, False]

@@ -39,6 +39,10 @@ async def _seed(db: AsyncEngine) -> None:
         await conn.execute(text(
             "INSERT INTO api_usage (provider, day, calls) VALUES ('alphavantage', :old, 3), ('alphavantage', :new, 4)"
         ), {"old": (NOW - dt.timedelta(days=500)).date(), "new": NOW.date()})
+        await conn.execute(text(
+            "INSERT INTO bar_sync_receipts (activity_key, inserted, updated, created_at) VALUES "
+            "('wf/run/old', 5, 0, :old), ('wf/run/new', 5, 0, :new)"
+        ), {"old": NOW - dt.timedelta(days=500), "new": NOW - dt.timedelta(hours=1)})
         # The digest ledger: an old sent row goes; an old pending one (still to send) and a new one stay.
         user = (await conn.execute(text("INSERT INTO users (email) VALUES ('r@example.com') RETURNING id"))).scalar_one()
         await conn.execute(text(
@@ -51,7 +55,7 @@ async def _counts(db: AsyncEngine) -> dict[str, int]:
     async with db.connect() as conn:
         return {
             table: (await conn.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one()
-            for table in ("price_quotes", "ohlc_data", "news_articles", "api_usage", "digest_deliveries")
+            for table in ("price_quotes", "ohlc_data", "news_articles", "api_usage", "digest_deliveries", "bar_sync_receipts")
         }
 
 
@@ -60,7 +64,8 @@ async def test_dry_run_counts_and_changes_nothing(db: AsyncEngine) -> None:
     before = await _counts(db)
     removed, cutoffs = await retention.apply(db, RULES, at=NOW, dry_run=True)
     assert removed == {
-        "price_quotes": 4, "news_articles": 1, "alert_history": 0, "digest_deliveries": 1, "api_usage": 1, "llm_usage": 0,
+        "price_quotes": 4, "news_articles": 1, "alert_history": 0, "digest_deliveries": 1, "api_usage": 1,
+        "bar_sync_receipts": 1, "llm_usage": 0,
     }
     assert cutoffs["price_quotes"] == NOW - dt.timedelta(days=30)
     assert "ohlc_data" not in removed  # 0 days = keep forever
@@ -75,6 +80,7 @@ async def test_cleanup_removes_old_rows_but_keeps_each_latest_quote(db: AsyncEng
     assert ("price_quotes", 4) in seen
     assert await _counts(db) == {
         "price_quotes": 2, "ohlc_data": 2, "news_articles": 1, "api_usage": 1, "digest_deliveries": 2,
+        "bar_sync_receipts": 1,
     }
     async with db.connect() as conn:
         kept = (await conn.execute(text(

@@ -214,3 +214,48 @@ async def test_symbols_are_upper_case(db: AsyncEngine) -> None:
     async with db.connect() as conn:
         with pytest.raises(IntegrityError, match="symbol_upper"):
             await _company(conn, "aapl")
+
+
+async def test_alerts_carry_on_across_the_cursor_migration(server_url: str) -> None:
+    """Existing alerts come out of the migration that adds quote cursors as evaluated, with
+    each company's newest quote read: the first evaluation after it neither marks every
+    alert nor replays old quotes."""
+    from alembic import command
+    from alembic.script import ScriptDirectory
+
+    from deallens.db.migrate import alembic_config
+
+    script = ScriptDirectory.from_config(alembic_config())
+    [cursors] = [r for r in script.walk_revisions() if r.path.endswith("_alert_sequences.py")]
+    before = cursors.down_revision
+
+    def _upgrade(connection: Connection, revision: str) -> None:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+
+    async with fresh_database(server_url, migrate=False) as url:
+        engine = create_engine(url, pool_size=1)
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(_upgrade, before)
+                for statement in (
+                    "INSERT INTO companies (id, symbol, name) VALUES (1, 'AAPL', 'Apple'), (2, 'MSFT', 'Microsoft')",
+                    "INSERT INTO users (id, email) VALUES (1, 'ada@x.io')",
+                    "INSERT INTO alerts (user_id, company_id, kind, params) "
+                    "VALUES (1, 1, 'price', '{\"type\": \"price_above\", \"threshold\": \"200\"}')",
+                    "INSERT INTO price_quotes (company_id, price, quoted_at, source) VALUES "
+                    "(1, 190, '2026-11-27 15:00Z', 'test'), (1, 210, '2026-11-27 15:01Z', 'test')",
+                ):
+                    await conn.execute(text(statement))
+            await upgrade_to_head(engine)
+            async with engine.connect() as conn:
+                alert = (await conn.execute(text("SELECT evaluated_at, alert_type, level FROM alerts"))).one()
+                cursors_rows = (await conn.execute(text(
+                    "SELECT kind, company_id, through_at FROM alert_cursors ORDER BY kind"
+                ))).all()
+        finally:
+            await engine.dispose()
+    assert alert.evaluated_at is not None and (alert.alert_type, alert.level) == ("price_above", Decimal(200))
+    at = dt.datetime(2026, 11, 27, 15, 1, tzinfo=dt.UTC)
+    assert [tuple(r) for r in cursors_rows] == [("price", 1, at), ("volume", 1, at)]

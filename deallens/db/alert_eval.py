@@ -1,9 +1,10 @@
 """Where an alert fires: one set-based statement per alert kind.
 
-Each evaluation is ONE statement: it joins the kind's active alerts with the latest data,
-decides what fires, records it in alert_history, updates the alerts and returns the
-firings. A Python loop over alerts would cost a round trip per alert (the benchmark in
-bench/alert_eval.py measures how much that is); here the work stays in the database.
+Each evaluation is ONE statement: it joins the kind's active alerts with the data stored
+since the last evaluation, decides what fires, records it in alert_history, updates the
+alerts and returns the firings. A Python loop over alerts would cost a round trip per alert
+(the benchmark in bench/alert_eval.py measures how much that is); here the work stays in the
+database.
 
 Semantics (the same as deallens/db/alert_backtest.py replays on daily bars):
 
@@ -12,6 +13,19 @@ Semantics (the same as deallens/db/alert_backtest.py replays on daily bars):
   when fresh data finds the condition false. No usable data (a quote older than
   `max_quote_age`, no reference for a move, fewer than 5 bars for a volume average, no
   scored article in the sentiment window) neither fires nor re-arms.
+- price and volume alerts see every quote stored since the last evaluation, in quoted_at
+  order, as the backtest replays bars: a dip re-arms, the crossing after it fires, so a dip
+  and recovery between two evaluations (a paused monitor, two syncs within one evaluation, a
+  worker down for a minute) is not lost. "Since" is a cursor per kind and company
+  (alert_cursors: the newest quote read), not per alert, so an evaluation writes a row per
+  company with new quotes, never one per alert. A new or changed alert (evaluated_at NULL,
+  see models.Alert) reads its company's newest quote only: quotes older than the definition
+  must not fire it, but the latest one, stored before `alerts add`, should. An armed alert
+  also reads the newest quote when nothing is new: it is armed with the condition true only
+  because a suppression held it, and fires once the suppression ends.
+  Firings share the evaluation's time (triggered_at), so a second crossing within one
+  evaluation falls within the cooldown of the first and does not fire; the alert ends armed
+  if a dip followed its firing. With a cooldown of 0, every crossing fires.
 - event alerts (news_mention, deal_new, deal_status_change) fire once per event (the
   article, deal or deal event) and are never disarmed: each new event is its own edge.
 - a firing is suppressed, and the alert stays armed so that it fires later if the condition
@@ -20,12 +34,14 @@ Semantics (the same as deallens/db/alert_backtest.py replays on daily bars):
   the suppression ends (a news_mention then fires for the newest article since its last firing).
 - expired alerts never fire and are deactivated; one-shot alerts are deactivated by firing.
 
-Concurrency: overlapping evaluations (a `new_data` signal beside the timer, a retried
-activity) never fire one edge twice. The alerts about to fire are locked in id order and
-re-checked on their latest version (READ COMMITTED re-evaluates a locked row that changed),
-so an alert another evaluation has just fired drops out; alert_history's unique
-(alert_id, dedup_key) with ON CONFLICT DO NOTHING makes recording an already recorded data
-point a no-op; and only the rows the INSERT returned update their alerts. Each dedup key
+Concurrency: evaluations of one kind take a transaction-scoped advisory lock first, so they
+run one after another, each on a snapshot taken after the previous one committed (two
+overlapping evaluations would otherwise both read the quotes after the same cursor on stale
+alert states). Within that, an evaluation never undoes another writer's change: the alerts
+about to fire are locked in id order and re-checked on their latest version (READ COMMITTED
+re-evaluates a locked row that changed), so an alert fired or edited since the snapshot
+drops out; alert_history's unique (alert_id, dedup_key) with ON CONFLICT DO NOTHING makes
+recording an already recorded data point a no-op; and only the rows the INSERT returned update their alerts. Each dedup key
 names the data point: `price:<price_quotes.id>`, `volume:<price_quotes.id>`, `news:<article id>`,
 `sentiment:<newest scored article id>`, `deal:<deal id>`, `deal_event:<deal_events.id>`.
 
@@ -94,11 +110,11 @@ _EVENT_TYPES = "(" + ", ".join(f"'{t}'" for t in EVENT_TYPES) + ")"
 
 
 def _may_fire(a: str) -> str:
-    """May alert row `a` fire now? Checked on the statement's snapshot, then again on the
-    locked latest version, so that both use one rule."""
+    """May alert row `a` fire now, whatever its data? Checked on the statement's snapshot,
+    then again on the locked latest version, so that both use one rule. Whether a condition
+    alert is armed at a data point is decided along its sequence of points (`stepped`)."""
     return f"""{a}.active
         AND ({a}.expires_at IS NULL OR {a}.expires_at > {_NOW})
-        AND ({a}.armed OR {a}.params->>'type' IN {_EVENT_TYPES})
         AND ({a}.snoozed_until IS NULL OR {a}.snoozed_until <= {_NOW})
         AND ({a}.last_triggered_at IS NULL OR {a}.last_triggered_at <= {_NOW}
              - make_interval(secs => greatest({a}.cooldown_seconds, CAST(:min_cooldown_seconds AS integer))))"""
@@ -161,26 +177,57 @@ def _alert_columns(c: str) -> str:
     """The columns of `observations` that come from the candidate alert `c`, the same for
     every kind: what `due` and `rearmed` need without reading the alerts again."""
     return f"""{c}.id AS alert_id, {c}.user_id, {c}.company_id, {c}.type, {c}.params, {c}.armed,
-               {c}.last_triggered_at, {_may_fire(c)} AS may_fire"""
+               {c}.last_triggered_at, {_may_fire(c)} AS may_fire,
+               greatest({c}.cooldown_seconds, CAST(:min_cooldown_seconds AS integer)) AS cooldown"""
 
 
-# The latest quote of each company in scope: one backward probe of the unique
-# (company_id, quoted_at) index per company; a stale one is no data at all. Inlined where
-# used and keyed by companies.id, so the planner knows how many rows it joins: over a CTE
-# it has no statistics, guessed 200 companies for 2,000 and chose a plan 5x slower.
-_LATEST_QUOTES = f"""
-    latest AS NOT MATERIALIZED (
-        SELECT s.id AS company_id, q.id, q.price, q.previous_close, q.volume, q.latest_trading_day, q.quoted_at
+# The quotes of each company in scope that an evaluation reads: those after the kind's cursor
+# (`unseen`) and the newest (`newest`, all a new alert reads), found together by one range
+# scan of the unique (company_id, quoted_at) index from the cursor on (the cursor's own quote
+# is the newest when nothing is new). A quote older than max_quote_age is no data at all.
+# `several`: more than one unseen quote, so the order of the points matters. Inlined where
+# used and keyed by companies.id, so the planner knows how many rows it joins: over a CTE it
+# has no statistics, guessed 200 companies for 2,000 and chose a plan 5x slower.
+_POINTS = f"""
+    points AS NOT MATERIALIZED (
+        SELECT s.id AS company_id, q.*
         FROM companies s
+        LEFT JOIN alert_cursors k ON k.kind = CAST(:kind AS text) AND k.company_id = s.id
         CROSS JOIN LATERAL (
-            SELECT q.id, q.price, q.previous_close, q.volume, q.latest_trading_day, q.quoted_at
-            FROM price_quotes q
-            WHERE q.company_id = s.id
-            ORDER BY q.quoted_at DESC
-            LIMIT 1
+            SELECT p.id, p.price, p.previous_close, p.volume, p.latest_trading_day, p.quoted_at,
+                   k.through_at IS NULL OR p.quoted_at > k.through_at AS unseen,
+                   row_number() OVER (ORDER BY p.quoted_at DESC) = 1 AS newest,
+                   count(*) FILTER (WHERE k.through_at IS NULL OR p.quoted_at > k.through_at) OVER () > 1 AS several
+            FROM price_quotes p
+            WHERE p.company_id = s.id AND p.quoted_at >= {_NOW} - {_MAX_QUOTE_AGE}
+              AND (k.through_at IS NULL OR p.quoted_at >= k.through_at)
         ) q
-        WHERE {_in_scope('s.id')} AND q.quoted_at >= {_NOW} - {_MAX_QUOTE_AGE}
+        WHERE {_in_scope('s.id')}
     ),"""
+
+# A quote's trading day: the provider's, else its New York date.
+_TRADING_DAY = "coalesce(q.latest_trading_day, CAST(q.quoted_at AT TIME ZONE 'America/New_York' AS date))"
+
+# Which points an alert `c` reads (see the module docstring): a new one the newest only; the
+# others every unseen point, or the newest while armed.
+_READS = "CASE WHEN c.evaluated_at IS NULL THEN q.newest ELSE q.unseen OR (q.newest AND c.armed) END"
+
+# The cursor moves to the newest quote read, forward only.
+_ADVANCE_CURSORS = """
+    advanced AS (
+        INSERT INTO alert_cursors AS k (kind, company_id, through_at)
+        SELECT CAST(:kind AS text), q.company_id, q.quoted_at FROM points q WHERE q.newest AND q.unseen
+        ON CONFLICT (kind, company_id) DO UPDATE SET through_at = EXCLUDED.through_at
+        WHERE k.through_at < EXCLUDED.through_at
+    ),"""
+
+# Observations that may change something. A condition's false point matters when the alert
+# is disarmed (it re-arms) or when more points follow it (it re-arms before a crossing).
+# `holds` is an expression over the alert's params, evaluated where it is named: testing
+# `armed` before `NOT holds` tests it once for the armed majority (twice made a 100,000-alert
+# evaluation 1.4x slower).
+_CHANGES_SOMETHING = "o.holds OR (o.edge AND NOT o.armed AND NOT o.holds)"
+_CHANGES_SOMETHING_IN_SEQUENCE = "o.holds OR (o.edge AND (NOT o.armed OR o.several) AND NOT o.holds)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,10 +244,16 @@ class _KindSQL:
     message: str
     # Which of the kind's alerts `symbols` selects.
     alert_scope: str = _in_scope("a.company_id")
+    # Which observations are kept (`observed`).
+    keeps: str = _CHANGES_SOMETHING
+    # CTEs recording what this evaluation read (the quote cursors).
+    advance: str = ""
 
 
 _PRICE = _KindSQL(
-    observations=_LATEST_QUOTES
+    keeps=_CHANGES_SOMETHING_IN_SEQUENCE,
+    advance=_ADVANCE_CURSORS,
+    observations=_POINTS
     + f"""
     observations AS (
         -- price_above / price_below: the price against the threshold (strictly, as "above" says);
@@ -219,23 +272,23 @@ _PRICE = _KindSQL(
                END AS holds,
                CASE WHEN c.type = 'percent_change' THEN (q.price - r.price) / r.price * 100 ELSE q.price END AS value,
                t.threshold, q.quoted_at AS data_at, 'price:' || q.id AS dedup_key,
-               q.price, t.minutes AS window_minutes
+               q.several AND c.evaluated_at IS NOT NULL AS several, q.price, t.minutes AS window_minutes
         FROM candidates c
-        JOIN latest q ON q.company_id = c.company_id
+        JOIN points q ON q.company_id = c.company_id AND {_READS}
         CROSS JOIN LATERAL (
-            SELECT CAST(coalesce(c.params->>'threshold', c.params->>'percent') AS numeric) AS threshold,
-                   CAST(c.params->>'window_minutes' AS integer) AS minutes
+            -- Parsed from params once, when the alert was stored (generated columns).
+            SELECT c.level AS threshold, c.window_minutes AS minutes
         ) t
         CROSS JOIN LATERAL (
             -- The reference of a move: the previous close or, over window_minutes, the latest
-            -- quote at or before now - window, itself no older than max_quote_age beyond that
-            -- (looked up for windowed alerts only). None, or 0, is no data (NULL).
+            -- quote at or before the point's time - window, itself no older than max_quote_age
+            -- beyond that (looked up for windowed alerts only). None, or 0, is no data (NULL).
             SELECT nullif(CASE WHEN t.minutes IS NULL THEN q.previous_close ELSE (
                 SELECT w.price
                 FROM price_quotes w
                 WHERE w.company_id = c.company_id
-                  AND w.quoted_at <= {_NOW} - make_interval(mins => t.minutes)
-                  AND w.quoted_at >= {_NOW} - make_interval(mins => t.minutes) - {_MAX_QUOTE_AGE}
+                  AND w.quoted_at <= q.quoted_at - make_interval(mins => t.minutes)
+                  AND w.quoted_at >= q.quoted_at - make_interval(mins => t.minutes) - {_MAX_QUOTE_AGE}
                 ORDER BY w.quoted_at DESC
                 LIMIT 1
             ) END, 0) AS price
@@ -254,23 +307,28 @@ _PRICE = _KindSQL(
 )
 
 _VOLUME = _KindSQL(
-    observations=_LATEST_QUOTES
+    keeps=_CHANGES_SOMETHING_IN_SEQUENCE,
+    advance=_ADVANCE_CURSORS,
+    observations=_POINTS
     + f"""
     averages AS (
         -- volume_spike: the mean volume of the company's last {VOLUME_BASELINE_BARS} final daily bars
-        -- before the quote's trading day (backward on the unique (company_id, date) index).
-        SELECT q.company_id, avg(b.volume) AS average
-        FROM latest q
+        -- before a point's trading day (backward on the unique (company_id, date) index), per
+        -- trading day the points fall on (one, unless a sequence spans a session change).
+        SELECT d.company_id, d.day, avg(b.volume) AS average
+        FROM (
+            SELECT DISTINCT q.company_id, {_TRADING_DAY} AS day
+            FROM points q
+            WHERE q.company_id IN (SELECT company_id FROM candidates WHERE type = 'volume_spike')
+        ) d
         CROSS JOIN LATERAL (
             SELECT o.volume
             FROM ohlc_data o
-            WHERE o.company_id = q.company_id AND NOT o.provisional
-              AND o.date < coalesce(q.latest_trading_day, CAST(q.quoted_at AT TIME ZONE 'America/New_York' AS date))
+            WHERE o.company_id = d.company_id AND NOT o.provisional AND o.date < d.day
             ORDER BY o.date DESC
             LIMIT {VOLUME_BASELINE_BARS}
         ) b
-        WHERE q.company_id IN (SELECT company_id FROM candidates WHERE type = 'volume_spike')
-        GROUP BY q.company_id
+        GROUP BY d.company_id, d.day
         HAVING count(*) >= {VOLUME_BASELINE_MIN_BARS} AND avg(b.volume) > 0
     ),
     observations AS (
@@ -278,14 +336,14 @@ _VOLUME = _KindSQL(
         -- `multiple` times the average.
         SELECT {_alert_columns('c')}, true AS edge, q.volume >= t.threshold AS holds,
                CAST(q.volume AS numeric) AS value, t.threshold, q.quoted_at AS data_at,
-               'volume:' || q.id AS dedup_key, av.average
+               'volume:' || q.id AS dedup_key, q.several AND c.evaluated_at IS NOT NULL AS several, av.average
         FROM candidates c
-        JOIN latest q ON q.company_id = c.company_id AND q.volume IS NOT NULL
-        LEFT JOIN averages av ON av.company_id = c.company_id
+        JOIN points q ON q.company_id = c.company_id AND q.volume IS NOT NULL AND {_READS}
+        LEFT JOIN averages av ON av.company_id = c.company_id AND av.day = {_TRADING_DAY}
         CROSS JOIN LATERAL (
             SELECT CASE c.type
-                WHEN 'volume_above' THEN CAST(c.params->>'threshold' AS numeric)
-                ELSE round(CAST(c.params->>'multiple' AS numeric) * av.average)
+                WHEN 'volume_above' THEN c.level
+                ELSE round(c.level * av.average)
             END AS threshold
         ) t
     ),""",
@@ -439,40 +497,62 @@ def _statement(kind: _KindSQL) -> TextClause:
     WITH candidates AS NOT MATERIALIZED (
         -- The kind's active, unexpired alerts in scope (the partial index ix_alerts_kind_active
         -- when the kind is a minority). Inlined where used: a materialized copy of 100,000
-        -- alerts would cost more than everything else.
-        SELECT a.*, a.params->>'type' AS type
+        -- alerts would cost more than everything else. (alert_type is params->>'type',
+        -- generated: parsing it for every alert cost more than reading it.)
+        SELECT a.*, a.alert_type AS type
         FROM alerts a
         WHERE a.kind = CAST(:kind AS text) AND a.active
           AND (a.expires_at IS NULL OR a.expires_at > {_NOW})
           AND {kind.alert_scope}
     ),
     {kind.observations}
+    {kind.advance}
     observed AS (
-        -- Only what may change something: conditions that hold, disarmed ones found false
-        -- (`holds` is an expression over the alert's params: tested once for armed alerts).
-        SELECT * FROM observations o WHERE o.holds OR (o.edge AND NOT o.armed AND NOT o.holds)
+        -- Only what may change something: conditions that hold, and false ones that re-arm.
+        SELECT * FROM observations o WHERE {kind.keeps}
+    ),
+    stepped AS (
+        -- Each alert's points in order, as the backtest replays bars: a condition crosses
+        -- where it holds after a point where it did not, or at its first point if armed;
+        -- each event is its own crossing.
+        SELECT o.*,
+               CASE WHEN o.edge
+                   THEN o.holds AND coalesce(NOT lag(o.holds) OVER (PARTITION BY o.alert_id ORDER BY o.data_at), o.armed)
+                   ELSE o.holds
+               END AS crossing
+        FROM observed o
+    ),
+    crossings AS (
+        SELECT s.*, row_number() OVER (PARTITION BY s.alert_id ORDER BY s.data_at) AS nth_crossing
+        FROM stepped s
+        WHERE s.crossing
     ),
     due AS (
-        -- What fires on this snapshot: the condition holds, the alert may fire, and this data
-        -- point has not fired it before (the unique key decides; this keeps an old data point
-        -- from taking a place under the daily cap).
-        SELECT o.alert_id, o.user_id, o.type, co.symbol, o.data_at, o.dedup_key, o.value, o.threshold,
-               {_one_line(kind.message)} AS message
-        FROM observed o
+        -- What fires on this snapshot: a crossing, the alert may fire, and this data point has
+        -- not fired it before (the unique key decides; this keeps an old data point from
+        -- taking a place under the daily cap). A condition's later crossings in this
+        -- evaluation fall within the cooldown of its first (they share triggered_at), unless
+        -- the cooldown is 0.
+        SELECT o.alert_id, o.user_id, o.type, o.armed, o.last_triggered_at, co.symbol, o.data_at, o.dedup_key,
+               o.value, o.threshold, {_one_line(kind.message)} AS message
+        FROM crossings o
         LEFT JOIN companies co ON co.id = o.company_id
-        WHERE o.holds AND o.may_fire
+        WHERE o.may_fire AND (NOT o.edge OR o.nth_crossing = 1 OR o.cooldown = 0)
           AND NOT EXISTS (SELECT 1 FROM alert_history h WHERE h.alert_id = o.alert_id AND h.dedup_key = o.dedup_key)
     ),
     claimed AS (
         -- Lock the due alerts in id order (overlapping evaluations cannot deadlock), in the
-        -- mode the UPDATE below takes anyway. A row another evaluation changed meanwhile is
-        -- re-checked on its latest version and drops out if it may no longer fire: that
-        -- evaluation fired it first.
+        -- mode the UPDATE below takes anyway. A row changed meanwhile is re-checked on its
+        -- latest version: it drops out if it may no longer fire, or, for a condition, if it
+        -- was fired, disarmed or re-armed since the snapshot its sequence started from.
         SELECT a.id
         FROM alerts a
-        WHERE a.id IN (SELECT alert_id FROM due) AND {_may_fire('a')}
+        JOIN (SELECT DISTINCT alert_id, armed, last_triggered_at FROM due) d ON d.alert_id = a.id
+        WHERE {_may_fire('a')}
+          AND (a.params->>'type' IN {_EVENT_TYPES}
+               OR (a.armed = d.armed AND a.last_triggered_at IS NOT DISTINCT FROM d.last_triggered_at))
         ORDER BY a.id
-        FOR NO KEY UPDATE
+        FOR NO KEY UPDATE OF a
     ),
     ranked AS (
         -- Each user's firings in order, for the daily cap: oldest data first.
@@ -503,20 +583,46 @@ def _statement(kind: _KindSQL) -> TextClause:
         ON CONFLICT (alert_id, dedup_key) DO NOTHING
         RETURNING id, alert_id, value, threshold, data_at, message, dedup_key
     ),
+    fired_alerts AS (
+        SELECT alert_id, max(data_at) AS last_fired_at FROM fired GROUP BY alert_id
+    ),
+    falls AS (
+        -- Each condition's last point where it did not hold (the snapshot's last firing rides along).
+        SELECT o.alert_id, max(o.data_at) AS last_false_at, max(o.last_triggered_at) AS last_triggered_at
+        FROM observed o
+        WHERE o.edge AND NOT o.holds
+        GROUP BY o.alert_id
+    ),
     triggered AS (
-        -- Only the alerts recorded as fired: conditions disarm, one-shot alerts retire.
+        -- Only the alerts recorded as fired: a condition ends disarmed unless a point after its
+        -- (last) firing found it false; one-shot alerts retire.
         UPDATE alerts a
-        SET armed = a.params->>'type' IN {_EVENT_TYPES}, last_triggered_at = {_NOW}, active = NOT a.one_shot
-        WHERE a.id IN (SELECT alert_id FROM fired) AND (a.armed OR a.params->>'type' IN {_EVENT_TYPES})
+        SET armed = a.params->>'type' IN {_EVENT_TYPES} OR coalesce(fl.last_false_at > fa.last_fired_at, false),
+            last_triggered_at = {_NOW}, active = NOT a.one_shot, evaluated_at = coalesce(a.evaluated_at, {_NOW})
+        FROM fired_alerts fa
+        LEFT JOIN falls fl ON fl.alert_id = fa.alert_id
+        WHERE a.id = fa.alert_id
     ),
     rearmed AS (
-        -- Fresh data finds the condition false: the next crossing fires. Not if another
+        -- A point found the condition false: the next crossing fires. Not if another
         -- evaluation fired the alert after this snapshot (its last_triggered_at moved).
         UPDATE alerts a
-        SET armed = true
-        FROM observed o
-        WHERE a.id = o.alert_id AND NOT o.holds AND NOT a.armed
-          AND a.last_triggered_at IS NOT DISTINCT FROM o.last_triggered_at
+        SET armed = true, evaluated_at = coalesce(a.evaluated_at, {_NOW})
+        FROM falls fl
+        WHERE a.id = fl.alert_id AND NOT a.armed
+          AND a.id NOT IN (SELECT alert_id FROM fired_alerts)
+          AND a.last_triggered_at IS NOT DISTINCT FROM fl.last_triggered_at
+        RETURNING a.id
+    ),
+    seen AS (
+        -- New and changed alerts have now been evaluated: from the next evaluation on they read
+        -- the points after the cursor. (Each UPDATE of this statement touches its own alerts:
+        -- PostgreSQL applies only one of two updates of a row within one statement.)
+        UPDATE alerts a
+        SET evaluated_at = {_NOW}
+        WHERE a.kind = CAST(:kind AS text) AND a.evaluated_at IS NULL AND a.active
+          AND (a.expires_at IS NULL OR a.expires_at > {_NOW}) AND {kind.alert_scope}
+          AND a.id NOT IN (SELECT alert_id FROM fired_alerts) AND a.id NOT IN (SELECT id FROM rearmed)
     ),
     retired AS (
         -- Expired alerts (in scope) never fire: deactivate them.
@@ -536,8 +642,10 @@ def _statement(kind: _KindSQL) -> TextClause:
 # For the evaluation's transaction only. A plan for the parameters at hand (:symbols NULL
 # or not changes everything), never a generic one cached after five runs; and no JIT: LLVM
 # takes seconds to compile a statement this size, several times what running it takes.
+# Then the kind's lock (module docstring, Concurrency), in the same round trip.
 _PLANNING = text(
-    "SELECT set_config('plan_cache_mode', 'force_custom_plan', true), set_config('jit', 'off', true)"
+    "SELECT set_config('plan_cache_mode', 'force_custom_plan', true), set_config('jit', 'off', true),"
+    " pg_advisory_xact_lock(hashtext('deallens.alert_eval'), hashtext(CAST(:kind AS text)))"
 )
 
 _STATEMENTS: dict[str, TextClause] = {
@@ -566,6 +674,6 @@ async def evaluate(
         "symbols": None if symbols is None else [s.strip().upper() for s in symbols],
     }
     async with engine.begin() as conn:
-        await conn.execute(_PLANNING)
+        await conn.execute(_PLANNING, {"kind": kind})
         rows = (await conn.execute(_STATEMENTS[kind], params)).all()
     return [Firing(kind=kind, **row._asdict()) for row in rows]

@@ -9,6 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from deallens.contracts import SymbolOutcome, SymbolResult
+from deallens.domain.budget import fundamentals_allowance
 
 # After this many "unknown symbol" answers in a row a company is skipped by syncs.
 QUARANTINE_AFTER_FAILURES = 3
@@ -152,6 +153,21 @@ _BAR_CANDIDATES = text(
 )
 
 _TRACKED = text("SELECT count(*) FROM companies WHERE quarantined_at IS NULL")
+
+
+# Fundamentals fetched within this long count as fresh for the daily refresh.
+FUNDAMENTALS_FRESH_FOR = dt.timedelta(hours=20)
+
+
+async def plan_fundamentals(
+    engine: AsyncEngine, symbols: list[str], *, calls_left: int, max_symbols: int, now: dt.datetime
+) -> tuple[list[tuple[int, str]], list[SymbolResult]]:
+    """Given symbols are all refreshed (unknown ones skipped); without symbols the stalest
+    companies, as many as `fundamentals_allowance` leaves (deallens/domain/budget.py)."""
+    if symbols:
+        return await resolve(engine, symbols)
+    limit = fundamentals_allowance(calls_left=calls_left, tracked=await tracked_count(engine), max_symbols=max_symbols)
+    return await stalest_fundamentals(engine, limit, now - FUNDAMENTALS_FRESH_FOR), []
 
 
 async def tracked_count(engine: AsyncEngine) -> int:

@@ -20,6 +20,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Computed,
     Date,
     DateTime,
     ForeignKey,
@@ -357,6 +358,10 @@ class Alert(Base):
         Index("ix_alerts_company_id", "company_id"),
         Index("ix_alerts_user_id", "user_id"),
         Index("ix_alerts_deal_id", "deal_id"),
+        # The alerts evaluation has not seen yet (new, or changed): few, found without a scan.
+        Index("ix_alerts_unevaluated", "kind", "company_id", postgresql_where=text("evaluated_at IS NULL")),
+        # Expired alerts still active: each evaluation retires them (a scan of every alert without).
+        Index("ix_alerts_expires_at", "expires_at", postgresql_where=text("active AND expires_at IS NOT NULL")),
         # Disarming/re-arming updates stay on their page (HOT) instead of rewriting every index.
         {"postgresql_with": {"fillfactor": 85}},
     )
@@ -369,6 +374,13 @@ class Alert(Base):
     kind: Mapped[str] = mapped_column(String(16))
     # The validated definition (type and its parameters), see deallens/domain/alert_rules.py.
     params: Mapped[dict[str, Any]]
+    # What evaluation compares, parsed from params once (generated): the type, the threshold,
+    # percent or multiple, and a percent_change window.
+    alert_type: Mapped[str | None] = mapped_column(Text, Computed("params->>'type'"))
+    level: Mapped[Decimal | None] = mapped_column(
+        Numeric, Computed("CAST(coalesce(params->>'threshold', params->>'percent', params->>'multiple') AS numeric)")
+    )
+    window_minutes: Mapped[int | None] = mapped_column(Integer, Computed("CAST(params->>'window_minutes' AS integer)"))
     name: Mapped[str | None] = mapped_column(Text)
     active: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
     # Edge triggering: fires on the false -> true transition, re-arms when false again.
@@ -378,6 +390,10 @@ class Alert(Base):
     snoozed_until: Mapped[dt.datetime | None]
     expires_at: Mapped[dt.datetime | None]
     last_triggered_at: Mapped[dt.datetime | None]
+    # When evaluation first saw this definition; NULL: new or changed (the trigger
+    # alerts_definition_changed of migration 0005 resets it), so the next evaluation looks at
+    # the latest quote only, not at quotes its previous definition already saw.
+    evaluated_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime] = _created_at()
     updated_at: Mapped[dt.datetime] = _updated_at()
 
@@ -574,3 +590,31 @@ class DealArticleCheck(Base):
     # that a retry reports what its lost first attempt did and another run reports nothing.
     checked_by: Mapped[str] = mapped_column(Text)
     checked_at: Mapped[dt.datetime] = _created_at()
+
+
+class AlertCursor(Base):
+    """The newest quote each kind's evaluation has seen per company: the next evaluation
+    replays every quote after it, in order (deallens/db/alert_eval.py). Per company rather
+    than per alert, so an evaluation writes one row per company with new quotes, not one
+    per alert."""
+
+    __tablename__ = "alert_cursors"
+
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    company_id: Mapped[int] = mapped_column(ForeignKey("companies.id", ondelete="CASCADE"), primary_key=True)
+    through_at: Mapped[dt.datetime]
+
+
+class BarSyncReceipt(Base):
+    """What one bar-sync activity has stored over its attempts, committed with the bars: a
+    retry whose predecessor committed but never reported reports the predecessor's work
+    (deallens/db/ohlc.py, `receipt`)."""
+
+    __tablename__ = "bar_sync_receipts"
+    __table_args__ = (CheckConstraint("inserted >= 0 AND updated >= 0", name="counts_nonnegative"),)
+
+    # workflow id / run id / activity id: the same for every attempt of one activity.
+    activity_key: Mapped[str] = mapped_column(Text, primary_key=True)
+    inserted: Mapped[int] = mapped_column(Integer)
+    updated: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = _created_at()

@@ -34,6 +34,8 @@ import asyncpg
 from sqlalchemy import exc, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from deallens.providers.alphavantage import DailyBar
+
 log = logging.getLogger(__name__)
 
 # From this many distinct bars on, a batch goes through COPY. Measured (bench/README.md,
@@ -172,16 +174,41 @@ _ANY_KEY_STORED = text(
     """
 )
 
+# What one activity has stored over its attempts, added up in the transaction that stores
+# the bars: either both commit or neither does.
+_ADD_TO_RECEIPT = text(
+    """
+    INSERT INTO bar_sync_receipts AS r (activity_key, inserted, updated)
+    VALUES (:key, :inserted, :updated)
+    ON CONFLICT (activity_key) DO UPDATE
+    SET inserted = r.inserted + EXCLUDED.inserted, updated = r.updated + EXCLUDED.updated
+    RETURNING inserted, updated
+    """
+)
+_READ_RECEIPT = text("SELECT inserted, updated FROM bar_sync_receipts WHERE activity_key = :key")
+
+
 async def upsert_bars(
-    engine: AsyncEngine, rows: Sequence[BarRow], *, copy_threshold: int = COPY_THRESHOLD
+    engine: AsyncEngine, rows: Sequence[BarRow], *, copy_threshold: int = COPY_THRESHOLD, receipt: str | None = None
 ) -> BarUpsertCounts:
     """Store a batch of bars in one transaction (all or nothing); idempotent.
 
     Within the batch, the last bar given for a (company_id, date) wins; the ones it
     supersedes count as unchanged. A bar violating a CHECK raises `sqlalchemy.exc.IntegrityError`
     and stores nothing of the batch.
+
+    `receipt` names the caller's unit of work across its retries (a Temporal activity's
+    workflow, run and activity id): the counts are then what every attempt of it stored, so a
+    retry after an attempt that committed but never reported says "inserted", not
+    "unchanged" (the retry itself finds every bar unchanged). `unchanged` is the rest of
+    this call's rows.
     """
     if not rows:
+        if receipt is not None:
+            async with engine.connect() as conn:
+                stored = (await conn.execute(_READ_RECEIPT, {"key": receipt})).one_or_none()
+            if stored is not None:
+                return BarUpsertCounts(inserted=stored.inserted, updated=stored.updated, unchanged=0)
         return BarUpsertCounts(inserted=0, updated=0, unchanged=0)
     bars = _last_bar_per_key(rows)
     async with engine.begin() as conn:
@@ -193,13 +220,48 @@ async def upsert_bars(
             inserted, updated = await _upsert_via_staging(conn, bars)
         else:
             path, inserted, updated = await _copy_as_fresh(conn, bars)
-    counts = BarUpsertCounts(inserted=inserted, updated=updated, unchanged=len(rows) - inserted - updated)
+        unchanged = len(rows) - inserted - updated
+        if receipt is not None:
+            total = (await conn.execute(
+                _ADD_TO_RECEIPT, {"key": receipt, "inserted": inserted, "updated": updated}
+            )).one()
+            inserted, updated = total.inserted, total.updated
+    counts = BarUpsertCounts(inserted=inserted, updated=updated, unchanged=unchanged)
     log.debug(
         "stored %d bars via %s: %d inserted, %d updated, %d unchanged",
         len(rows), path.value, counts.inserted, counts.updated, counts.unchanged,
         extra={"write_path": path},
     )
     return counts
+
+
+def session_bars(
+    company_id: int,
+    bars: Sequence[DailyBar],
+    *,
+    session_date: dt.date,
+    session_closes_at: dt.datetime,
+    now: dt.datetime,
+    source: str,
+) -> list[BarRow]:
+    """A provider's daily series as rows to store. The bar of the session still running
+    (`session_date` before `session_closes_at`) is provisional: the post-close sync replaces
+    it with the final one, and a provisional bar never overwrites a final one."""
+    running = now < session_closes_at
+    return [
+        BarRow(
+            company_id=company_id,
+            date=bar.date,
+            open=bar.open,
+            high=bar.high,
+            low=bar.low,
+            close=bar.close,
+            volume=bar.volume,
+            provisional=running and bar.date == session_date,
+            source=source,
+        )
+        for bar in bars
+    ]
 
 
 def _last_bar_per_key(rows: Sequence[BarRow]) -> list[BarRow]:

@@ -14,9 +14,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from deallens.contracts import FetchedQuote, SymbolOutcome, SymbolResult
-from deallens.db import ohlc
+from deallens.db import ohlc, usage
 from deallens.db.companies import quarantined_result
-from deallens.domain.budget import price_sync_allowance
+from deallens.domain.budget import ledger_day, price_sync_allowance, symbols_per_price_call
+from deallens.providers.alphavantage import BULK_QUOTES_MAX_SYMBOLS, PROVIDER
 
 # Tracked companies by priority: most watchlists first, then the stalest quote.
 _BY_PRIORITY = text(
@@ -144,6 +145,37 @@ async def plan_price_sync(
         for i, s in enumerate(ranked[allowance:])
     ]
     return ranked[:allowance], [], deferred
+
+
+@dataclass(frozen=True, slots=True)
+class PriceQuota:
+    """The settings a price sync's budget comes from (ALPHAVANTAGE_CALLS_PER_DAY,
+    ALPHAVANTAGE_PREMIUM, PRICE_SYNC_MAX_SYMBOLS)."""
+
+    calls_per_day: int
+    premium: bool
+    max_calls: int  # calls (bulk calls with a premium key) one run may spend
+
+
+async def plan_price_sync_at(
+    engine: AsyncEngine,
+    symbols: list[str],
+    quota: PriceQuota,
+    *,
+    at: dt.datetime,
+    opens_at: dt.datetime,
+    closes_at: dt.datetime,
+) -> tuple[list[str], list[SymbolResult], list[SymbolResult], int]:
+    """`plan_price_sync` with the budget read from the ledger at `at`; also returns how many
+    symbols one call fetches."""
+    used, _ = await usage.usage(engine, PROVIDER, ledger_day(at))
+    per_call = symbols_per_price_call(premium=quota.premium, bulk_max=BULK_QUOTES_MAX_SYMBOLS)
+    budget = PriceBudget(
+        calls_per_day=quota.calls_per_day, used_today=used, at=at, opens_at=opens_at, closes_at=closes_at,
+        max_symbols=quota.max_calls * per_call,
+    )
+    fetch, quarantined, deferred = await plan_price_sync(engine, symbols, budget)
+    return fetch, quarantined, deferred, per_call
 
 
 async def store_quotes(engine: AsyncEngine, quotes: list[FetchedQuote]) -> tuple[list[str], list[str]]:

@@ -42,6 +42,9 @@ def rules(
         # The digest ledger lives as long as alert history (alert deliveries go with their firing).
         Rule("digest_deliveries", "period", alert_history_days, only_if="status <> 'pending'"),
         Rule("api_usage", "day", usage_days),
+        # A receipt matters only while its activity may still be retried (an hour); kept with
+        # the usage ledger, which says what those syncs cost.
+        Rule("bar_sync_receipts", "created_at", usage_days),
         Rule("llm_usage", "created_at", usage_days),
     ]
     return [rule for rule in every if rule.days > 0]

@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from deallens.domain import budget
+from deallens.domain.budget import ledger_day
+
 _RESERVE = text(
     """
     INSERT INTO api_usage AS u (provider, day, calls) VALUES (:provider, :day, 1)
@@ -98,3 +101,9 @@ async def take_call_slot(engine: AsyncEngine, provider: str, calls_per_minute: f
     interval = 60.0 / calls_per_minute + JITTER_MARGIN_SECONDS
     async with engine.begin() as conn:
         return float((await conn.execute(_TAKE_SLOT, {"provider": provider, "interval": interval})).scalar_one())
+
+
+async def calls_left(engine: AsyncEngine, provider: str, calls_per_day: int, at: dt.datetime) -> int:
+    """The calls the provider's quota still allows on the ledger day of `at`."""
+    used, _ = await usage(engine, provider, ledger_day(at))
+    return budget.calls_left(calls_per_day=calls_per_day, used_today=used)

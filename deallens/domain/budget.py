@@ -38,6 +38,24 @@ def price_sync_allowance(
     return max(0, min(max_symbols, target - used_today))
 
 
+def calls_left(*, calls_per_day: int, used_today: int) -> int:
+    """What the day's quota still allows (never negative: refused calls can push `used` over)."""
+    return max(0, calls_per_day - used_today)
+
+
+def symbols_per_price_call(*, premium: bool, bulk_max: int) -> int:
+    """A premium key refreshes `bulk_max` symbols in one REALTIME_BULK_QUOTES call; a free
+    key one symbol per GLOBAL_QUOTE call."""
+    return bulk_max if premium else 1
+
+
+def fundamentals_allowance(*, calls_left: int, tracked: int, max_symbols: int) -> int:
+    """Companies a scheduled fundamentals refresh may fetch. Fundamentals change quarterly,
+    so they get only what is left after holding back a call per tracked company for the
+    post-close OHLC sync."""
+    return max(0, min(max_symbols, calls_left - tracked))
+
+
 def ledger_day(at: dt.datetime) -> dt.date:
     """The ledger's day for an instant: the date in New York."""
     return at.astimezone(LEDGER_TZ).date()
