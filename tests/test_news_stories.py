@@ -107,6 +107,7 @@ def test_labelled_set_is_consistent_and_large_enough() -> None:
         assert pair["same"] == (a["event"] == b["event"]), pair
     kinds = {str(pair["kind"]) for pair in pairs}
     assert kinds == {"wire_copy", "rewrite", "hard_negative", "other_company"}
+    assert sum(1 for pair in pairs if not pair["same"]) >= 300
 
 
 def test_same_event_precision_and_recall_on_the_labelled_pairs() -> None:
@@ -137,7 +138,7 @@ def test_index_grouping_of_the_labelled_articles() -> None:
     ]
     precision, recall, tp, fp, fn = _precision_recall(decisions)
     print(f"\nindex grouping: precision {precision:.3f}  recall {recall:.3f}  (tp {tp}, fp {fp}, fn {fn})")
-    # Greedy grouping loses a little recall against the pairwise decision (an article joins
-    # one story; a rewrite matched to no member is left out) but must keep its precision.
+    # Greedy grouping gives up some recall against the pairwise decision (an article joins one
+    # story, and only when it matches the story's articles on average) to keep its precision.
     assert precision >= PRECISION_TARGET
-    assert recall >= 0.80
+    assert recall >= RECALL_TARGET

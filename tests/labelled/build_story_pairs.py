@@ -111,7 +111,7 @@ cisco-splunk-agreed ibm-hashicorp-agreed
 pfizer-seagen-agreed google-wiz-agreed
 amazon-cuts-14000 intel-layoffs-2024
 boeing-layoffs-10pct amazon-cuts-14000"""
-CAP=5
+CAP=None
 for kind, text in (("hard_negative",HARD),("other_company",OTHER)):
     for line in text.splitlines():
         e1,e2=line.split()

@@ -34,6 +34,7 @@ import zlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -42,7 +43,7 @@ from rapidfuzz import fuzz
 
 DEFAULT_WINDOW = timedelta(hours=48)
 # Chosen on tests/labelled/story_pairs.jsonl (see its README and tests/test_news_stories.py).
-SAME_EVENT_THRESHOLD = 0.45
+SAME_EVENT_THRESHOLD = 0.4
 # Amounts within this relative difference are the same amount rounded ("$68.7 billion" / "$69 billion").
 _AMOUNT_TOLERANCE = 0.03
 
@@ -61,34 +62,34 @@ _OUTLET_SUFFIX = re.compile(r"\s+[-|\u2013\u2014]\s+[A-Z][\w.&' ]{1,40}$")
 _SPACE = re.compile(r"\s+")
 
 # Multi-word phrases folded to one concept token before tokenising.
-_PHRASES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
-    (re.compile(pattern), replacement)
-    for pattern, replacement in (
-        (r"\bchief executive(?: officer)?\b", " ceo "),
-        (r"\bchief financial officer\b|\bfinance chief\b", " cfo "),
-        (r"\bwall street\b|\bthe street\b", " street "),
-        (r"\b(?:call|calls|called|calling) off\b", " terminate "),
-        (r"\b(?:walk|walks|walked|walking) away\b", " terminate "),
-        (r"\b(?:drop|drops|dropped|end|ends|ended) (?:its |the )?(?:\w+ )?(?:bid|pursuit|offer|talks)\b", " terminate "),
-        (r"\btalks (?:fail|failed|collapse|collapsed)\b", " terminate "),
-        (r"\b(?:take|takes|took) over\b", " acquire "),
-        (r"\b(?:snap|snaps|snapped) up\b", " acquire "),
-        (r"\b(?:sold|sells|sell) to\b", " acquire "),
-        (r"\b(?:lay|lays|laid|laying) off\b", " layoff "),
-        (r"\bjob cuts?\b", " layoff "),
-        (r"\bshare (?:repurchase|buyback)s?\b", " buyback "),
-        (r"\bwins? (?:eu |us |u\.s\. |uk |regulatory |antitrust )?(?:approval|nod|clearance)\b", " approve "),
-        (r"\bwins? (?:the )?bid\b", " agree "),
-        (r"\b(?:better|stronger)[- ]than[- ]expected\b", " beat "),
-        (r"\b(?:worse|weaker)[- ]than[- ]expected\b", " miss "),
-        (r"\b(?:falls?|fell|come|comes|came) (?:in )?(?:short|below)\b", " miss "),
-        (r"\b(?:per cent|percent|pct)\b", "%"),
-        (r"\b(?:first|1st)[- ]quarter\b|\bq1\b|\b1q\b", " q1 "),
-        (r"\b(?:second|2nd)[- ]quarter\b|\bq2\b|\b2q\b", " q2 "),
-        (r"\b(?:third|3rd)[- ]quarter\b|\bq3\b|\b3q\b", " q3 "),
-        (r"\b(?:fourth|4th)[- ]quarter\b|\bq4\b|\b4q\b", " q4 "),
-    )
+_PHRASE_LIST: tuple[tuple[str, str], ...] = (
+    (r"\bchief executive(?: officer)?\b", " ceo "),
+    (r"\bchief financial officer\b|\bfinance chief\b", " cfo "),
+    (r"\bwall street\b|\bthe street\b", " street "),
+    (r"\b(?:call|calls|called|calling) off\b", " terminate "),
+    (r"\b(?:walk|walks|walked|walking) away\b", " terminate "),
+    (r"\b(?:drop|drops|dropped|end|ends|ended) (?:its |the )?(?:\w+ )?(?:bid|pursuit|offer|talks)\b", " terminate "),
+    (r"\btalks (?:fail|failed|collapse|collapsed)\b", " terminate "),
+    (r"\b(?:take|takes|took) over\b", " acquire "),
+    (r"\b(?:snap|snaps|snapped) up\b", " acquire "),
+    (r"\b(?:sold|sells|sell) to\b", " acquire "),
+    (r"\b(?:lay|lays|laid|laying) off\b", " layoff "),
+    (r"\bjob cuts?\b", " layoff "),
+    (r"\bshare (?:repurchase|buyback)s?\b", " buyback "),
+    (r"\bwins? (?:eu |us |u\.s\. |uk |regulatory |antitrust )?(?:approval|nod|clearance)\b", " approve "),
+    (r"\bwins? (?:the )?bid\b", " agree "),
+    (r"\b(?:better|stronger)[- ]than[- ]expected\b", " beat "),
+    (r"\b(?:worse|weaker)[- ]than[- ]expected\b", " miss "),
+    (r"\b(?:falls?|fell|come|comes|came) (?:in )?(?:short|below)\b", " miss "),
+    (r"\b(?:per cent|percent|pct)\b", "%"),
+    (r"\b(?:first|1st)[- ]quarter\b|\bq1\b|\b1q\b", " q1 "),
+    (r"\b(?:second|2nd)[- ]quarter\b|\bq2\b|\b2q\b", " q2 "),
+    (r"\b(?:third|3rd)[- ]quarter\b|\bq3\b|\b3q\b", " q3 "),
+    (r"\b(?:fourth|4th)[- ]quarter\b|\bq4\b|\b4q\b", " q4 "),
 )
+# One alternation, one pass: the replacement is looked up by the group that matched.
+_PHRASES = re.compile("|".join(f"(?P<p{i}>{pattern})" for i, (pattern, _) in enumerate(_PHRASE_LIST)))
+_PHRASE_REPLACEMENTS = {f"p{i}": replacement for i, (_, replacement) in enumerate(_PHRASE_LIST)}
 
 _CURRENCY = {"$": "usd", "us$": "usd", "usd": "usd", "€": "eur", "eur": "eur", "£": "gbp", "gbp": "gbp", "¥": "jpy"}
 _MONEY = re.compile(
@@ -103,6 +104,7 @@ _SCALE = {
     "trillion": 1e12, "tn": 1e12, "billion": 1e9, "bn": 1e9, "b": 1e9,
     "million": 1e6, "mln": 1e6, "mn": 1e6, "m": 1e6, "thousand": 1e3, "k": 1e3,
 }
+_DIGIT = re.compile(r"\d")
 _PERCENT = re.compile(r"(\d+(?:\.\d+)?)\s*%")
 _ORDINAL = re.compile(r"\b(\d+)(?:st|nd|rd|th)\b")
 _NUMBER = re.compile(r"(?<![\w.])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)(?![\w.])")
@@ -194,7 +196,9 @@ _GENERIC_WEIGHT = 0.3
 # The company both headlines lead with is what made them candidates: it says little about
 # whether they report the same event, so it weighs as a plain word.
 _SUBJECT_WEIGHT = 3.0
-_TOPIC_WEIGHT = 2.0
+_TOPIC_WEIGHT = 3.0
+_DECAY_AFTER_HOURS = 6.0
+_DECAY_PER_HOUR = 0.008
 
 
 def _stem(word: str) -> str:
@@ -210,6 +214,7 @@ def _stem(word: str) -> str:
     return word.rstrip("e") if len(word) > 4 else word
 
 
+@lru_cache(maxsize=65_536)
 def _fold_word(word: str) -> str | None:
     """The canonical token of a lower-case word, or None for a stopword."""
     word = word.strip("'.-")
@@ -285,6 +290,7 @@ class _Features:
     title_names: frozenset[str]
     subject: str | None  # the first name in the headline: usually the company it is about
     specific: frozenset[str]  # tokens that identify the event: names, numbers, rare words
+    anchors: frozenset[str]  # what the LSH signature is made of: the names and amounts, else `specific`
     polarity: tuple[int, ...]  # per _POLARITY pair: +1, -1 or 0 (neither or both)
     stage: str | None
     topics: frozenset[str]
@@ -296,6 +302,8 @@ class _Features:
 def _numbers(text: str) -> tuple[dict[str, list[float]], str]:
     """The values in `text` by kind, and the text with each replaced by one token."""
     values: dict[str, list[float]] = {}
+    if not _DIGIT.search(text):
+        return values, text
 
     def money(match: re.Match[str]) -> str:
         currency = _CURRENCY[match.group(1).strip()]
@@ -342,10 +350,7 @@ def _is_title_case(raw: str) -> bool:
 
 
 def _fold_text(text: str) -> str:
-    text = text.lower()
-    for pattern, replacement in _PHRASES:
-        text = pattern.sub(replacement, text)
-    return text
+    return _PHRASES.sub(lambda m: _PHRASE_REPLACEMENTS[m.lastgroup or ""], text.lower())
 
 
 def _features(story: StoryText) -> _Features:
@@ -377,6 +382,7 @@ def _features(story: StoryText) -> _Features:
         title_names = (capitalised & description_names) if description_names else capitalised
     title_names &= frozenset(title_words)
     names = frozenset(title_names | (description_names & tokens))
+    specific = frozenset(t for t in tokens if t not in _GENERIC and t[0] != "#")
     return _Features(
         published_at=story.published_at,
         title_key=" ".join(_WORD.findall(raw_title.lower())),
@@ -385,7 +391,8 @@ def _features(story: StoryText) -> _Features:
         names=names,
         title_names=frozenset(title_names),
         subject=next((t for t in title_words if t in title_names), None),
-        specific=frozenset(t for t in tokens if t not in _GENERIC and t[0] != "#"),
+        specific=specific,
+        anchors=frozenset(t for t in specific if t in names or _is_number_token(t)) or specific,
         polarity=tuple(
             (1 if positive.search(folded_title) else 0) - (1 if negative.search(folded_title) else 0)
             for positive, negative in _POLARITY
@@ -425,6 +432,10 @@ def _vetoed(a: _Features, b: _Features, window: timedelta) -> bool:
     return bool(a.title_names and b.title_names and not (a.title_names & b.names) and not (b.title_names & a.names))
 
 
+def _is_number_token(token: str) -> bool:
+    return token[0].isdigit() or (token[:1] in "anp" and any(c.isdigit() for c in token))
+
+
 def _weight(token: str, names: frozenset[str], subject: str | None = None) -> float:
     if token[0] == "#":
         return _TOPIC_WEIGHT
@@ -434,7 +445,7 @@ def _weight(token: str, names: frozenset[str], subject: str | None = None) -> fl
         return _NAME_WEIGHT
     if token in _GENERIC:
         return _GENERIC_WEIGHT
-    if token[0].isdigit() or (token[:1] in "anp" and any(c.isdigit() for c in token)):
+    if _is_number_token(token):
         return _NUMBER_WEIGHT
     return _WORD_WEIGHT
 
@@ -460,7 +471,12 @@ def _similarity(a: _Features, b: _Features) -> float:
 
 
 def _score(a: _Features, b: _Features, window: timedelta) -> float:
-    return 0.0 if _vetoed(a, b, window) else _similarity(a, b)
+    if _vetoed(a, b, window):
+        return 0.0
+    # Copies and rewrites follow an event within hours; the same company's next event comes
+    # later, so similarity counts a little less for each hour beyond the first few.
+    hours = abs(a.published_at - b.published_at).total_seconds() / 3600
+    return _similarity(a, b) - _DECAY_PER_HOUR * max(0.0, hours - _DECAY_AFTER_HOURS)
 
 
 def same_event(a: StoryText, b: StoryText) -> bool:
@@ -481,6 +497,12 @@ _A = _rng.integers(1, 2**32 - 1, size=_BANDS * _ROWS, dtype=np.uint64)
 _B = _rng.integers(0, 2**32 - 1, size=_BANDS * _ROWS, dtype=np.uint64)
 # How many of the candidates sharing the most bands are scored.
 _MAX_CANDIDATES = 24
+# A newcomer joins a story when it matches one article well and the story's articles on
+# average (average linkage): matching one member alone lets a story chain from one event
+# into the next through an article that sits between them.
+_MIN_MEAN_SCORE = SAME_EVENT_THRESHOLD
+# A band bucket holding more articles than this is a common word's, skipped when matching.
+_MAX_BUCKET = 200
 # How many of a story's articles a newcomer is checked against for vetoes.
 _MAX_MEMBERS_CHECKED = 32
 
@@ -523,16 +545,18 @@ class StoryIndex:
         self._members: dict[int, list[int]] = {}
         self._next = 0
         self._newest: datetime | None = None
+        # match() then add() of the same article is the usual sequence: compute its features once.
+        self._last: tuple[StoryText, _Features] | None = None
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def add(self, story_id: int, text: StoryText) -> None:
         """Record an article that belongs to story `story_id` (new or matched)."""
-        features = _features(text)
+        features = self._features(text)
         entry_id = self._next
         self._next += 1
-        keys = _band_keys(features.specific)
+        keys = _band_keys(features.anchors)
         self._entries[entry_id] = _Entry(story_id, features, keys)
         self._order.append(entry_id)
         self._by_title.setdefault(features.title_key, []).append(entry_id)
@@ -545,12 +569,15 @@ class StoryIndex:
 
     def match(self, text: StoryText) -> int | None:
         """The story in the window that reports the same event as `text`, or None."""
-        features = _features(text)
+        features = self._features(text)
         shared: dict[int, int] = {}
         for entry_id in self._by_title.get(features.title_key, ()):
             shared[entry_id] = _BANDS + 1  # exact copies first
-        for key in _band_keys(features.specific):
-            for entry_id in self._bands.get(key, ()):
+        for key in _band_keys(features.anchors):
+            bucket = self._bands.get(key, ())
+            if len(bucket) > _MAX_BUCKET:
+                continue  # a word half the window uses ("restructuring", "data"): says nothing
+            for entry_id in bucket:
                 shared[entry_id] = shared.get(entry_id, 0) + 1
         ranked = sorted(shared, key=lambda e: (-shared[e], -e))[:_MAX_CANDIDATES]
         best: dict[int, float] = {}
@@ -561,9 +588,19 @@ class StoryIndex:
                 best[entry.story_id] = score
         for story_id in sorted(best, key=lambda s: (-best[s], s)):
             members = self._members.get(story_id, ())[-_MAX_MEMBERS_CHECKED:]
-            if not any(_vetoed(features, self._entries[m].features, self._window) for m in members):
+            if len(members) == 1:
+                return story_id
+            scores = [_score(features, self._entries[m].features, self._window) for m in members]
+            if min(scores) > 0.0 and sum(scores) / len(scores) >= _MIN_MEAN_SCORE:
                 return story_id
         return None
+
+    def _features(self, text: StoryText) -> _Features:
+        if self._last is not None and self._last[0] == text:
+            return self._last[1]
+        features = _features(text)
+        self._last = (text, features)
+        return features
 
     def _evict(self) -> None:
         assert self._newest is not None
