@@ -28,6 +28,8 @@ a lookup quadratic.
 
 from __future__ import annotations
 
+import heapq
+import random
 import re
 import unicodedata
 import zlib
@@ -38,7 +40,6 @@ from functools import lru_cache
 from datetime import datetime, timedelta
 from typing import Any
 
-import numpy as np
 from rapidfuzz import fuzz
 
 DEFAULT_WINDOW = timedelta(hours=48)
@@ -62,34 +63,35 @@ _OUTLET_SUFFIX = re.compile(r"\s+[-|\u2013\u2014]\s+[A-Z][\w.&' ]{1,40}$")
 _SPACE = re.compile(r"\s+")
 
 # Multi-word phrases folded to one concept token before tokenising.
-_PHRASE_LIST: tuple[tuple[str, str], ...] = (
-    (r"\bchief executive(?: officer)?\b", " ceo "),
-    (r"\bchief financial officer\b|\bfinance chief\b", " cfo "),
-    (r"\bwall street\b|\bthe street\b", " street "),
-    (r"\b(?:call|calls|called|calling) off\b", " terminate "),
-    (r"\b(?:walk|walks|walked|walking) away\b", " terminate "),
-    (r"\b(?:drop|drops|dropped|end|ends|ended) (?:its |the )?(?:\w+ )?(?:bid|pursuit|offer|talks)\b", " terminate "),
-    (r"\btalks (?:fail|failed|collapse|collapsed)\b", " terminate "),
-    (r"\b(?:take|takes|took) over\b", " acquire "),
-    (r"\b(?:snap|snaps|snapped) up\b", " acquire "),
-    (r"\b(?:sold|sells|sell) to\b", " acquire "),
-    (r"\b(?:lay|lays|laid|laying) off\b", " layoff "),
-    (r"\bjob cuts?\b", " layoff "),
-    (r"\bshare (?:repurchase|buyback)s?\b", " buyback "),
-    (r"\bwins? (?:eu |us |u\.s\. |uk |regulatory |antitrust )?(?:approval|nod|clearance)\b", " approve "),
-    (r"\bwins? (?:the )?bid\b", " agree "),
-    (r"\b(?:better|stronger)[- ]than[- ]expected\b", " beat "),
-    (r"\b(?:worse|weaker)[- ]than[- ]expected\b", " miss "),
-    (r"\b(?:falls?|fell|come|comes|came) (?:in )?(?:short|below)\b", " miss "),
-    (r"\b(?:per cent|percent|pct)\b", "%"),
-    (r"\b(?:first|1st)[- ]quarter\b|\bq1\b|\b1q\b", " q1 "),
-    (r"\b(?:second|2nd)[- ]quarter\b|\bq2\b|\b2q\b", " q2 "),
-    (r"\b(?:third|3rd)[- ]quarter\b|\bq3\b|\b3q\b", " q3 "),
-    (r"\b(?:fourth|4th)[- ]quarter\b|\bq4\b|\b4q\b", " q4 "),
+# (pattern, replacement, literal substrings one of which the pattern cannot match without):
+# the substring test is what keeps this cheap, since most texts contain none of them.
+_PHRASE_LIST: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    (r"\bchief executive(?: officer)?\b", " ceo ", ("chief exec",)),
+    (r"\bchief financial officer\b|\bfinance chief\b", " cfo ", ("chief fin", "finance chief")),
+    (r"\bwall street\b|\bthe street\b", " street ", ("street",)),
+    (r"\b(?:call|calls|called|calling) off\b", " terminate ", (" off",)),
+    (r"\b(?:walk|walks|walked|walking) away\b", " terminate ", (" away",)),
+    (r"\b(?:drop|drops|dropped|end|ends|ended) (?:its |the )?(?:\w+ )?(?:bid|pursuit|offer|talks)\b", " terminate ",
+     ("bid", "pursuit", "offer", "talks")),
+    (r"\btalks (?:fail|failed|collapse|collapsed)\b", " terminate ", ("talks ",)),
+    (r"\b(?:take|takes|took) over\b", " acquire ", (" over",)),
+    (r"\b(?:snap|snaps|snapped) up\b", " acquire ", ("snap",)),
+    (r"\b(?:sold|sells|sell) to\b", " acquire ", ("sold to", "sells to", "sell to")),
+    (r"\b(?:lay|lays|laid|laying) off\b", " layoff ", (" off",)),
+    (r"\bjob cuts?\b", " layoff ", ("job cut",)),
+    (r"\bshare (?:repurchase|buyback)s?\b", " buyback ", ("share re", "share buy")),
+    (r"\bwins? (?:eu |us |u\.s\. |uk |regulatory |antitrust )?(?:approval|nod|clearance)\b", " approve ", ("win",)),
+    (r"\bwins? (?:the )?bid\b", " agree ", ("win",)),
+    (r"\b(?:better|stronger)[- ]than[- ]expected\b", " beat ", ("than",)),
+    (r"\b(?:worse|weaker)[- ]than[- ]expected\b", " miss ", ("than",)),
+    (r"\b(?:falls?|fell|come|comes|came) (?:in )?(?:short|below)\b", " miss ", ("short", "below")),
+    (r"\b(?:per cent|percent|pct)\b", "%", ("per cent", "percent", "pct")),
+    (r"\b(?:first|1st)[- ]quarter\b|\bq1\b|\b1q\b", " q1 ", ("quarter", "q1", "1q")),
+    (r"\b(?:second|2nd)[- ]quarter\b|\bq2\b|\b2q\b", " q2 ", ("quarter", "q2", "2q")),
+    (r"\b(?:third|3rd)[- ]quarter\b|\bq3\b|\b3q\b", " q3 ", ("quarter", "q3", "3q")),
+    (r"\b(?:fourth|4th)[- ]quarter\b|\bq4\b|\b4q\b", " q4 ", ("quarter", "q4", "4q")),
 )
-# One alternation, one pass: the replacement is looked up by the group that matched.
-_PHRASES = re.compile("|".join(f"(?P<p{i}>{pattern})" for i, (pattern, _) in enumerate(_PHRASE_LIST)))
-_PHRASE_REPLACEMENTS = {f"p{i}": replacement for i, (_, replacement) in enumerate(_PHRASE_LIST)}
+_PHRASES = tuple((re.compile(pattern), replacement, triggers) for pattern, replacement, triggers in _PHRASE_LIST)
 
 _CURRENCY = {"$": "usd", "us$": "usd", "usd": "usd", "€": "eur", "eur": "eur", "£": "gbp", "gbp": "gbp", "¥": "jpy"}
 _MONEY = re.compile(
@@ -186,16 +188,13 @@ _GENERIC = frozenset(_SYNONYMS.values()) | frozenset(
     "street ceo cfo billion million percent strong weak record sharply big biggest top key "
     "plans plan move moves set sets first second third fourth new chief executive officer board "
     "price rating hold buy sell neutral demand growth results result annual full-year "
-    "major global big amid higher lower".split()
+    "major global big amid higher lower nasdaq nyse".split()
 )
 # Weights of the similarity: names identify the event, numbers pin it, concepts barely count.
 _NAME_WEIGHT = 3.0
 _NUMBER_WEIGHT = 2.0
 _WORD_WEIGHT = 1.0
 _GENERIC_WEIGHT = 0.3
-# The company both headlines lead with is what made them candidates: it says little about
-# whether they report the same event, so it weighs as a plain word.
-_SUBJECT_WEIGHT = 3.0
 _TOPIC_WEIGHT = 3.0
 _DECAY_AFTER_HOURS = 6.0
 _DECAY_PER_HOUR = 0.008
@@ -288,9 +287,9 @@ class _Features:
     tokens: frozenset[str]  # title and description
     names: frozenset[str]  # tokens written as proper names anywhere
     title_names: frozenset[str]
-    subject: str | None  # the first name in the headline: usually the company it is about
+    weights: dict[str, float]  # each token's weight in the similarity, with this article's names
     specific: frozenset[str]  # tokens that identify the event: names, numbers, rare words
-    anchors: frozenset[str]  # what the LSH signature is made of: the names and amounts, else `specific`
+    anchors: frozenset[str]  # what the LSH signature is made of: the names, else amounts, else `specific`
     polarity: tuple[int, ...]  # per _POLARITY pair: +1, -1 or 0 (neither or both)
     stage: str | None
     topics: frozenset[str]
@@ -350,7 +349,11 @@ def _is_title_case(raw: str) -> bool:
 
 
 def _fold_text(text: str) -> str:
-    return _PHRASES.sub(lambda m: _PHRASE_REPLACEMENTS[m.lastgroup or ""], text.lower())
+    text = text.lower()
+    for pattern, replacement, triggers in _PHRASES:
+        if any(trigger in text for trigger in triggers):
+            text = pattern.sub(replacement, text)
+    return text
 
 
 def _features(story: StoryText) -> _Features:
@@ -390,9 +393,9 @@ def _features(story: StoryText) -> _Features:
         tokens=tokens,
         names=names,
         title_names=frozenset(title_names),
-        subject=next((t for t in title_words if t in title_names), None),
+        weights={t: _weight(t, names) for t in tokens},
         specific=specific,
-        anchors=frozenset(t for t in specific if t in names or _is_number_token(t)) or specific,
+        anchors=(names & specific) or frozenset(t for t in specific if _is_number_token(t)) or specific,
         polarity=tuple(
             (1 if positive.search(folded_title) else 0) - (1 if negative.search(folded_title) else 0)
             for positive, negative in _POLARITY
@@ -436,11 +439,9 @@ def _is_number_token(token: str) -> bool:
     return token[0].isdigit() or (token[:1] in "anp" and any(c.isdigit() for c in token))
 
 
-def _weight(token: str, names: frozenset[str], subject: str | None = None) -> float:
+def _weight(token: str, names: frozenset[str]) -> float:
     if token[0] == "#":
         return _TOPIC_WEIGHT
-    if token == subject:
-        return _SUBJECT_WEIGHT
     if token in names:
         return _NAME_WEIGHT
     if token in _GENERIC:
@@ -450,10 +451,11 @@ def _weight(token: str, names: frozenset[str], subject: str | None = None) -> fl
     return _WORD_WEIGHT
 
 
-def _weighted_jaccard(a: frozenset[str], b: frozenset[str], names: frozenset[str], subject: str | None) -> float:
-    union = a | b
-    total = sum(_weight(t, names, subject) for t in union)
-    return sum(_weight(t, names, subject) for t in a & b) / total if total else 0.0
+def _weighted_jaccard(a: frozenset[str], b: frozenset[str], wa: dict[str, float], wb: dict[str, float]) -> float:
+    """Weighted Jaccard; a token is a name when either article writes it as one (the larger weight)."""
+    shared = sum(max(wa[t], wb[t]) for t in a & b)
+    total = shared + sum(wa[t] for t in a - b) + sum(wb[t] for t in b - a)
+    return shared / total if total else 0.0
 
 
 def _similarity(a: _Features, b: _Features) -> float:
@@ -462,11 +464,9 @@ def _similarity(a: _Features, b: _Features) -> float:
         return 0.0  # nothing names the same thing: a company, a product, an amount
     if a.title_key == b.title_key:
         return 1.0
-    names = a.names | b.names
-    subject = a.subject if a.subject == b.subject else None
     ratio = fuzz.ratio(a.title_key, b.title_key) / 100.0
-    title = _weighted_jaccard(a.title_tokens, b.title_tokens, names, subject)
-    overall = _weighted_jaccard(a.tokens, b.tokens, names, subject)
+    title = _weighted_jaccard(a.title_tokens, b.title_tokens, a.weights, b.weights)
+    overall = _weighted_jaccard(a.tokens, b.tokens, a.weights, b.weights)
     return max(ratio, title, 0.5 * title + 0.5 * overall)
 
 
@@ -492,26 +492,26 @@ def same_event(a: StoryText, b: StoryText) -> bool:
 _BANDS = 16
 _ROWS = 1
 _PRIME = 4_294_967_311  # the first prime above 2**32
-_rng = np.random.default_rng(20261201)
-_A = _rng.integers(1, 2**32 - 1, size=_BANDS * _ROWS, dtype=np.uint64)
-_B = _rng.integers(0, 2**32 - 1, size=_BANDS * _ROWS, dtype=np.uint64)
+_rng = random.Random(20261201)
+_PERMUTATIONS = tuple((_rng.randrange(1, 2**32), _rng.randrange(0, 2**32)) for _ in range(_BANDS * _ROWS))
 # How many of the candidates sharing the most bands are scored.
-_MAX_CANDIDATES = 24
+_MAX_CANDIDATES = 12
 # A newcomer joins a story when it matches one article well and the story's articles on
 # average (average linkage): matching one member alone lets a story chain from one event
 # into the next through an article that sits between them.
 _MIN_MEAN_SCORE = SAME_EVENT_THRESHOLD
-# A band bucket holding more articles than this is a common word's, skipped when matching.
-_MAX_BUCKET = 200
+# How many of a band bucket's newest articles a lookup reads.
+_MAX_BUCKET = 64
 # How many of a story's articles a newcomer is checked against for vetoes.
-_MAX_MEMBERS_CHECKED = 32
+_MAX_MEMBERS_CHECKED = 16
 
 
 def _band_keys(tokens: frozenset[str]) -> list[int]:
     if not tokens:
         return []
-    hashes = np.fromiter((zlib.crc32(t.encode()) for t in tokens), dtype=np.uint64, count=len(tokens))
-    signature = ((_A[:, None] * hashes[None, :] + _B[:, None]) % _PRIME).min(axis=1).tolist()
+    hashes = [zlib.crc32(t.encode()) for t in tokens]
+    # A handful of anchors a text: plain integers beat numpy's per-call overhead here.
+    signature = [min((a * h + b) % _PRIME for h in hashes) for a, b in _PERMUTATIONS]
     # A 64-bit hash of (band, rows) as the key: a collision only adds a candidate to score.
     return [hash((band, *signature[band * _ROWS : (band + 1) * _ROWS])) for band in range(_BANDS)]
 
@@ -574,12 +574,11 @@ class StoryIndex:
         for entry_id in self._by_title.get(features.title_key, ()):
             shared[entry_id] = _BANDS + 1  # exact copies first
         for key in _band_keys(features.anchors):
-            bucket = self._bands.get(key, ())
-            if len(bucket) > _MAX_BUCKET:
-                continue  # a word half the window uses ("restructuring", "data"): says nothing
-            for entry_id in bucket:
+            # A hot bucket (a big company's name, a round amount) is read from its newest end
+            # only: copies and rewrites come within hours, and the cost stays bounded.
+            for entry_id in self._bands.get(key, ())[-_MAX_BUCKET:]:
                 shared[entry_id] = shared.get(entry_id, 0) + 1
-        ranked = sorted(shared, key=lambda e: (-shared[e], -e))[:_MAX_CANDIDATES]
+        ranked = heapq.nlargest(_MAX_CANDIDATES, shared, key=lambda e: (shared[e], e))
         best: dict[int, float] = {}
         for entry_id in ranked:
             entry = self._entries[entry_id]
