@@ -113,6 +113,10 @@ _NUMBER = re.compile(r"(?<![\w.])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)(?![\w.])")
 _YEAR = re.compile(r"\b(?:fy ?)?((?:19|20)\d\d)\b")
 _QUARTER = re.compile(r"\bq([1-4])\b")
 _WORD = re.compile(r"[a-z0-9][a-z0-9&'.-]*[a-z0-9]|[a-z0-9]")
+# A word with a capital anywhere: "Apple", "eBay", "HPE".
+_CAPITALISED = re.compile(r"\b[a-z0-9]*[A-Z][A-Za-z0-9&'.-]*[A-Za-z0-9]|\b[A-Z]\b")
+# Matches (searched up to a word's start) when the word begins the text or a sentence.
+_SENTENCE_START = re.compile(r"(?:^|[.!?:;]\s+|\"\s*)$")
 _RAW_WORD = re.compile(r"[A-Za-z][A-Za-z0-9&'.-]*[A-Za-z0-9]|[A-Za-z]")
 
 # Words folded into one concept each: rewrites of one headline use different verbs.
@@ -179,6 +183,7 @@ _STOPWORDS = frozenset(
     "after before over amid into than about says said say new report reports reported sources source "
     "could would will may might can has have had not no more most their his her they them us "
     "what why how who when where which while inc corp co ltd plc company companies group "
+    "corporation incorporated limited llc lp sa ag nv se holding holdings "
     "year quarter quarterly week month day today analyst analysts investors market markets "
     "per despite just again now here there also amid up down out off all".split()
 )
@@ -242,14 +247,18 @@ def strip_outlet(title: str) -> str:
 
 # --- polarity and deal stage --------------------------------------------------------------
 
-# Pairs of opposite classes, read in the headline after folding: a headline saying one and a
-# headline saying the other are different events, however similar the rest of their wording.
-_POLARITY: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = (
-    (re.compile(r"\bbeat\b|\babove (?:estimate|street)"), re.compile(r"\bmiss\b|\bbelow (?:estimate|street)")),
-    (re.compile(r"\bup\b"), re.compile(r"\bdown\b")),
-    (re.compile(r"\bupgrade\b"), re.compile(r"\bdowngrade\b")),
-    (re.compile(r"\braise (?:\S+ )?(?:guidance|dividend|estimate)"), re.compile(r"\bcut (?:\S+ )?(?:guidance|dividend|estimate)")),
-    (re.compile(r"\bapprove\b"), re.compile(r"\breject\b|\bblock")),
+# Pairs of opposite classes, read in the headline after folding (with the tokens without which
+# neither can match, to skip the search): a headline saying one and a headline saying the
+# other are different events, however similar the rest of their wording.
+_POLARITY: tuple[tuple[re.Pattern[str], re.Pattern[str], frozenset[str]], ...] = tuple(
+    (re.compile(positive), re.compile(negative), frozenset(triggers.split()))
+    for positive, negative, triggers in (
+        (r"\bbeat\b|\babove (?:estimate|street)", r"\bmiss\b|\bbelow (?:estimate|street)", "beat above miss below"),
+        (r"\bup\b", r"\bdown\b", "up down"),
+        (r"\bupgrade\b", r"\bdowngrade\b", "upgrade downgrade"),
+        (r"\braise (?:\S+ )?(?:guidance|dividend|estimate)", r"\bcut (?:\S+ )?(?:guidance|dividend|estimate)", "raise cut"),
+        (r"\bapprove\b", r"\breject\b|\bblock", "approve reject block"),
+    )
 )
 
 # Deal stages, strongest first: a headline gets the first that matches ("completes acquisition
@@ -329,14 +338,19 @@ def _numbers(text: str) -> tuple[dict[str, list[float]], str]:
     return values, text
 
 
-def _names(raw: str, title_case: bool) -> set[str]:
-    """Tokens written as names: capitalised words that are not concepts or stopwords."""
+def _names(raw: str, title_case: bool, sentences: bool = False) -> set[str]:
+    """Tokens written as names: capitalised words that are not concepts or stopwords.
+
+    In running text (`sentences`), a capital at the start of a sentence says nothing
+    ("Customers sued ..."); a headline's first word is usually its company and counts.
+    """
     names = set()
-    for word in _RAW_WORD.findall(raw):
-        if not (word[0].isupper() or any(c.isupper() for c in word[1:])):
-            continue
+    for match in _CAPITALISED.finditer(raw):
+        word = match.group(0)
         if title_case and not word.isupper() and word[1:].islower():
             continue  # "Beats", "Deal": every word is capitalised in a Title Case headline
+        if sentences and word[1:].islower() and _SENTENCE_START.search(raw, 0, match.start()) is not None:
+            continue
         token = _fold_word(word.lower())
         if token and token not in _GENERIC and not token[0].isdigit():
             names.add(token)
@@ -375,7 +389,7 @@ def _features(story: StoryText) -> _Features:
     title_words += [f"#{t}" for t in sorted(title_topics)]
     description_words += [f"#{t}" for t in sorted(description_topics)]
     tokens = frozenset(title_words) | frozenset(description_words)
-    description_names = _names(raw_description, _is_title_case(raw_description))
+    description_names = _names(raw_description, _is_title_case(raw_description), sentences=True)
     title_case = _is_title_case(raw_title)
     title_names = _names(raw_title, False) if not title_case else set()
     if title_case:
@@ -398,7 +412,9 @@ def _features(story: StoryText) -> _Features:
         anchors=(names & specific) or frozenset(t for t in specific if _is_number_token(t)) or specific,
         polarity=tuple(
             (1 if positive.search(folded_title) else 0) - (1 if negative.search(folded_title) else 0)
-            for positive, negative in _POLARITY
+            if not triggers.isdisjoint(title_words)
+            else 0
+            for positive, negative, triggers in _POLARITY
         ),
         stage=_stage(folded_title, title),
         topics=title_topics,
@@ -546,17 +562,16 @@ class StoryIndex:
         self._next = 0
         self._newest: datetime | None = None
         # match() then add() of the same article is the usual sequence: compute its features once.
-        self._last: tuple[StoryText, _Features] | None = None
+        self._last: tuple[StoryText, _Features, list[int]] | None = None
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def add(self, story_id: int, text: StoryText) -> None:
         """Record an article that belongs to story `story_id` (new or matched)."""
-        features = self._features(text)
+        features, keys = self._features(text)
         entry_id = self._next
         self._next += 1
-        keys = _band_keys(features.anchors)
         self._entries[entry_id] = _Entry(story_id, features, keys)
         self._order.append(entry_id)
         self._by_title.setdefault(features.title_key, []).append(entry_id)
@@ -569,11 +584,11 @@ class StoryIndex:
 
     def match(self, text: StoryText) -> int | None:
         """The story in the window that reports the same event as `text`, or None."""
-        features = self._features(text)
+        features, keys = self._features(text)
         shared: dict[int, int] = {}
         for entry_id in self._by_title.get(features.title_key, ()):
             shared[entry_id] = _BANDS + 1  # exact copies first
-        for key in _band_keys(features.anchors):
+        for key in keys:
             # A hot bucket (a big company's name, a round amount) is read from its newest end
             # only: copies and rewrites come within hours, and the cost stays bounded.
             for entry_id in self._bands.get(key, ())[-_MAX_BUCKET:]:
@@ -594,12 +609,13 @@ class StoryIndex:
                 return story_id
         return None
 
-    def _features(self, text: StoryText) -> _Features:
+    def _features(self, text: StoryText) -> tuple[_Features, list[int]]:
         if self._last is not None and self._last[0] == text:
-            return self._last[1]
+            return self._last[1], self._last[2]
         features = _features(text)
-        self._last = (text, features)
-        return features
+        keys = _band_keys(features.anchors)
+        self._last = (text, features, keys)
+        return features, keys
 
     def _evict(self) -> None:
         assert self._newest is not None
