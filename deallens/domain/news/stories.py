@@ -7,23 +7,23 @@ one company ("Apple beats estimates" / "Apple misses estimates", "X in talks to 
 "X agrees to buy Y" / "X calls off bid for Y"). So the decision has two parts:
 
 1. Vetoes that wording similarity cannot override: opposite polarity (beat/miss, up/down,
-   upgrade/downgrade, raise/cut), different deal stages, different amounts or percentages in
-   the headlines, different quarters or years, and too far apart in time.
-2. A similarity score over canonical tokens (synonyms folded: "tops"/"beats", "buy"/"acquire",
-   "forecasts"/"estimates"; outlet suffixes like " - Reuters" dropped), with rapidfuzz's
-   character ratio on the headline for copies with small edits (C++: cheap enough to call
-   on every candidate).
+   upgrade/downgrade, raise/cut, approve/reject), different deal stages, different amounts,
+   per-share prices, percentages or counts in the headlines, different quarters or years,
+   different companies leading the headlines, different topics, too far apart in time.
+2. A similarity over canonical tokens (synonyms folded: "tops"/"beats", "buy"/"acquire",
+   "forecasts"/"estimates"; outlet suffixes like " - Reuters" dropped), weighted so that names
+   count most, then numbers and topics, with rapidfuzz's character ratio on the headline for
+   copies with small edits (C++: cheap enough to call on every candidate), and a small decay
+   per hour apart (rewrites follow an event within hours; the company's next event comes later).
 
 StoryIndex avoids comparing all pairs: exact headline copies are found by a dict, and the
-rest through MinHash LSH over each article's specific tokens (names, numbers, rare words;
-the generic vocabulary is left out so that rewrites share a larger part of what is left).
-The MinHash and the band index are a few lines of numpy and dicts rather than
-datasketch's MinHashLSH: measured here, datasketch took ~350 µs per article (MinHash object
-plus its storage layer), about 3,000 articles/s, too slow for the 100,000-article benchmark;
-the same algorithm on a signature array costs a small fraction of that. Candidates are
-ranked by how many bands they share (an estimate of their Jaccard similarity) and only the
-best few are scored, so a hot company with thousands of articles in the window does not make
-a lookup quadratic.
+rest through MinHash LSH over each article's names (else its amounts, else its specific
+words). The MinHash and the band index are a few lines of integers and dicts rather than
+datasketch's MinHashLSH: measured here, datasketch took ~350 µs per article (a MinHash object
+plus its storage layer), about 3,000 articles/s before any scoring, too slow for the
+100,000-article benchmark. Candidates are ranked by how many bands they share and only the
+best dozen are scored, and a hot band (a big company's name) is read from its newest end, so
+a company with thousands of articles in the window does not make a lookup quadratic.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ import zlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from rapidfuzz import fuzz
@@ -45,6 +45,8 @@ from rapidfuzz import fuzz
 DEFAULT_WINDOW = timedelta(hours=48)
 # Chosen on tests/labelled/story_pairs.jsonl (see its README and tests/test_news_stories.py).
 SAME_EVENT_THRESHOLD = 0.4
+# Characters of a title or description read (NewsAPI descriptions are a few hundred).
+_MAX_FIELD = 1_000
 # Amounts within this relative difference are the same amount rounded ("$68.7 billion" / "$69 billion").
 _AMOUNT_TOLERANCE = 0.03
 
@@ -373,8 +375,9 @@ def _fold_text(text: str) -> str:
 def _features(story: StoryText) -> _Features:
     if story.published_at.tzinfo is None:
         raise ValueError("StoryText.published_at must be timezone-aware")
-    raw_title = strip_outlet(story.title)
-    raw_description = _clean(story.description or "")
+    raw_title = strip_outlet(story.title[:_MAX_FIELD])
+    # A description is a summary; past its first sentences it adds cost, not evidence.
+    raw_description = _clean((story.description or "")[:_MAX_FIELD])
     title = _fold_text(raw_title)
     description = _fold_text(raw_description)
     title_values, title_text = _numbers(title)
@@ -478,7 +481,7 @@ def _similarity(a: _Features, b: _Features) -> float:
     """In [0, 1]: how much of the two articles' wording is the same, synonyms folded."""
     if not (a.specific & b.specific):
         return 0.0  # nothing names the same thing: a company, a product, an amount
-    if a.title_key == b.title_key:
+    if a.title_key and a.title_key == b.title_key:
         return 1.0
     ratio = fuzz.ratio(a.title_key, b.title_key) / 100.0
     title = _weighted_jaccard(a.title_tokens, b.title_tokens, a.weights, b.weights)
@@ -586,7 +589,7 @@ class StoryIndex:
         """The story in the window that reports the same event as `text`, or None."""
         features, keys = self._features(text)
         shared: dict[int, int] = {}
-        for entry_id in self._by_title.get(features.title_key, ()):
+        for entry_id in self._by_title.get(features.title_key, ()) if features.title_key else ():
             shared[entry_id] = _BANDS + 1  # exact copies first
         for key in keys:
             # A hot bucket (a big company's name, a round amount) is read from its newest end
