@@ -78,10 +78,12 @@ _PHRASE_LIST: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     (r"\btalks (?:fail|failed|collapse|collapsed)\b", " terminate ", ("talks ",)),
     (r"\b(?:take|takes|took) over\b", " acquire ", (" over",)),
     (r"\b(?:snap|snaps|snapped) up\b", " acquire ", ("snap",)),
-    (r"\b(?:sold|sells|sell) to\b", " acquire ", ("sold to", "sells to", "sell to")),
+    (r"\b(?:sold|sells|sell|sale) to\b", " acquire ", ("sold to", "sells to", "sell to", "sale to")),
     (r"\b(?:lay|lays|laid|laying) off\b", " layoff ", (" off",)),
     (r"\bjob cuts?\b", " layoff ", ("job cut",)),
     (r"\bshare (?:repurchase|buyback)s?\b", " buyback ", ("share re", "share buy")),
+    # "upgrades X to buy (from hold)" is a rating, not an acquisition.
+    (r"\bto (?:strong )?(?:buy|sell)\b(?= from|,| citing| on| rating|$)", " rating ", ("to buy", "to sell", "to strong")),
     (r"\bwins? (?:eu |us |u\.s\. |uk |regulatory |antitrust )?(?:approval|nod|clearance)\b", " approve ", ("win",)),
     (r"\bwins? (?:the )?bid\b", " agree ", ("win",)),
     (r"\b(?:better|stronger)[- ]than[- ]expected\b", " beat ", ("than",)),
@@ -170,8 +172,10 @@ for _topic, _concepts in {
     "jobs": "layoff",
     "deal": "acquire merge deal bid",
     "legal": "lawsuit fine fines fined judge court ruling rule rules settle settlement verdict",
-    "rating": "upgrade downgrade",
-    "payout": "dividend buyback",
+    "rating": "upgrade downgrade rating",
+    "partnership": "partnership partnerships partner partners alliance collaboration collaborate",
+    "dividend": "dividend",
+    "buyback": "buyback",
     "leadership": "ceo cfo appoint resign resigns successor succeed",
     "product": "launch",
     "recall": "recall recalls recalling",
@@ -450,8 +454,11 @@ def _vetoed(a: _Features, b: _Features, window: timedelta) -> bool:
         return True
     if a.years and b.years and not (a.years & b.years):
         return True
-    # Different companies in the same template ("Netflix raises prices" / "Spotify raises prices").
-    return bool(a.title_names and b.title_names and not (a.title_names & b.names) and not (b.title_names & a.names))
+    # Different companies in the same template ("Netflix raises prices" / "Spotify raises
+    # prices", "Microsoft and Broadcom announce partnership" / "Microsoft and IBM announce
+    # partnership"): each headline's names are mostly ones the other article never mentions.
+    only_a, only_b = a.title_names - b.names, b.title_names - a.names
+    return bool(only_a and only_b) and 2 * len(only_a) >= len(a.title_names) and 2 * len(only_b) >= len(b.title_names)
 
 
 def _is_number_token(token: str) -> bool:
