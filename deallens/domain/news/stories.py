@@ -534,7 +534,7 @@ _MAX_CANDIDATES = 12
 # into the next through an article that sits between them.
 _MIN_MEAN_SCORE = SAME_EVENT_THRESHOLD
 # How many of a band bucket's newest articles a lookup reads.
-_MAX_BUCKET = 64
+_MAX_BUCKET = 32
 # How many of a story's articles a newcomer is checked against for vetoes.
 _MAX_MEMBERS_CHECKED = 8
 
