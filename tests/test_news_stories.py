@@ -1,0 +1,215 @@
+"""Story grouping: the pairwise decision and the window index."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from deallens.domain.news.stories import DEFAULT_WINDOW, StoryIndex, StoryText, same_event
+
+T0 = datetime(2026, 11, 3, 13, 0, tzinfo=UTC)
+
+
+def _story(title: str, description: str | None = None, hours: float = 0) -> StoryText:
+    return StoryText(title, description, T0 + timedelta(hours=hours))
+
+
+def test_wire_copy_with_outlet_suffix_is_the_same_event() -> None:
+    a = _story("Microsoft to acquire Activision Blizzard for $68.7 billion - Reuters")
+    b = _story("Microsoft to acquire Activision Blizzard for $68.7 billion | CNBC", hours=2)
+    assert same_event(a, b)
+
+
+def test_rewrite_with_synonyms_is_the_same_event() -> None:
+    a = _story("Apple beats estimates as iPhone sales jump")
+    b = _story("Apple tops Wall Street forecasts on strong iPhone sales", hours=1)
+    assert same_event(a, b)
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("Apple beats estimates as iPhone sales jump", "Apple misses estimates as iPhone sales slump"),
+        ("Microsoft in talks to acquire Activision", "Microsoft agrees to acquire Activision for $68.7 billion"),
+        ("Pfizer to cut 1,200 jobs in restructuring", "Pfizer to cut 3,000 jobs in restructuring"),
+        ("Apple third-quarter profit rises 8%", "Apple fourth-quarter profit rises 8%"),
+    ],
+)
+def test_same_company_different_events_stay_apart(first: str, second: str) -> None:
+    assert not same_event(_story(first), _story(second, hours=3))
+
+
+def test_copies_further_apart_than_the_window_are_different_stories() -> None:
+    title = "Nvidia shares jump after quarterly earnings beat estimates"
+    assert not same_event(_story(title), _story(title, hours=DEFAULT_WINDOW.total_seconds() / 3600 + 1))
+
+
+def test_naive_datetime_is_refused() -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        same_event(StoryText("a", None, datetime(2026, 1, 1)), _story("a"))
+
+
+def test_index_returns_the_story_of_the_same_event_only() -> None:
+    index = StoryIndex()
+    index.add(1, _story("Apple beats estimates as iPhone sales jump", "Apple Inc reported record revenue."))
+    index.add(2, _story("Exxon to buy Pioneer Natural Resources for $59.5 billion"))
+    assert index.match(_story("Apple tops Wall Street forecasts on strong iPhone sales", hours=2)) == 1
+    assert index.match(_story("Exxon Mobil agrees to acquire Pioneer in $59.5 billion deal", hours=1)) == 2
+    assert index.match(_story("Apple misses estimates as iPhone sales slump", hours=2)) is None
+    assert index.match(_story("Chevron names new chief financial officer", hours=2)) is None
+
+
+def test_index_forgets_articles_older_than_the_window() -> None:
+    index = StoryIndex(window=timedelta(hours=12))
+    index.add(1, _story("Tesla recalls 2 million vehicles over Autopilot"))
+    index.add(2, _story("Netflix raises prices in the US", hours=30))
+    assert len(index) == 1
+    assert index.match(_story("Tesla recalls 2 million vehicles over Autopilot", hours=30)) is None
+
+
+# --- the labelled set ---------------------------------------------------------------------
+
+LABELLED = Path(__file__).parent / "labelled"
+PRECISION_TARGET = 0.95
+RECALL_TARGET = 0.85
+
+
+def _labelled_articles() -> dict[str, dict[str, str]]:
+    with (LABELLED / "story_articles.jsonl").open() as handle:
+        return {row["id"]: row for row in map(json.loads, handle)}
+
+
+def _labelled_pairs() -> list[dict[str, object]]:
+    with (LABELLED / "story_pairs.jsonl").open() as handle:
+        return [json.loads(line) for line in handle]
+
+
+def _text(row: dict[str, str]) -> StoryText:
+    return StoryText(row["title"], row["description"], datetime.fromisoformat(row["published_at"]))
+
+
+def _precision_recall(decisions: list[tuple[bool, bool]]) -> tuple[float, float, int, int, int]:
+    tp = sum(1 for predicted, actual in decisions if predicted and actual)
+    fp = sum(1 for predicted, actual in decisions if predicted and not actual)
+    fn = sum(1 for predicted, actual in decisions if actual and not predicted)
+    return tp / (tp + fp), tp / (tp + fn), tp, fp, fn
+
+
+def test_labelled_set_is_consistent_and_large_enough() -> None:
+    articles = _labelled_articles()
+    pairs = _labelled_pairs()
+    assert len(pairs) >= 300
+    for pair in pairs:
+        a, b = articles[str(pair["a"])], articles[str(pair["b"])]
+        assert pair["same"] == (a["event"] == b["event"]), pair
+    kinds = {str(pair["kind"]) for pair in pairs}
+    assert kinds == {"wire_copy", "rewrite", "hard_negative", "other_company"}
+    assert sum(1 for pair in pairs if not pair["same"]) >= 300
+
+
+def test_same_event_precision_and_recall_on_the_labelled_pairs() -> None:
+    articles = _labelled_articles()
+    decisions = [
+        (same_event(_text(articles[str(p["a"])]), _text(articles[str(p["b"])])), bool(p["same"]))
+        for p in _labelled_pairs()
+    ]
+    precision, recall, tp, fp, fn = _precision_recall(decisions)
+    print(f"\nstory pairs: {len(decisions)}  precision {precision:.3f}  recall {recall:.3f}  (tp {tp}, fp {fp}, fn {fn})")
+    assert precision >= PRECISION_TARGET
+    assert recall >= RECALL_TARGET
+
+
+def test_index_grouping_of_the_labelled_articles() -> None:
+    """The same articles streamed through StoryIndex in publication order, as ingestion does."""
+    articles = sorted(_labelled_articles().values(), key=lambda row: row["published_at"])
+    index, story_of, next_story = StoryIndex(), {}, 0
+    for row in articles:
+        story = index.match(_text(row))
+        if story is None:
+            next_story += 1
+            story = next_story
+        story_of[row["id"]] = story
+        index.add(story, _text(row))
+    decisions = [
+        (story_of[str(p["a"])] == story_of[str(p["b"])], bool(p["same"])) for p in _labelled_pairs()
+    ]
+    precision, recall, tp, fp, fn = _precision_recall(decisions)
+    print(f"\nindex grouping: precision {precision:.3f}  recall {recall:.3f}  (tp {tp}, fp {fp}, fn {fn})")
+    # Greedy grouping gives up some recall against the pairwise decision (an article joins one
+    # story, and only when it matches the story's articles on average) to keep its precision.
+    assert precision >= PRECISION_TARGET
+    assert recall >= RECALL_TARGET
+
+
+def test_empty_headlines_are_not_copies_of_each_other() -> None:
+    index = StoryIndex()
+    index.add(1, _story("", "Shares of the company rose."))
+    assert index.match(_story("", "Revenue fell in the quarter.", hours=1)) is None
+
+
+def test_a_huge_description_costs_no_more_than_its_first_kilobyte() -> None:
+    huge = "Apple reported record revenue. " + "x" * 10_000_000
+    a = _story("Apple beats estimates as iPhone sales jump", huge)
+    b = _story("Apple tops Wall Street forecasts on strong iPhone sales", "Apple reported record revenue.", hours=1)
+    assert same_event(a, b)
+
+
+def test_same_event_on_the_held_out_articles() -> None:
+    """Written after the weights and threshold were chosen and run once: every pair within a family."""
+    with (LABELLED / "story_articles_holdout.jsonl").open() as handle:
+        rows = [json.loads(line) for line in handle]
+    decisions = [
+        (same_event(_text(a), _text(b)), a["event"] == b["event"])
+        for i, a in enumerate(rows)
+        for b in rows[i + 1 :]
+        if a["family"] == b["family"]
+    ]
+    precision, recall, tp, fp, fn = _precision_recall(decisions)
+    print(f"\nheld-out story pairs: {len(decisions)}  precision {precision:.3f}  recall {recall:.3f}  (tp {tp}, fp {fp}, fn {fn})")
+    # Out of sample the precision target is not met (0.886 when this set was first run: one
+    # pair of events, Alaska grounding its 737 MAX 9 jets and the FAA grounding them the next
+    # day, makes all four false positives). The floor guards against regressions; the set is
+    # not tuned on, or it would stop measuring anything.
+    assert precision >= 0.85
+    assert recall >= RECALL_TARGET
+
+
+def test_the_stand_ins_feed_groups_copies_and_never_mixes_companies() -> None:
+    """Five days of deallens/sim/newsapi.py's articles (with its planted syndicated copies)."""
+    from deallens.sim.newsapi import articles_for_day
+    from deallens.sim.newsapi import short_name
+    from deallens.domain.universe import DEMO_COMPANIES
+
+    articles = sorted(
+        (a for day in range(5) for a in articles_for_day(1, datetime(2026, 11, 20, tzinfo=UTC).date() + timedelta(days=day))),
+        key=lambda a: a.published_at,
+    )
+    index, stories, next_story = StoryIndex(), {}, 0
+    for article in articles:
+        text = StoryText(article.as_json(headline=True)["title"], article.description, article.published_at)
+        story = index.match(text)
+        if story is None:
+            next_story += 1
+            story = next_story
+        index.add(story, text)
+        stories.setdefault(story, []).append(article)
+    copies = [a for a in articles if not a.original]
+    assert copies, "the stand-in plants copies"
+    names = {short_name(c) for c in DEMO_COMPANIES}
+    for members in stories.values():
+        lead = {n for n in names if n in members[0].title}
+        # Every article of a story names the companies its first article names.
+        assert all(lead <= {n for n in names if n in m.title} for m in members), [m.title for m in members]
+    # A planted copy has its original's title: it lands in the same story.
+    story_of = {id(a): s for s, members in stories.items() for a in members}
+    by_title: dict[str, int] = {}
+    grouped = 0
+    for article in articles:
+        if article.original:
+            by_title.setdefault(article.title, story_of[id(article)])
+        elif article.title in by_title:
+            grouped += story_of[id(article)] == by_title[article.title]
+    assert grouped >= 0.9 * len(copies)
