@@ -29,6 +29,7 @@ from temporalio.worker import Worker
 from activities.alerts import AlertActivities
 from activities.market_data import AlphaVantageActivities, MarketDataActivities
 from activities.notifications import NotificationActivities, NotifyConfig, sms_provider_from
+from activities.llm_batch import LLMBatchActivities
 from activities.news_sentiment import SentimentActivities
 from deallens.config import ConfigError, Settings, configure_logging, load_settings
 from deallens.db import retention
@@ -158,6 +159,7 @@ def build_workers(
         sms=sms_provider_from(settings, resources.http),
     )
     sentiment = SentimentActivities(resources.engine, resources.llm, batch_size=settings.sentiment_batch_size)
+    llm_batch = LLMBatchActivities(resources.llm)
     av_queue = queues.provider_queue(task_queue, queues.ALPHAVANTAGE_SUFFIX)
     llm_queue = queues.provider_queue(task_queue, queues.LLM_SUFFIX)
     specs = {
@@ -200,7 +202,13 @@ def build_workers(
         # bounds the requests per minute from above; the gateway's shared call slot
         # (api_rate_slots) spaces the calls of multi-call activities exactly.
         llm_queue: dict(
-            activities=[sentiment.score_sentiment],
+            activities=[
+                sentiment.score_sentiment,
+                # The Batch API steps: a few calls each, far under the rate limit.
+                llm_batch.submit,
+                llm_batch.poll,
+                llm_batch.collect,
+            ],
             max_task_queue_activities_per_second=settings.llm_requests_per_minute / 60,
             max_concurrent_activities=max(1, min(settings.worker_concurrency, 10)),
         ),
