@@ -18,10 +18,15 @@ from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+
+from activities.llm_batch import LLMBatchActivities
+from deallens.contracts import BatchCollectInput, BatchPollInput, BatchSubmitInput
 from deallens.db import llm_batches, llm_budget
 from deallens.db.llm_batches import BatchRequest
 from deallens.llm.batch import MARKER_KEY, BatchRunner
-from deallens.llm.errors import LLMBatchJobError, LLMBatchNotFinished
+from deallens.llm.errors import LLMBatchJobError, LLMBatchNotFinished, LLMServerError
 from deallens.llm.gateway import LLMGateway, estimate_prompt_tokens
 from deallens.llm.prices import PriceTable
 from deallens.sim.clock import ManualClock
@@ -163,6 +168,26 @@ async def test_a_job_goes_through_submit_poll_and_collect_at_the_batch_price(
     assert committed == sum(row.cost_usd for row in rows.values())
 
 
+async def test_an_answer_the_callers_check_refuses_is_recorded_as_failed_once(
+    db: AsyncEngine, sim: Sim, make_runner: Callable[..., BatchRunner]
+) -> None:
+    runner = make_runner()
+    job_id = await llm_batches.create_job(db, purpose="p", workflow=None, requests=requests())
+    await runner.submit(job_id)
+    sim.clock.advance(hours=1)
+    await runner.collect(job_id)
+    assert await llm_batches.reject_output(db, job_id, "company-2", "cites a P/E of 31.4 that was not given")
+    assert not await llm_batches.reject_output(db, job_id, "company-2", "again")
+    found = {r.custom_id: r for r in await results(db, job_id)}
+    assert (found["company-2"].status, found["company-2"].output) == ("failed", None)
+    assert found["company-2"].error == "rejected: cites a P/E of 31.4 that was not given"
+    row = {r.id: r for r in await usage_rows(db)}[found["company-2"].usage_id]
+    assert row.status == "failed" and row.cost_usd > 0
+    job = await llm_batches.get_job(db, job_id)
+    assert job is not None and (job.succeeded, job.failed) == (2, 1)
+    assert await runner.collect(job_id) == (2, 1)
+
+
 async def test_retried_submit_and_collect_neither_submit_nor_store_twice(
     db: AsyncEngine, sim: Sim, make_runner: Callable[..., BatchRunner]
 ) -> None:
@@ -185,6 +210,39 @@ async def test_retried_submit_and_collect_neither_submit_nor_store_twice(
     assert sim.calls("/v1/files:content") == downloads  # a collected job is answered from the database
     async with db.connect() as conn:
         assert (await conn.execute(text("SELECT count(*) FROM llm_batch_items"))).scalar_one() == 3
+
+
+async def test_a_submission_retried_after_a_server_error_reuses_its_file_and_reservation(
+    db: AsyncEngine, sim: Sim, make_runner: Callable[..., BatchRunner]
+) -> None:
+    runner = make_runner()
+    job_id = await llm_batches.create_job(db, purpose="p", workflow=None, requests=requests())
+    sim.controller.faults.add("http_500", count=1, match="/v1/batches")
+    with pytest.raises(LLMServerError, match="server error \\(500\\)"):
+        await runner.submit(job_id)
+    job = await llm_batches.get_job(db, job_id)
+    assert job is not None and (job.status, job.batch_id) == ("reserved", None)
+    reserved = await llm_budget.committed(db, DAY)
+
+    retried = await runner.submit(job_id)
+    assert retried.status == "submitted" and retried.batch_id is not None
+    assert (sim.calls("/v1/files"), sim.calls("/v1/batches")) == (1, 2)  # one upload; the 500, then the batch
+    assert await llm_budget.committed(db, DAY) == reserved  # reserved once
+    assert len(await usage_rows(db)) == 3
+
+
+async def test_the_activities_refuse_an_unknown_job_for_good(db: AsyncEngine, make_runner: Callable[..., BatchRunner]) -> None:
+    activities = LLMBatchActivities(make_runner()._gateway)
+    env = ActivityEnvironment()
+    for call, request in (
+        (activities.submit, BatchSubmitInput(job_id=999)),
+        (activities.poll, BatchPollInput(job_id=999)),
+        (activities.collect, BatchCollectInput(job_id=999)),
+    ):
+        with pytest.raises(ApplicationError) as raised:
+            await env.run(call, request)
+        assert raised.value.type == "InvalidInput" and raised.value.non_retryable
+        assert raised.value.message == "invalid input: batch job 999 does not exist"
 
 
 async def test_a_submission_whose_commit_was_lost_is_found_again_not_sent_twice(

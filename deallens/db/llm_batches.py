@@ -422,6 +422,38 @@ async def store_results(engine: AsyncEngine, job_id: int, outcomes: Sequence[Ite
     return int(row.succeeded), int(row.failed)
 
 
+async def reject_output(engine: AsyncEngine, job_id: int, custom_id: str, reason: str) -> bool:
+    """Turn a schema-valid answer the caller's own check refuses (an invented figure) into a failed one.
+
+    The answer was billed and stays billed; its llm_usage row and the job's counts say failed.
+    False when the request is not (or no longer) "ok": a repeated rejection changes nothing.
+    """
+    async with engine.begin() as conn:
+        usage_id = (
+            await conn.execute(
+                text(
+                    "UPDATE llm_batch_items SET status = 'failed', output = NULL, error = :reason "
+                    "WHERE job_id = :job_id AND custom_id = :custom_id AND status = 'ok' RETURNING usage_id"
+                ),
+                {"job_id": job_id, "custom_id": custom_id, "reason": _clip(f"rejected: {reason}")},
+            )
+        ).one_or_none()
+        if usage_id is None:
+            return False
+        await conn.execute(
+            text("UPDATE llm_usage SET status = 'failed', error = :reason WHERE id = :id"),
+            {"id": usage_id[0], "reason": _clip(f"rejected: {reason}")},
+        )
+        await conn.execute(
+            text(
+                "UPDATE llm_batch_jobs SET succeeded = greatest(0, succeeded - 1), failed = failed + 1, "
+                "updated_at = now() WHERE id = :id"
+            ),
+            {"id": job_id},
+        )
+    return True
+
+
 async def job_results(engine: AsyncEngine, job_id: int) -> AsyncIterator[BatchResult]:
     """Each request's result in the order they were given: output validated by its schema."""
     async with engine.connect() as conn:
