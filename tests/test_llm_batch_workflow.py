@@ -10,6 +10,7 @@ import contextlib
 import datetime as dt
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -19,7 +20,7 @@ from pathlib import Path
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import WorkflowHandle
+from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
 
@@ -31,8 +32,8 @@ from deallens.sim.openai import make_app
 from deallens.sim.serve import serve_asgi
 from temporal_client import DATA_CONVERTER, interceptors
 from tests.batch_support import BatchRunInput, BatchRunResult, BatchRunWorkflow, Verdict, verdict_messages, verdict_responder
-from tests.conftest import ROOT, dev_server_address
-from worker import build_workers, open_resources
+from tests.conftest import ROOT, TEMPORAL_CLI, dev_server_address
+from worker import Resources, build_workers, open_resources
 from workflows import queues
 
 MODEL = "gpt-4o-mini"
@@ -56,6 +57,19 @@ async def stored(db: AsyncEngine, job_id: int) -> list[tuple[str, str, str | Non
             {"id": job_id},
         )
         return [tuple(row) for row in rows]  # type: ignore[misc]
+
+
+@contextlib.asynccontextmanager
+async def in_process_workers(client: Client, settings: Settings, resources: Resources, task_queue: str) -> AsyncIterator[None]:
+    """The real deallens-llm worker of worker.build_workers, and the test workflow's."""
+    llm_queue = queues.provider_queue(task_queue, queues.LLM_SUFFIX)
+    async with contextlib.AsyncExitStack() as stack:
+        for worker in [
+            *build_workers(client, settings, resources, task_queue=task_queue, only=llm_queue),
+            Worker(client, task_queue=task_queue, workflows=[BatchRunWorkflow]),
+        ]:
+            await stack.enter_async_context(worker)
+        yield
 
 
 @contextlib.asynccontextmanager
@@ -86,13 +100,7 @@ async def test_a_workflow_waits_hours_on_timers_then_stores_each_result_once(
         settings: Settings = make_settings(openai_api_key="sk-test", openai_base_url=url + "/v1")  # type: ignore[operator]
         job_id = await llm_batches.create_job(db, purpose="company_insight", workflow="TestBatchRun",
                                               requests=job_requests())
-        async with open_resources(settings) as resources, contextlib.AsyncExitStack() as stack:
-            llm_queue = queues.provider_queue(task_queue, queues.LLM_SUFFIX)
-            for worker in [
-                *build_workers(time_env.client, settings, resources, task_queue=task_queue, only=llm_queue),
-                Worker(time_env.client, task_queue=task_queue, workflows=[BatchRunWorkflow]),
-            ]:
-                await stack.enter_async_context(worker)
+        async with open_resources(settings) as resources, in_process_workers(time_env.client, settings, resources, task_queue):
             async with clock_following(time_env, clock):
                 handle = await time_env.client.start_workflow(
                     BatchRunWorkflow.run, BatchRunInput(job_id=job_id), id=f"batch-{job_id}", task_queue=task_queue,
@@ -189,3 +197,79 @@ async def test_a_worker_killed_while_the_workflow_waits_loses_nothing(
     assert usage[0] == 4
     committed, calls = await llm_budget.committed(db, dt.datetime.now(dt.UTC).date())
     assert calls == 4 and committed == Decimal(usage[1])
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_server(port: int, store: Path, log: Path) -> subprocess.Popen[bytes]:
+    """A dev server persisting to `store`, so that a restart keeps its workflows and timers."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [str(TEMPORAL_CLI), "server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", str(port),
+             "--http-port", str(free_port()), "--metrics-port", str(free_port()), "--db-filename", str(store),
+             "--log-level", "error"],
+            stdout=out, stderr=subprocess.STDOUT,
+        )
+
+
+async def connected(port: int, log: Path) -> Client:
+    for _ in range(150):
+        try:
+            return await Client.connect(f"127.0.0.1:{port}", data_converter=DATA_CONVERTER, interceptors=interceptors())
+        except RuntimeError:
+            await asyncio.sleep(0.2)
+    raise AssertionError("the dev server did not start:\n" + log.read_text())
+
+
+async def test_a_temporal_server_restart_while_the_workflow_waits_loses_nothing(
+    db: AsyncEngine, make_settings: object, task_queue: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    store, log = tmp_path / "temporal.db", tmp_path / "server.log"
+    app = make_app(seed=13, responders={"Verdict": verdict_responder}, batch_delay=dt.timedelta(seconds=5))
+    servers = [start_server(port, store, log)]
+    try:
+        async with serve_asgi(app) as url:
+            settings: Settings = make_settings(openai_api_key="sk-test", openai_base_url=url + "/v1")  # type: ignore[operator]
+            job_id = await llm_batches.create_job(db, purpose="company_insight", workflow="TestBatchRun",
+                                                  requests=job_requests())
+            async with open_resources(settings) as resources:
+                client = await connected(port, log)
+                async with in_process_workers(client, settings, resources, task_queue):
+                    handle = await client.start_workflow(
+                        BatchRunWorkflow.run,
+                        BatchRunInput(job_id=job_id, first_poll_seconds=1, max_poll_seconds=1),
+                        id=f"batch-restart-{job_id}",
+                        task_queue=task_queue,
+                    )
+                    for _ in range(400):
+                        if await waiting_on_a_timer(handle):  # type: ignore[arg-type]
+                            break
+                        await asyncio.sleep(0.05)
+                    else:
+                        raise AssertionError("the workflow never waited on a timer")
+                job = await llm_batches.get_job(db, job_id)
+                assert job is not None and job.status == "submitted"  # polled, not collected
+                # Everything down: the workers, then the server, hard.
+                servers[0].send_signal(signal.SIGKILL)
+                await asyncio.to_thread(servers[0].wait, 30)
+                await asyncio.sleep(6)  # the batch finishes while nothing runs
+                servers.append(start_server(port, store, log))
+                client = await connected(port, log)
+                async with in_process_workers(client, settings, resources, task_queue):
+                    result: BatchRunResult = await asyncio.wait_for(
+                        client.get_workflow_handle(f"batch-restart-{job_id}", result_type=BatchRunResult).result(),
+                        timeout=120,
+                    )
+    finally:
+        for server in servers:
+            if server.poll() is None:
+                server.send_signal(signal.SIGTERM)
+                await asyncio.to_thread(server.wait, 30)
+    assert (result.collected.succeeded, result.collected.failed) == (4, 0)
+    assert (app.state.sim.stats.by_endpoint["/v1/files"], app.state.sim.stats.by_endpoint["/v1/batches"]) == (1, 1)
+    assert await stored(db, job_id) == [(f"company-{n}", "ok", "ok") for n in range(1, 5)]

@@ -274,13 +274,17 @@ class BatchRunner:
         items = await llm_batches.load_items(self._engine, job_id)
         schemas: dict[str, type[BaseModel]] = {}
         outcomes = []
+        status = batch.status
+        if batch.status == "failed" and batch.errors and batch.errors.data:
+            first = batch.errors.data[0]
+            status = f"failed: {first.code}: {first.message}"  # the input was refused at validation
         for item in items:
             if item.status != "pending":
                 continue
             schema = schemas.get(item.schema_ref) or schemas.setdefault(
                 item.schema_ref, llm_batches.resolve_schema(item.schema_ref)
             )
-            outcomes.append(_outcome(item, lines.get(item.custom_id), schema, price, batch.status))
+            outcomes.append(_outcome(item, lines.get(item.custom_id), schema, price, status))
         progress(f"validated {len(outcomes)} results")
         return await llm_batches.store_results(self._engine, job_id, outcomes)
 
