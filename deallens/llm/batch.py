@@ -135,7 +135,8 @@ class BatchRunner:
             return await self._reject(job, message)
         items = await llm_batches.load_items(self._engine, job_id)
         price = self._price(job.model)
-        lines = [_line(job, item) for item in items]
+        formats: dict[str, dict[str, Any]] = {}
+        lines = [_line(job, item, formats) for item in items]
         if job.status == "pending":
             estimates = {
                 item.custom_id: price.cost(
@@ -289,8 +290,17 @@ class BatchRunner:
         return await llm_batches.store_results(self._engine, job_id, outcomes)
 
 
-def _line(job: BatchJob, item: BatchItem) -> dict[str, Any]:
-    schema = llm_batches.resolve_schema(item.schema_ref)
+def _response_format(schema_ref: str) -> dict[str, Any]:
+    schema = llm_batches.resolve_schema(schema_ref)
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": _schema_name(schema), "schema": to_strict_json_schema(schema), "strict": True},
+    }
+
+
+def _line(job: BatchJob, item: BatchItem, formats: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """One request of the input file; `formats` caches each schema's response_format (built once per job)."""
+    response_format = formats.get(item.schema_ref) or formats.setdefault(item.schema_ref, _response_format(item.schema_ref))
     return {
         "custom_id": item.custom_id,
         "method": "POST",
@@ -298,10 +308,7 @@ def _line(job: BatchJob, item: BatchItem) -> dict[str, Any]:
         "body": {
             "model": job.model,
             "messages": item.messages,
-            "response_format": {
-                "type": "json_schema",
-                "json_schema": {"name": _schema_name(schema), "schema": to_strict_json_schema(schema), "strict": True},
-            },
+            "response_format": response_format,
             "temperature": 0,
             "max_completion_tokens": item.max_output_tokens,
         },
