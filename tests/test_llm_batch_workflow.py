@@ -35,6 +35,7 @@ from tests.batch_support import BatchRunInput, BatchRunResult, BatchRunWorkflow,
 from tests.conftest import ROOT, TEMPORAL_CLI, dev_server_address
 from worker import Resources, build_workers, open_resources
 from workflows import queues
+from workflows.policies import LLM_BATCH_RETRY
 
 MODEL = "gpt-4o-mini"
 COMPANIES = ["Apple Inc.", "Microsoft Corp.", "NVIDIA Corp.", "Alphabet Inc."]
@@ -122,6 +123,29 @@ async def test_a_workflow_waits_hours_on_timers_then_stores_each_result_once(
         workflows=[BatchRunWorkflow], data_converter=DATA_CONVERTER, interceptors=interceptors()
     ).replay_workflow(history, raise_on_replay_failure=False)
     assert replay.replay_failure is None
+
+
+async def test_polls_failing_past_their_retries_are_waited_out_on_the_next_timer(
+    db: AsyncEngine, time_env: WorkflowEnvironment, task_queue: str, make_settings: object
+) -> None:
+    start = await time_env.get_current_time()
+    clock = ManualClock(start)
+    app = make_app(seed=9, clock=clock, responders={"Verdict": verdict_responder}, batch_delay=dt.timedelta(hours=3))
+    # One poll's 20 attempts fail, then 3 more: the workflow outlives an outage of its retries.
+    app.state.sim.faults.add("http_503", count=LLM_BATCH_RETRY.maximum_attempts + 3, match="/v1/batches:retrieve")
+    async with serve_asgi(app) as url:
+        settings: Settings = make_settings(openai_api_key="sk-test", openai_base_url=url + "/v1")  # type: ignore[operator]
+        job_id = await llm_batches.create_job(db, purpose="p", workflow="TestBatchRun", requests=job_requests())
+        async with open_resources(settings) as resources, in_process_workers(time_env.client, settings, resources, task_queue):
+            async with clock_following(time_env, clock):
+                handle = await time_env.client.start_workflow(
+                    BatchRunWorkflow.run, BatchRunInput(job_id=job_id), id=f"batch-{job_id}", task_queue=task_queue,
+                )
+                result = await asyncio.wait_for(handle.result(), timeout=240)
+    assert (result.collected.succeeded, result.collected.failed) == (4, 0)
+    assert app.state.sim.stats.faults["http_503"] == LLM_BATCH_RETRY.maximum_attempts + 3
+    events = [e async for e in handle.fetch_history_events()]
+    assert sum(e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED for e in events) == 1
 
 
 def start_worker(env: dict[str, str], queue: str, log: Path) -> subprocess.Popen[bytes]:
