@@ -197,6 +197,7 @@ async def test_retried_submit_and_collect_neither_submit_nor_store_twice(
     again = await make_runner().submit(job_id)  # another worker's attempt
     assert again.batch_id == first.batch_id
     assert (sim.calls("/v1/files"), sim.calls("/v1/batches")) == (1, 1)
+    assert (sim.calls("/v1/files:list"), sim.calls("/v1/batches:list")) == (0, 0)  # a first attempt has no orphan to find
     assert len(await usage_rows(db)) == 3  # reserved once
 
     sim.clock.advance(minutes=31)
@@ -257,6 +258,10 @@ async def test_a_submission_whose_commit_was_lost_is_found_again_not_sent_twice(
     for job_id in (only_file, with_batch):
         job = await llm_batches.get_job(db, job_id)
         assert job is not None
+        # The dead attempt had reserved (API calls come after the reservation's commit).
+        assert await llm_batches.reserve_job(
+            db, job, day=DAY, limit_usd=Decimal(10), estimates={r.custom_id: Decimal("0.0001") for r in requests()}
+        )
         stored = await client.files.create(file=(f"{job.marker}.jsonl", b"{}\n"), purpose="batch")
         if job_id == with_batch:
             orphan = await client.batches.create(
@@ -268,6 +273,7 @@ async def test_a_submission_whose_commit_was_lost_is_found_again_not_sent_twice(
     adopted = await runner.submit(with_batch)
     assert adopted.batch_id == orphan.id
     assert (sim.calls("/v1/files"), sim.calls("/v1/batches")) == (0, 0)
+    assert len(await usage_rows(db)) == 6  # the dead attempts' reservations, not new ones
 
     resumed = await runner.submit(only_file)
     assert sim.calls("/v1/files") == 0 and sim.calls("/v1/batches") == 1  # the uploaded file is reused

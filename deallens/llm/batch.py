@@ -5,8 +5,8 @@ submit: reserve the whole job's estimate (at the Batch price) from today's budge
   it (files, purpose "batch"), create the batch (completion window 24h), record the batch id.
   Idempotent: the job's `marker` goes into the batch's metadata and the file's name, so an
   attempt that died after the API call and before the commit is found again (batches and files
-  are listed) rather than paid for twice; a session advisory lock keeps two attempts of the
-  same job from running at once.
+  are listed, by an attempt that finds the job already reserved) rather than paid for twice;
+  a session advisory lock keeps two attempts of the same job from running at once.
 poll: the batch's status and counts, recorded on the job.
 collect: download the output and error files, validate each answer with the request's schema
   (a refusal, a truncated answer or a schema violation is a failed request, billed; an error
@@ -133,6 +133,8 @@ class BatchRunner:
         if reason is not None:
             message = "LLM calls are switched off (LLM_ENABLED=false)" if reason == "disabled" else "OPENAI_API_KEY is not set"
             return await self._reject(job, message)
+        # API calls happen only after the reservation commits: a job still pending has none to find.
+        resumed = job.status == "reserved"
         items = await llm_batches.load_items(self._engine, job_id)
         price = self._price(job.model)
         formats: dict[str, dict[str, Any]] = {}
@@ -155,9 +157,9 @@ class BatchRunner:
                     f"of {job.requests} requests estimated at ${total} (Batch price)"
                 )
         try:
-            batch = await self._find_orphan(job)
+            batch = await self._find_orphan(job) if resumed else None
             if batch is None:
-                file_id = await self._find_file(job) or await self._upload(job, lines)
+                file_id = (await self._find_file(job) if resumed else None) or await self._upload(job, lines)
                 batch = await self._client.batches.create(
                     input_file_id=file_id,
                     endpoint=ENDPOINT,
