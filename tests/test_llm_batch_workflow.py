@@ -155,11 +155,11 @@ def start_worker(env: dict[str, str], queue: str, log: Path) -> subprocess.Popen
         )
 
 
-async def waiting_on_a_timer(handle: WorkflowHandle[object, object]) -> bool:
-    """The workflow's last event is a started timer after a completed poll: nothing is running."""
+async def waiting_on_a_timer(handle: WorkflowHandle[object, object], *, activities: int) -> bool:
+    """The workflow's last event is a started timer after `activities` completed: nothing is running."""
     events = [e async for e in handle.fetch_history_events()]
-    polls = [e for e in events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED]
-    return len(polls) >= 2 and events[-1].event_type == EventType.EVENT_TYPE_TIMER_STARTED
+    done = [e for e in events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED]
+    return len(done) >= activities and events[-1].event_type == EventType.EVENT_TYPE_TIMER_STARTED
 
 
 async def test_a_worker_killed_while_the_workflow_waits_loses_nothing(
@@ -186,12 +186,13 @@ async def test_a_worker_killed_while_the_workflow_waits_loses_nothing(
         try:
             handle = await dev_env.client.start_workflow(
                 BatchRunWorkflow.run,
-                BatchRunInput(job_id=job_id, first_poll_seconds=1, max_poll_seconds=1),
+                # Timers long enough that the kill lands inside one, not on a poll.
+                BatchRunInput(job_id=job_id, first_poll_seconds=3, max_poll_seconds=3),
                 id=f"batch-kill-{job_id}",
                 task_queue=task_queue,
             )
-            for _ in range(400):
-                if await waiting_on_a_timer(handle):  # type: ignore[arg-type]
+            for _ in range(1200):
+                if await waiting_on_a_timer(handle, activities=1):  # type: ignore[arg-type]
                     break
                 await asyncio.sleep(0.05)
             else:
@@ -204,7 +205,7 @@ async def test_a_worker_killed_while_the_workflow_waits_loses_nothing(
             await asyncio.sleep(7)  # the batch finishes with no worker alive
             assert app.state.batches.batches[job.batch_id].status in ("in_progress", "completed")
             workers.append(start_worker(env, task_queue, log))
-            result: BatchRunResult = await asyncio.wait_for(handle.result(), timeout=120)  # type: ignore[assignment]
+            result: BatchRunResult = await asyncio.wait_for(handle.result(), timeout=180)  # type: ignore[assignment]
         finally:
             for worker in workers:
                 if worker.poll() is None:
@@ -271,7 +272,7 @@ async def test_a_temporal_server_restart_while_the_workflow_waits_loses_nothing(
                         task_queue=task_queue,
                     )
                     for _ in range(400):
-                        if await waiting_on_a_timer(handle):  # type: ignore[arg-type]
+                        if await waiting_on_a_timer(handle, activities=2):  # type: ignore[arg-type]
                             break
                         await asyncio.sleep(0.05)
                     else:
