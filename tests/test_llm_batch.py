@@ -410,3 +410,28 @@ async def test_the_stand_in_fails_a_batch_whose_input_the_real_service_would_ref
     )
     assert cancelled.status == "cancelled" and cancelled.request_counts is not None
     assert cancelled.request_counts.failed == 1
+
+
+async def test_the_stand_in_pages_batches_and_files_like_the_sdk_expects(
+    sim: Sim, make_runner: Callable[..., BatchRunner]
+) -> None:
+    client = make_runner()._client
+    line = {"custom_id": "a", "method": "POST", "url": "/v1/chat/completions",
+            "body": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}}
+    made = []
+    for n in range(3):
+        stored = await client.files.create(file=(f"page-{n}.jsonl", (json.dumps(line) + "\n").encode()), purpose="batch")
+        made.append((await client.batches.create(
+            input_file_id=stored.id, endpoint="/v1/chat/completions", completion_window="24h", metadata={"n": str(n)},
+        )).id)
+    listed = [b.id async for b in client.batches.list(limit=1)]
+    assert listed[:3] == made[::-1]  # newest first, across pages
+    names = [f.filename async for f in client.files.list(purpose="batch", limit=2)]
+    assert names[:3] == ["page-2.jsonl", "page-1.jsonl", "page-0.jsonl"]
+    sim.clock.advance(minutes=31)
+    done = await client.batches.retrieve(made[0])
+    assert done.status == "completed" and done.output_file_id is not None
+    output = (await client.files.content(done.output_file_id)).text.splitlines()
+    answer = json.loads(output[0])
+    assert answer["custom_id"] == "a" and answer["response"]["status_code"] == 200
+    assert answer["response"]["body"]["object"] == "chat.completion"
