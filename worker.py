@@ -30,6 +30,7 @@ from activities.alerts import AlertActivities
 from activities.errors import log_expected_failures_on_one_line
 from activities.market_data import AlphaVantageActivities, MarketDataActivities
 from activities.notifications import NotificationActivities, NotifyConfig, sms_provider_from
+from activities.llm_batch import LLMBatchActivities
 from activities.news_sentiment import SentimentActivities
 from activities.deals import DealActivities
 from deallens.config import ConfigError, Settings, configure_logging, load_settings
@@ -161,6 +162,7 @@ def build_workers(
     )
     sentiment = SentimentActivities(resources.engine, resources.llm, batch_size=settings.sentiment_batch_size)
     deals = DealActivities(resources.engine, resources.llm, batch_size=settings.deals_batch_size)
+    llm_batch = LLMBatchActivities(resources.llm)
     av_queue = queues.provider_queue(task_queue, queues.ALPHAVANTAGE_SUFFIX)
     llm_queue = queues.provider_queue(task_queue, queues.LLM_SUFFIX)
     specs = {
@@ -203,7 +205,14 @@ def build_workers(
         # bounds the requests per minute from above; the gateway's shared call slot
         # (api_rate_slots) spaces the calls of multi-call activities exactly.
         llm_queue: dict(
-            activities=[sentiment.score_sentiment, deals.track],
+            activities=[
+                sentiment.score_sentiment,
+                deals.track,
+                # The Batch API steps: a few calls each, far under the rate limit.
+                llm_batch.submit,
+                llm_batch.poll,
+                llm_batch.collect,
+            ],
             max_task_queue_activities_per_second=settings.llm_requests_per_minute / 60,
             max_concurrent_activities=max(1, min(settings.worker_concurrency, 10)),
         ),
