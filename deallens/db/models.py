@@ -619,6 +619,7 @@ class BarSyncReceipt(Base):
     updated: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[dt.datetime] = _created_at()
 
+
 class LLMBatchJob(Base):
     """One job for the OpenAI Batch API (migration 0012, deallens/db/llm_batches.py).
 
