@@ -1,0 +1,1 @@
+"""News logic that needs no I/O: story grouping and company linking."""

@@ -1,0 +1,68 @@
+"""Story grouping: the pairwise decision and the window index."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from deallens.domain.news.stories import DEFAULT_WINDOW, StoryIndex, StoryText, same_event
+
+T0 = datetime(2026, 11, 3, 13, 0, tzinfo=UTC)
+
+
+def _story(title: str, description: str | None = None, hours: float = 0) -> StoryText:
+    return StoryText(title, description, T0 + timedelta(hours=hours))
+
+
+def test_wire_copy_with_outlet_suffix_is_the_same_event() -> None:
+    a = _story("Microsoft to acquire Activision Blizzard for $68.7 billion - Reuters")
+    b = _story("Microsoft to acquire Activision Blizzard for $68.7 billion | CNBC", hours=2)
+    assert same_event(a, b)
+
+
+def test_rewrite_with_synonyms_is_the_same_event() -> None:
+    a = _story("Apple beats estimates as iPhone sales jump")
+    b = _story("Apple tops Wall Street forecasts on strong iPhone sales", hours=1)
+    assert same_event(a, b)
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("Apple beats estimates as iPhone sales jump", "Apple misses estimates as iPhone sales slump"),
+        ("Microsoft in talks to acquire Activision", "Microsoft agrees to acquire Activision for $68.7 billion"),
+        ("Pfizer to cut 1,200 jobs in restructuring", "Pfizer to cut 3,000 jobs in restructuring"),
+        ("Apple third-quarter profit rises 8%", "Apple fourth-quarter profit rises 8%"),
+    ],
+)
+def test_same_company_different_events_stay_apart(first: str, second: str) -> None:
+    assert not same_event(_story(first), _story(second, hours=3))
+
+
+def test_copies_further_apart_than_the_window_are_different_stories() -> None:
+    title = "Nvidia shares jump after quarterly earnings beat estimates"
+    assert not same_event(_story(title), _story(title, hours=DEFAULT_WINDOW.total_seconds() / 3600 + 1))
+
+
+def test_naive_datetime_is_refused() -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        same_event(StoryText("a", None, datetime(2026, 1, 1)), _story("a"))
+
+
+def test_index_returns_the_story_of_the_same_event_only() -> None:
+    index = StoryIndex()
+    index.add(1, _story("Apple beats estimates as iPhone sales jump", "Apple Inc reported record revenue."))
+    index.add(2, _story("Exxon to buy Pioneer Natural Resources for $59.5 billion"))
+    assert index.match(_story("Apple tops Wall Street forecasts on strong iPhone sales", hours=2)) == 1
+    assert index.match(_story("Exxon Mobil agrees to acquire Pioneer in $59.5 billion deal", hours=1)) == 2
+    assert index.match(_story("Apple misses estimates as iPhone sales slump", hours=2)) is None
+    assert index.match(_story("Chevron names new chief financial officer", hours=2)) is None
+
+
+def test_index_forgets_articles_older_than_the_window() -> None:
+    index = StoryIndex(window=timedelta(hours=12))
+    index.add(1, _story("Tesla recalls 2 million vehicles over Autopilot"))
+    index.add(2, _story("Netflix raises prices in the US", hours=30))
+    assert len(index) == 1
+    assert index.match(_story("Tesla recalls 2 million vehicles over Autopilot", hours=30)) is None
