@@ -28,6 +28,7 @@ from temporalio.worker import Worker
 
 from activities.alerts import AlertActivities
 from activities.market_data import AlphaVantageActivities, MarketDataActivities
+from activities.news import NewsActivities, NewsApiActivities
 from activities.notifications import NotificationActivities, NotifyConfig, sms_provider_from
 from deallens.config import ConfigError, Settings, configure_logging, load_settings
 from deallens.db import retention
@@ -35,6 +36,7 @@ from deallens.db.engine import create_engine, database_problem
 from deallens.db.migrate import DatabaseBehindError, ensure_up_to_date
 from deallens.notify.push import WebhookSender
 from deallens.providers.alphavantage import AlphaVantageClient
+from deallens.providers.newsapi import NewsApiClient
 from temporal_client import connect
 from workflows import queues
 from workflows.alerts import AlertMonitor
@@ -45,6 +47,7 @@ from workflows.notifications import (
     SendWeeklySummary,
 )
 from workflows.market_data import CleanupMarketData, SyncCompanyPrices, SyncDailyOHLC, SyncFundamentals
+from workflows.news import IngestCompanyNews, IngestDealNews, IngestMarketNews
 
 log = logging.getLogger("deallens.worker")
 
@@ -58,6 +61,9 @@ WORKFLOWS = [
     SendAlertNotificationBatch,
     SendDailyDigest,
     SendWeeklySummary,
+    IngestMarketNews,
+    IngestCompanyNews,
+    IngestDealNews,
 ]
 
 
@@ -69,6 +75,7 @@ class Resources:
     alphavantage: AlphaVantageClient
     # Webhooks and the SMS provider: one pooled client, no redirects (a signed POST must not wander).
     http: httpx.AsyncClient
+    newsapi: NewsApiClient | None = None
 
 
 @contextlib.asynccontextmanager
@@ -84,9 +91,13 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         timeout=settings.alphavantage_timeout_seconds,
     )
     http = httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=False)
+    newsapi = NewsApiClient(
+        base_url=settings.newsapi_base_url, api_key=settings.news_api_key, timeout=settings.newsapi_timeout_seconds
+    )
     try:
-        yield Resources(engine=engine, alphavantage=alphavantage, http=http)
+        yield Resources(engine=engine, alphavantage=alphavantage, http=http, newsapi=newsapi)
     finally:
+        await newsapi.aclose()
         await http.aclose()
         await alphavantage.aclose()
         await engine.dispose()
@@ -144,7 +155,19 @@ def build_workers(
         webhooks=WebhookSender(resources.http),
         sms=sms_provider_from(settings, resources.http),
     )
+    assert resources.newsapi is not None
+    newsapi = NewsApiActivities(
+        resources.newsapi,
+        resources.engine,
+        simulated=settings.newsapi_simulated,
+        calls_per_day=settings.newsapi_calls_per_day,
+        max_results=settings.newsapi_max_results,
+        first_fetch=timedelta(days=settings.news_first_fetch_days),
+        max_requests={"market": settings.news_market_max_requests, "deal": settings.news_deal_max_requests},
+    )
+    news = NewsActivities(resources.engine, company_max=settings.news_company_max_companies)
     av_queue = queues.provider_queue(task_queue, queues.ALPHAVANTAGE_SUFFIX)
+    newsapi_queue = queues.provider_queue(task_queue, queues.NEWSAPI_SUFFIX)
     specs = {
         task_queue: dict(
             workflows=WORKFLOWS,
@@ -166,6 +189,7 @@ def build_workers(
                 notify.plan_digests,
                 notify.send_digest_batch,
                 notify.park_digests,
+                news.plan_companies,
             ],
             max_concurrent_activities=settings.worker_concurrency,
             # The server does not rate-limit eager activities: keep every start going through it.
@@ -180,6 +204,12 @@ def build_workers(
             ],
             max_task_queue_activities_per_second=settings.alphavantage_calls_per_minute / 60,
             max_concurrent_activities=max(1, min(settings.worker_concurrency, 10)),
+        ),
+        # One news.ingest is one feed (a few requests); the server spaces them across workers.
+        newsapi_queue: dict(
+            activities=[newsapi.ingest],
+            max_task_queue_activities_per_second=settings.newsapi_calls_per_minute / 60,
+            max_concurrent_activities=max(1, min(settings.worker_concurrency, 4)),
         ),
     }
     if replace_activities:
