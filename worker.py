@@ -30,10 +30,13 @@ from activities.alerts import AlertActivities
 from activities.market_data import AlphaVantageActivities, MarketDataActivities
 from activities.news import NewsActivities, NewsApiActivities
 from activities.notifications import NotificationActivities, NotifyConfig, sms_provider_from
+from activities.news_sentiment import SentimentActivities
 from deallens.config import ConfigError, Settings, configure_logging, load_settings
 from deallens.db import retention
 from deallens.db.engine import create_engine, database_problem
 from deallens.db.migrate import DatabaseBehindError, ensure_up_to_date
+from deallens.llm.gateway import LLMGateway, gateway_from_settings
+from deallens.llm.prices import PriceTableError
 from deallens.notify.push import WebhookSender
 from deallens.providers.alphavantage import AlphaVantageClient
 from deallens.providers.newsapi import NewsApiClient
@@ -75,6 +78,8 @@ class Resources:
     alphavantage: AlphaVantageClient
     # Webhooks and the SMS provider: one pooled client, no redirects (a signed POST must not wander).
     http: httpx.AsyncClient
+    # Every OpenAI call (deallens/llm/gateway.py): budget, usage ledger, validation.
+    llm: LLMGateway
     newsapi: NewsApiClient | None = None
 
 
@@ -95,8 +100,17 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         base_url=settings.newsapi_base_url, api_key=settings.news_api_key, timeout=settings.newsapi_timeout_seconds
     )
     try:
-        yield Resources(engine=engine, alphavantage=alphavantage, http=http, newsapi=newsapi)
+        llm = gateway_from_settings(settings, engine)
+    except PriceTableError as error:
+        await newsapi.aclose()
+        await http.aclose()
+        await alphavantage.aclose()
+        await engine.dispose()
+        raise ConfigError(f"OPENAI_PRICES_FILE: {error}") from None
+    try:
+        yield Resources(engine=engine, alphavantage=alphavantage, http=http, llm=llm, newsapi=newsapi)
     finally:
+        await llm.aclose()
         await newsapi.aclose()
         await http.aclose()
         await alphavantage.aclose()
@@ -166,8 +180,10 @@ def build_workers(
         max_requests={"market": settings.news_market_max_requests, "deal": settings.news_deal_max_requests},
     )
     news = NewsActivities(resources.engine, company_max=settings.news_company_max_companies)
+    sentiment = SentimentActivities(resources.engine, resources.llm, batch_size=settings.sentiment_batch_size)
     av_queue = queues.provider_queue(task_queue, queues.ALPHAVANTAGE_SUFFIX)
     newsapi_queue = queues.provider_queue(task_queue, queues.NEWSAPI_SUFFIX)
+    llm_queue = queues.provider_queue(task_queue, queues.LLM_SUFFIX)
     specs = {
         task_queue: dict(
             workflows=WORKFLOWS,
@@ -210,6 +226,14 @@ def build_workers(
             activities=[newsapi.ingest],
             max_task_queue_activities_per_second=settings.newsapi_calls_per_minute / 60,
             max_concurrent_activities=max(1, min(settings.worker_concurrency, 4)),
+        ),
+        # Every OpenAI call. Each activity makes at least one call, so the queue's rate limit
+        # bounds the requests per minute from above; the gateway's shared call slot
+        # (api_rate_slots) spaces the calls of multi-call activities exactly.
+        llm_queue: dict(
+            activities=[sentiment.score_sentiment],
+            max_task_queue_activities_per_second=settings.llm_requests_per_minute / 60,
+            max_concurrent_activities=max(1, min(settings.worker_concurrency, 10)),
         ),
     }
     if replace_activities:
@@ -270,7 +294,7 @@ async def run(settings: Settings, only: str | None) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python worker.py", description="Run the DealLens Temporal workers.")
     parser.add_argument(
-        "--queue", help=f"run only this task queue: {queues.DEFAULT} or {queues.ALPHAVANTAGE} (default: both)"
+        "--queue", help=f"run only this task queue: {queues.DEFAULT}, {queues.ALPHAVANTAGE} or {queues.LLM} (default: all)"
     )
     args = parser.parse_args(argv)
     try:

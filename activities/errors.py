@@ -18,7 +18,9 @@ from deallens.providers.errors import ProviderError, RateLimited
 
 
 def to_application_error(error: ProviderError) -> ApplicationError:
-    next_delay = timedelta(seconds=error.retry_after) if isinstance(error, RateLimited) else None
+    # Rate limits always carry a delay; other retryable errors may (an LLM 5xx with Retry-After).
+    retry_after = error.retry_after if isinstance(error, RateLimited) else getattr(error, "retry_after", None)
+    next_delay = timedelta(seconds=retry_after) if retry_after is not None and not error.permanent else None
     return ApplicationError(
         str(error),
         type=type(error).__name__,

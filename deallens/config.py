@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import logging
 import re
+from decimal import Decimal
 from functools import lru_cache
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
@@ -68,6 +70,19 @@ class Settings(BaseSettings):
     openai_api_key: SecretStr | None = None
     openai_base_url: str = OPENAI_DEFAULT_URL
     openai_model: str = "gpt-4o-mini"
+
+    # The LLM gateway (deallens/llm/gateway.py). The budget is reserved in SQL before each
+    # call and settled to the real cost after (deallens/db/llm_budget.py); over it, callers
+    # fall back (sentiment to the lexicon). The per-minute limit holds across workers: the
+    # deallens-llm task queue's rate limit plus a shared call slot per request.
+    llm_enabled: bool = True
+    llm_daily_budget_usd: Annotated[Decimal, Field(ge=0, le=1_000_000)] = Decimal("2.00")
+    llm_requests_per_minute: Annotated[int, Field(ge=1, le=100_000)] = 60
+    llm_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 60.0
+    # A CSV like deallens/llm/openai_prices_per_1m_tokens_usd.csv, replacing the packaged prices.
+    openai_prices_file: Path | None = None
+    # Articles per sentiment call (issue 10: at least 10).
+    sentiment_batch_size: Annotated[int, Field(ge=10, le=100)] = 20
 
     smtp_host: str = "localhost"
     smtp_port: Annotated[int, Field(ge=1, le=65535)] = 1025

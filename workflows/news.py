@@ -39,7 +39,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows import queues
     from workflows.inputs import validated
-    from workflows.policies import BEST_EFFORT_RETRY, DB_RETRY, DB_TIMEOUT
+    from workflows.policies import BEST_EFFORT_RETRY, DB_RETRY, DB_TIMEOUT, LLM_HEARTBEAT, LLM_RETRY, LLM_TIMEOUT
 
 # NewsAPI requests: 5xx and timeouts retried with backoff; key and parameter errors are
 # permanent (the activity raises them non-retryable by type); a used-up quota is not an
@@ -55,16 +55,8 @@ NEWSAPI_RETRY = RetryPolicy(
 INGEST_TIMEOUT = timedelta(minutes=5)
 INGEST_HEARTBEAT = timedelta(minutes=1)
 INGEST_SCHEDULE_TIMEOUT = timedelta(minutes=30)
-# Scoring and deal tracking: LLM calls (or their offline fallbacks) over one run's articles.
-LLM_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=5),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=2),
-    maximum_attempts=5,
-    non_retryable_error_types=["ProviderConfigError", "PermanentDatabaseError", "InvalidInput"],
-)
-LLM_STEP_TIMEOUT = timedelta(minutes=10)
-LLM_STEP_HEARTBEAT = timedelta(minutes=2)
+# Scoring and deal tracking: LLM calls (or their offline fallbacks) over one run's articles;
+# the LLM queue's policy and timeouts (workflows/policies.py).
 LLM_SCHEDULE_TIMEOUT = timedelta(minutes=60)
 
 SCORE_SENTIMENT = "news.score_sentiment"
@@ -106,9 +98,9 @@ async def _llm_step(name: str, articles: ArticleRange, result_type: type[Any]) -
         articles,
         result_type=result_type,
         task_queue=queues.provider_queue(workflow.info().task_queue, queues.LLM_SUFFIX),
-        start_to_close_timeout=LLM_STEP_TIMEOUT,
+        start_to_close_timeout=LLM_TIMEOUT,
         schedule_to_close_timeout=LLM_SCHEDULE_TIMEOUT,
-        heartbeat_timeout=LLM_STEP_HEARTBEAT,
+        heartbeat_timeout=LLM_HEARTBEAT,
         retry_policy=LLM_RETRY,
     )
 

@@ -57,3 +57,20 @@ DIGEST_BATCH_RETRY = RetryPolicy(
     non_retryable_error_types=_NOT_RETRYABLE,
 )
 DIGEST_BATCH_TIMEOUT = timedelta(minutes=30)
+
+# LLM activities (deallens-llm queue). Rate limits and 5xx carry the server's delay
+# (next_retry_delay); no key, no budget, refusals, invalid output twice and a rejected key are
+# not retried (the activities fall back, or fail non-retryable with one line). On the last
+# attempt news.score_sentiment scores with the lexicon instead of failing.
+LLM_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=5),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=2),
+    maximum_attempts=4,
+    non_retryable_error_types=[
+        "PermanentDatabaseError", "InvalidInput", "LLMUnavailable", "LLMRefused", "LLMInvalidOutput", "LLMConfigError",
+    ],
+)
+LLM_TIMEOUT = timedelta(minutes=15)
+# A batch's call may take up to LLM_TIMEOUT_SECONDS (60 s); the activity heartbeats after each.
+LLM_HEARTBEAT = timedelta(minutes=3)

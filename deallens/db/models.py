@@ -523,7 +523,12 @@ class LLMUsage(Base):
             "prompt_tokens >= 0 AND completion_tokens >= 0 AND cached_tokens >= 0", name="tokens_nonnegative"
         ),
         CheckConstraint("cost_usd >= 0", name="cost_nonnegative"),
+        CheckConstraint(
+            "status IN ('reserved', 'ok', 'refused', 'invalid', 'failed', 'error')", name="status_known"
+        ),
+        CheckConstraint("reserved_usd >= 0", name="reserved_nonnegative"),
         Index("ix_llm_usage_created_at", "created_at"),
+        Index("ix_llm_usage_day", "day"),
     )
 
     id: Mapped[int] = _id()
@@ -535,3 +540,32 @@ class LLMUsage(Base):
     cached_tokens: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     cost_usd: Mapped[Decimal] = mapped_column(Numeric(12, 6))
     created_at: Mapped[dt.datetime] = _created_at()
+    # The gateway's ledger (migration 0008, deallens/db/llm_budget.py): the UTC day whose budget
+    # the call counts against, who asked, how it ended, and the estimate it reserved.
+    day: Mapped[dt.date] = mapped_column(Date, server_default=text("(now() AT TIME ZONE 'utc')::date"))
+    workflow: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), server_default=text("'ok'"))
+    attempt: Mapped[int] = mapped_column(Integer, server_default=text("1"))
+    reserved_usd: Mapped[Decimal] = mapped_column(Numeric(12, 6), server_default=text("0"))
+    response_id: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(Text)
+    settled_at: Mapped[dt.datetime | None]
+
+
+class LLMBudget(Base):
+    """LLM_DAILY_BUDGET_USD's ledger: per UTC day, settled costs plus reservations in flight.
+
+    Reserved atomically in SQL before each call (deallens/db/llm_budget.py), so concurrent
+    workers can never commit more than the day's budget.
+    """
+
+    __tablename__ = "llm_budget"
+    __table_args__ = (
+        CheckConstraint("committed_usd >= 0", name="committed_nonnegative"),
+        CheckConstraint("calls >= 0", name="calls_nonnegative"),
+    )
+
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    committed_usd: Mapped[Decimal] = mapped_column(Numeric(12, 6), server_default=text("0"))
+    calls: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    updated_at: Mapped[dt.datetime] = _updated_at()

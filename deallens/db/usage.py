@@ -87,3 +87,14 @@ async def usage(engine: AsyncEngine, provider: str, day: dt.date) -> tuple[int, 
     async with engine.connect() as conn:
         row = (await conn.execute(_USED, {"provider": provider, "day": day})).one_or_none()
     return (row.calls, row.refused) if row else (0, 0)
+
+
+async def take_call_slot(engine: AsyncEngine, provider: str, calls_per_minute: float) -> float:
+    """The provider's next call slot alone (no daily call count): seconds to wait for it.
+
+    For providers budgeted in money rather than calls (the LLM gateway, deallens/db/llm_budget.py)
+    that still have a requests-per-minute limit shared by every worker.
+    """
+    interval = 60.0 / calls_per_minute + JITTER_MARGIN_SECONDS
+    async with engine.begin() as conn:
+        return float((await conn.execute(_TAKE_SLOT, {"provider": provider, "interval": interval})).scalar_one())

@@ -9,15 +9,30 @@ null, enums, bounds, arrays, nested objects), so it parses into the caller's mod
 Content is deterministic: a hash of (seed, model, messages, response_format) picks it, so a
 test can assert on it and a cache keyed on the prompt behaves as in production. Token counts
 are ceil(characters / 4), close enough for cost accounting tests.
+
+Structured outputs are dispatched by the json_schema `name` to a responder registered with
+`@structured_responder(name)` (a function of the request returning the answer's JSON value),
+so an answer can be derived from the prompt (sentiment from the headlines it is given, a deal
+from the article). Responders live in modules of `deallens.sim.responders`, each imported by
+`make_app`: a new kind of call adds its module there without editing this file. A schema no
+responder claims gets a schema-valid instance generated from the schema itself.
+
+Prompt caching as OpenAI does it: a prompt whose first message was seen before and is at least
+`cache_min_tokens` long (1024 in production) reports that prefix, in steps of 128 tokens (or
+`cache_min_tokens` when smaller), as `usage.prompt_tokens_details.cached_tokens`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import math
+import pkgutil
 import random
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -57,13 +72,74 @@ INVALID_JSON_BODY = (
     "figuring out how to fix this, please contact us through our help center at help.openai.com.)"
 )
 
-INVALID_KEY = "invalid"  # the one key this stand-in rejects (besides a missing one)
+INVALID_KEY = "invalid"  # the one key this stand-in rejects (besides a missing one)...
+REVOKED_KEY_PREFIX = "sk-revoked-"  # ...and keys like this, which look real (to test that none leaks)
 MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano")
 MODELS_CREATED = 1_715_367_049  # a fixed "created" for the model list
 CHAT_COMPLETIONS = "/v1/chat/completions"
 MAX_SCHEMA_DEPTH = 12
 
-FAULT_KINDS: frozenset[str] = COMMON_KINDS | {"rate_limit", "insufficient_quota", "refusal", "length"}
+# schema_violation: JSON that breaks the requested schema; bad_json_content: content that is
+# not JSON at all (the HTTP body itself stays valid, unlike the common malformed_json).
+FAULT_KINDS: frozenset[str] = COMMON_KINDS | {
+    "rate_limit", "insufficient_quota", "refusal", "length", "schema_violation", "bad_json_content",
+}
+# The delay the rate-limit sample asks for ("Please try again in 26.604s"), also sent as headers.
+RATE_LIMIT_RESET_SECONDS = 26.604
+# OpenAI caches prompts from 1024 tokens on, in increments of 128.
+CACHE_MIN_TOKENS = 1024
+CACHE_INCREMENT = 128
+
+
+@dataclass(frozen=True)
+class StructuredRequest:
+    """What a structured-output responder sees: the request, and the call's seeded generator."""
+
+    model: str
+    messages: list[Any]
+    schema_name: str
+    schema: dict[str, Any]
+    rng: random.Random
+    now: datetime
+
+    @property
+    def text(self) -> str:
+        """All message text, in order (system first)."""
+        return _message_text(self.messages)
+
+    @property
+    def last_user_text(self) -> str:
+        for message in reversed(self.messages):
+            if isinstance(message, dict) and message.get("role") == "user" and isinstance(message.get("content"), str):
+                return message["content"]
+        return ""
+
+    def generated(self) -> Any:
+        """A schema-valid instance generated from the schema, for responders that fill in only some fields."""
+        return SchemaInstance(self.schema, self.rng, self.now).build()
+
+
+Responder = Callable[[StructuredRequest], Any]
+STRUCTURED_RESPONDERS: dict[str, Responder] = {}
+
+
+def structured_responder(name: str) -> Callable[[Responder], Responder]:
+    """Register the answer to json_schema `name` (modules under deallens.sim.responders)."""
+
+    def register(function: Responder) -> Responder:
+        STRUCTURED_RESPONDERS[name] = function
+        return function
+
+    return register
+
+
+def load_responders() -> dict[str, Responder]:
+    """Import every module of deallens.sim.responders (each registers its responders)."""
+    from deallens.sim import responders
+
+    for module in pkgutil.iter_modules(responders.__path__):
+        importlib.import_module(f"{responders.__name__}.{module.name}")
+    return dict(STRUCTURED_RESPONDERS)
 
 _SENTENCES = (
     "Revenue growth remains solid, supported by resilient demand in the core business.",
@@ -264,7 +340,18 @@ class SchemaInstance:
 class _Chat:
     """One chat completion request, validated, and the completion it deterministically gets."""
 
-    def __init__(self, seed: int, body: dict[str, Any], moment: datetime, serial: int) -> None:
+    def __init__(
+        self,
+        seed: int,
+        body: dict[str, Any],
+        moment: datetime,
+        serial: int,
+        *,
+        responders: dict[str, Responder] | None = None,
+        cached_tokens: int = 0,
+    ) -> None:
+        self.responders = responders or {}
+        self.cached_tokens = cached_tokens
         self.model: str = body["model"]
         self.messages: list[Any] = body["messages"]
         self.body = body
@@ -282,7 +369,12 @@ class _Chat:
         response_format = self.body.get("response_format") or {"type": "text"}
         match response_format.get("type"):
             case "json_schema":
-                schema = response_format["json_schema"].get("schema", {"type": "object"})
+                spec = response_format["json_schema"]
+                schema = spec.get("schema", {"type": "object"})
+                responder = self.responders.get(str(spec.get("name", "")))
+                if responder is not None:
+                    request = StructuredRequest(self.model, self.messages, str(spec["name"]), schema, self.rng, self.moment)
+                    return json.dumps(responder(request), separators=(",", ":"))
                 return json.dumps(SchemaInstance(schema, self.rng, self.moment).build(), separators=(",", ":"))
             case "json_object":
                 sentiment = self.rng.choice(("positive", "neutral", "negative"))
@@ -311,7 +403,7 @@ class _Chat:
                 "prompt_tokens": self.prompt_tokens,
                 "completion_tokens": completion_tokens,
                 "total_tokens": self.prompt_tokens + completion_tokens,
-                "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+                "prompt_tokens_details": {"cached_tokens": min(self.cached_tokens, self.prompt_tokens), "audio_tokens": 0},
                 "completion_tokens_details": {
                     "reasoning_tokens": 0,
                     "audio_tokens": 0,
@@ -359,7 +451,7 @@ async def _read_request(request: Request) -> dict[str, Any] | Response:
     key = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
     if not key:
         return _error(401, MISSING_API_KEY, type_="invalid_request_error", code="invalid_api_key")
-    if key == INVALID_KEY:
+    if key == INVALID_KEY or key.startswith(REVOKED_KEY_PREFIX):
         return _error(401, INVALID_API_KEY.format(masked=_mask(key)), type_="invalid_request_error", code="invalid_api_key")
     try:
         body = await request.json()
@@ -380,7 +472,10 @@ def _completion_response(completion: dict[str, Any]) -> Response:
 def _error_fault(rule: FaultRule, model: str) -> Response:
     match rule.kind:
         case "rate_limit" | "http_429":
-            return _error(429, RATE_LIMIT_TPM.format(model=model), type_="tokens", code="rate_limit_exceeded")
+            response = _error(429, RATE_LIMIT_TPM.format(model=model), type_="tokens", code="rate_limit_exceeded")
+            response.headers["retry-after"] = str(math.ceil(RATE_LIMIT_RESET_SECONDS))
+            response.headers["x-ratelimit-reset-tokens"] = f"{RATE_LIMIT_RESET_SECONDS}s"
+            return response
         case "insufficient_quota":
             return _error(429, INSUFFICIENT_QUOTA, type_="insufficient_quota", code="insufficient_quota")
         case "http_500":
@@ -403,25 +498,67 @@ def _completion_fault(rule: FaultRule, chat: _Chat) -> Response:
         case "length":
             content = chat.content()
             return _completion_response(chat.completion(content[: max(2, len(content) // 4)], finish_reason="length"))
+        case "schema_violation":
+            return _completion_response(chat.completion(json.dumps(_violating(chat.content()))))
+        case "bad_json_content":
+            return _completion_response(chat.completion("Sure! Here is the JSON you asked for: {not json"))
         case _:
             assert rule.kind == EMPTY, rule.kind
             return _completion_response(chat.completion(""))
 
 
-_COMPLETION_FAULTS = frozenset({"refusal", "length", EMPTY})
+def _violating(content: str) -> Any:
+    """The answer with its first required field gone: valid JSON that breaks any schema requiring it."""
+    try:
+        value = json.loads(content)
+    except ValueError:
+        return {"unexpected": True}
+    if isinstance(value, dict) and value:
+        value.pop(next(iter(value)))
+        value["unexpected_field"] = "not in the schema"
+        return value
+    return {"unexpected": True}
 
 
-def make_app(*, seed: int = 0, clock: Clock | None = None) -> Starlette:
-    """The OpenAI stand-in. Any bearer key works except a missing one and the literal "invalid"."""
+_COMPLETION_FAULTS = frozenset({"refusal", "length", "schema_violation", "bad_json_content", EMPTY})
+
+
+def make_app(
+    *,
+    seed: int = 0,
+    clock: Clock | None = None,
+    responders: dict[str, Responder] | None = None,
+    cache_min_tokens: int = CACHE_MIN_TOKENS,
+) -> Starlette:
+    """The OpenAI stand-in. Any bearer key works except a missing one and the literal "invalid".
+
+    `responders` add to (or replace) the registered structured-output responders.
+    """
     now: Clock = clock or system_clock
     controller = SimController(seed, FAULT_KINDS)
+    answers = {**load_responders(), **(responders or {})}
+    seen_prefixes: set[str] = set()
     served = 0
+
+    def cached_tokens(body: dict[str, Any]) -> int:
+        """The cached prefix of this prompt: its first message, if seen before and long enough."""
+        first = _message_text(body["messages"][:1])
+        tokens = _tokens(first)
+        key = hashlib.sha256(f"{body['model']}\n{first}".encode()).hexdigest()
+        hit = key in seen_prefixes
+        seen_prefixes.add(key)
+        if not hit or tokens < cache_min_tokens:
+            return 0
+        step = max(1, min(CACHE_INCREMENT, cache_min_tokens))
+        return tokens // step * step
 
     async def chat_completions(request: Request) -> Response:
         nonlocal served
         served += 1
         parsed = await _read_request(request)
-        chat = None if isinstance(parsed, Response) else _Chat(seed, parsed, utc(now()), served)
+        chat = None
+        if not isinstance(parsed, Response):
+            chat = _Chat(seed, parsed, utc(now()), served, responders=answers, cached_tokens=cached_tokens(parsed))
 
         async def handle() -> Response:
             if chat is None:
