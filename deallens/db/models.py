@@ -325,6 +325,18 @@ class Deal(Base):
         CheckConstraint("value_usd IS NULL OR value_usd >= 0", name="value_nonnegative"),
         Index("ix_deals_acquirer_company_id", "acquirer_company_id"),
         Index("ix_deals_target_company_id", "target_company_id"),
+        # Deal tracking (migration 0009, deallens/db/deals.py).
+        CheckConstraint("consideration IN ('cash', 'stock', 'mixed')", name="consideration_known"),
+        CheckConstraint("value IS NULL OR value > 0", name="value_positive"),
+        CheckConstraint("price_per_share IS NULL OR price_per_share > 0", name="price_per_share_positive"),
+        CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_iso"),
+        # One open deal per pair of parties: concurrent trackers cannot create it twice.
+        Index(
+            "uq_deals_open_party_key",
+            "party_key",
+            unique=True,
+            postgresql_where=text("party_key IS NOT NULL AND status NOT IN ('completed', 'terminated')"),
+        ),
     )
 
     id: Mapped[int] = _id()
@@ -341,6 +353,18 @@ class Deal(Base):
     source: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[dt.datetime] = _created_at()
     updated_at: Mapped[dt.datetime] = _updated_at()
+    # Deal tracking (migration 0009). The value as reported, in `currency`; value_usd only
+    # when that currency is USD (no exchange rates are guessed).
+    value: Mapped[Decimal | None] = mapped_column(Money)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    price_per_share: Mapped[Decimal | None]
+    consideration: Mapped[str | None] = mapped_column(String(8))
+    closed_on: Mapped[dt.date | None] = mapped_column(Date)
+    # When the article that set the current status was published: older news cannot change it.
+    status_changed_at: Mapped[dt.datetime | None]
+    # The unordered pair of parties ("c:<company id>" or "n:<normalised name>"), see
+    # deallens/domain/deals/parties.py; null for deals recorded by other means.
+    party_key: Mapped[str | None] = mapped_column(Text)
 
 
 class DealEvent(Base):
@@ -569,3 +593,28 @@ class LLMBudget(Base):
     committed_usd: Mapped[Decimal] = mapped_column(Numeric(12, 6), server_default=text("0"))
     calls: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     updated_at: Mapped[dt.datetime] = _updated_at()
+
+
+DEAL_CHECK_OUTCOMES = ("no_deal", "created", "changed", "unchanged", "stale", "closed")
+
+
+class DealArticleCheck(Base):
+    """The marker of an article examined for deals (migration 0009): examined once, whatever
+    the range or run it comes up in again."""
+
+    __tablename__ = "deal_article_checks"
+    __table_args__ = (
+        CheckConstraint(f"outcome IN {DEAL_CHECK_OUTCOMES!r}", name="outcome_known"),
+        Index("ix_deal_article_checks_deal_id", "deal_id"),
+        Index("ix_deal_article_checks_checked_by", "checked_by"),
+    )
+
+    news_id: Mapped[int] = mapped_column(ForeignKey("news_articles.id", ondelete="CASCADE"), primary_key=True)
+    outcome: Mapped[str] = mapped_column(String(16))
+    deal_id: Mapped[int | None] = mapped_column(ForeignKey("deals.id", ondelete="SET NULL"))
+    # "patterns", or the LLM model that read it.
+    extractor: Mapped[str] = mapped_column(String(64))
+    # The run that examined it (workflow, run and activity id: the same on every retry), so
+    # that a retry reports what its lost first attempt did and another run reports nothing.
+    checked_by: Mapped[str] = mapped_column(Text)
+    checked_at: Mapped[dt.datetime] = _created_at()
