@@ -185,6 +185,8 @@ async def _simulators(stack: contextlib.AsyncExitStack, settings: Settings, env:
     if settings.newsapi_simulated:
         url = await stack.enter_async_context(serve_asgi(newsapi.make_app(seed=0)))
         env["NEWSAPI_BASE_URL"] = url
+        # The stand-in has no daily quota: the schedules' runs are not deferred after 100.
+        env.setdefault("NEWSAPI_CALLS_PER_DAY", "100000")
         started.append(f"NewsAPI       {url}")
     if settings.openai_simulated:
         url = await stack.enter_async_context(serve_asgi(openai.make_app(seed=0)))
@@ -259,6 +261,22 @@ async def _push_sink(stack: contextlib.AsyncExitStack, env: dict[str, str]) -> s
     finally:
         await engine.dispose()
     return f"{PUSH_DEMO_USER} -> {url}/push/ada -> {_shown(log)}"
+
+
+# The first news ingestion, started with the stack so that news, stories, links, sentiment and
+# deals show within the first minutes instead of at the next scheduled run.
+FIRST_NEWS = ("IngestMarketNews", "IngestDealNews", "IngestCompanyNews")
+
+
+def _start_first_news(env: dict[str, str]) -> None:
+    cli = Path(sys.executable).with_name("temporal")
+    for workflow_type in FIRST_NEWS:
+        subprocess.run(
+            [str(cli), "workflow", "start", "--address", env["TEMPORAL_ADDRESS"], "--type", workflow_type,
+             "--namespace", env.get("TEMPORAL_NAMESPACE", "default"), "--task-queue", "deallens",
+             "--workflow-id", f"first-{workflow_type}", "--input", "{}"],
+            env=env, cwd=ROOT, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
 
 
 async def _run_step(args: list[str], env: dict[str, str], stop: asyncio.Event) -> None:
@@ -340,6 +358,7 @@ async def run() -> int:
 
             worker = subprocess.Popen([sys.executable, "worker.py"], env=env, cwd=ROOT, start_new_session=True)
             stack.callback(_stop_process, worker, "worker")
+            await asyncio.to_thread(_start_first_news, env)
             waiter = asyncio.ensure_future(asyncio.to_thread(worker.wait))
             stopper = asyncio.ensure_future(stop.wait())
             await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
