@@ -31,6 +31,7 @@ from activities.market_data import AlphaVantageActivities, MarketDataActivities
 from activities.news import NewsActivities, NewsApiActivities
 from activities.notifications import NotificationActivities, NotifyConfig, sms_provider_from
 from activities.news_sentiment import SentimentActivities
+from activities.deals import DealActivities
 from deallens.config import ConfigError, Settings, configure_logging, load_settings
 from deallens.db import retention
 from deallens.db.engine import create_engine, database_problem
@@ -181,6 +182,7 @@ def build_workers(
     )
     news = NewsActivities(resources.engine, company_max=settings.news_company_max_companies)
     sentiment = SentimentActivities(resources.engine, resources.llm, batch_size=settings.sentiment_batch_size)
+    deals = DealActivities(resources.engine, resources.llm, batch_size=settings.deals_batch_size)
     av_queue = queues.provider_queue(task_queue, queues.ALPHAVANTAGE_SUFFIX)
     newsapi_queue = queues.provider_queue(task_queue, queues.NEWSAPI_SUFFIX)
     llm_queue = queues.provider_queue(task_queue, queues.LLM_SUFFIX)
@@ -231,7 +233,7 @@ def build_workers(
         # bounds the requests per minute from above; the gateway's shared call slot
         # (api_rate_slots) spaces the calls of multi-call activities exactly.
         llm_queue: dict(
-            activities=[sentiment.score_sentiment],
+            activities=[sentiment.score_sentiment, deals.track],
             max_task_queue_activities_per_second=settings.llm_requests_per_minute / 60,
             max_concurrent_activities=max(1, min(settings.worker_concurrency, 10)),
         ),

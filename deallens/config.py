@@ -81,6 +81,8 @@ class Settings(BaseSettings):
     llm_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 60.0
     # A CSV like deallens/llm/openai_prices_per_1m_tokens_usd.csv, replacing the packaged prices.
     openai_prices_file: Path | None = None
+    # Deal tracking (deals.track): articles per LLM deal-extraction call (and per transaction).
+    deals_batch_size: Annotated[int, Field(ge=1, le=100)] = 20
     # Articles per sentiment call (issue 10: at least 10).
     sentiment_batch_size: Annotated[int, Field(ge=10, le=100)] = 20
 

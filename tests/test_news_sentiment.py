@@ -19,7 +19,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
+from temporalio import workflow
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
+from temporalio.worker import Worker
 
 from activities.news_sentiment import SentimentActivities
 from deallens.contracts import ArticleRange, ScoreSentimentResult
@@ -32,7 +34,9 @@ from deallens.sim.faults import SimController
 from deallens.sim.openai import make_app
 from deallens.sim.responders.news_sentiment import simulated_score
 from deallens.sim.serve import serve_asgi
+from tests.workers import running_workers
 from worker import build_workers, open_resources
+from workflows import policies
 
 NOW = dt.datetime(2026, 12, 1, 15, 0, tzinfo=dt.UTC)
 MODEL = "gpt-4o-mini"
@@ -250,3 +254,38 @@ async def test_the_worker_runs_score_sentiment_on_the_llm_queue(
     config = by_queue["t-llm"].config()
     assert [a.__name__ for a in config["activities"]] == ["score_sentiment"]
     assert config["max_task_queue_activities_per_second"] == 2.0
+
+
+@workflow.defn(name="ScoreSentimentProbe", sandboxed=False)
+class ScoreSentimentProbe:
+    """What w5's Ingest* workflows do after storing: score the range on the LLM queue."""
+
+    @workflow.run
+    async def run(self, request: ArticleRange) -> ScoreSentimentResult:
+        return await workflow.execute_activity(
+            "news.score_sentiment",
+            request,
+            result_type=ScoreSentimentResult,
+            task_queue=workflow.info().task_queue.removesuffix("-probe") + "-llm",
+            start_to_close_timeout=policies.LLM_TIMEOUT,
+            heartbeat_timeout=policies.LLM_HEARTBEAT,
+            retry_policy=policies.LLM_RETRY,
+        )
+
+
+async def test_temporal_retries_a_server_error_on_the_llm_queue(
+    db: AsyncEngine, sim: Sim, make_settings: Callable[..., Any], time_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    articles = await insert_articles(db, 15)
+    sim.controller.faults.add("http_503", count=1)
+    settings = make_settings(openai_base_url=f"{sim.url}/v1", sentiment_batch_size=10)
+    async with running_workers(time_env.client, settings, task_queue), Worker(
+        time_env.client, task_queue=f"{task_queue}-probe", workflows=[ScoreSentimentProbe]
+    ):
+        result = await time_env.client.execute_workflow(
+            ScoreSentimentProbe.run, articles, id=f"probe-{task_queue}", task_queue=f"{task_queue}-probe"
+        )
+    # Attempt 1 failed on the first batch's call (nothing stored); attempt 2 scored all 15.
+    assert (result.scored, result.llm, result.lexicon, result.llm_calls) == (15, 15, 0, 2)
+    assert sim.controller.stats.total_requests == 3
+    assert {r.sentiment_source for r in await stored(db)} == {f"{MODEL}-sim"}

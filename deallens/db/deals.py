@@ -27,7 +27,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from deallens.domain.deals import patterns, status as deal_status
-from deallens.domain.deals.extractor import ArticleText, DealExtractor
+from deallens.domain.deals.extractor import ArticleText, DealExtractor, Extraction
 from deallens.domain.deals.facts import DealFacts
 from deallens.domain.deals.parties import Company, Party, PartyResolver
 
@@ -131,6 +131,17 @@ _OPEN_DEAL = text(
     FOR UPDATE
     """
 )
+_OPEN_SHARING_A_SIDE = text(
+    """
+    SELECT party_key FROM deals
+    WHERE party_key IS NOT NULL AND status NOT IN ('completed', 'terminated')
+      AND (split_part(party_key, '|', 1) LIKE ANY(CAST(:patterns AS text[]))
+           OR split_part(party_key, '|', 2) LIKE ANY(CAST(:patterns AS text[])))
+    ORDER BY id
+    LIMIT 50
+    """
+)
+_LOCK_ONE = text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
 _LAST_CLOSED = text(
     """
     SELECT id, status, status_changed_at FROM deals
@@ -163,6 +174,37 @@ _COMPANY_SYMBOLS = text("SELECT symbol FROM companies WHERE id = ANY(CAST(:ids A
 def party_key(acquirer: Party, target: Party) -> str:
     """The unordered pair: "X and Y in merger talks" and "Y to buy X" are one deal."""
     return "|".join(sorted((acquirer.key, target.key)))
+
+
+def _side_compatible(ours: str, theirs: str) -> bool:
+    """One party, named more or less fully: "n:pioneer" and "n:pioneer natural resources"."""
+    if ours == theirs:
+        return True
+    if not (ours.startswith("n:") and theirs.startswith("n:")):
+        return False
+    a, b = ours[2:].split(), theirs[2:].split()
+    shorter, longer = (a, b) if len(a) <= len(b) else (b, a)
+    return len(" ".join(shorter)) >= 4 and longer[: len(shorter)] == shorter
+
+
+def compatible_keys(ours: str, theirs: str) -> bool:
+    """Are two party keys the same pair, allowing a fuller or shorter name of an untracked party?"""
+    a1, _, a2 = ours.partition("|")
+    b1, _, b2 = theirs.partition("|")
+    return (_side_compatible(a1, b1) and _side_compatible(a2, b2)) or (
+        _side_compatible(a1, b2) and _side_compatible(a2, b1)
+    )
+
+
+def _side_patterns(key: str) -> list[str]:
+    """LIKE patterns for the open deals that may share a side with `key`."""
+    found = []
+    for side in key.split("|"):
+        escaped = side.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        found.append(escaped)
+        if side.startswith("n:"):
+            found.append(f"n:{escaped[2:].split()[0]}%" if escaped[2:] else escaped)
+    return found
 
 
 def _title(acquirer: Party, target: Party) -> str:
@@ -198,6 +240,13 @@ class _Applier:
         article = item.article
         published = article.published_at
         row = (await self._conn.execute(_OPEN_DEAL, {"key": key})).first()
+        if row is None:
+            # The same pair under a fuller or shorter name of an untracked party.
+            candidates = (await self._conn.execute(_OPEN_SHARING_A_SIDE, {"patterns": _side_patterns(key)})).scalars()
+            similar = [k for k in candidates if compatible_keys(key, k)]
+            if len(similar) == 1:
+                await self._conn.execute(_LOCK_ONE, {"key": similar[0]})
+                row = (await self._conn.execute(_OPEN_DEAL, {"key": similar[0]})).first()
         if row is None:
             closed = (await self._conn.execute(_LAST_CLOSED, {"key": key})).first()
             if closed is not None and (
@@ -246,7 +295,9 @@ class _Applier:
             if facts.status != "rumored" and row.announced_on is None:
                 changes["announced_on"] = day
             # A definitive article says who buys whom better than the rumour that created it.
-            if (row.acquirer_company_id, row.acquirer_name) != (acquirer.company_id, acquirer.name):
+            old_acquirer = Party(row.acquirer_company_id, None, row.acquirer_name or "").key
+            old_target = Party(row.target_company_id, None, row.target_name or "").key
+            if _side_compatible(acquirer.key, old_target) and not _side_compatible(acquirer.key, old_acquirer):
                 changes.update(
                     acquirer_company_id=acquirer.company_id, acquirer_name=acquirer.name,
                     target_company_id=target.company_id, target_name=target.name, title=_title(acquirer, target),
@@ -299,28 +350,28 @@ class _Applier:
 async def apply_batch(
     engine: AsyncEngine,
     items: Sequence[DealArticle],
-    facts: Sequence[DealFacts | None],
+    extractions: Sequence[Extraction],
     resolver: PartyResolver,
     *,
-    extractor: str,
     checked_by: str,
 ) -> ApplyCounts:
     """Claim the articles and apply what they say, in one transaction."""
-    if len(items) != len(facts):
+    if len(items) != len(extractions):
         raise ValueError("one extraction result per article")
     counts = ApplyCounts()
     if not items:
         return counts
     async with engine.begin() as conn:
         ids = [i.article.id for i in items]
-        extractors = [(f.source if f is not None else extractor)[:64] for f in facts]
+        extractors = [e.source[:64] for e in extractions]
         claimed = set(
             (await conn.execute(_CLAIM, {"ids": ids, "extractors": extractors, "checked_by": checked_by})).scalars()
         )
         counts.already_checked = len(items) - len(claimed)
         work: list[tuple[DealArticle, DealFacts, Party, Party]] = []
         outcomes: dict[int, _Outcome] = {}
-        for item, found in zip(items, facts, strict=True):
+        for item, extraction in zip(items, extractions, strict=True):
+            found = extraction.facts
             if item.article.id not in claimed:
                 continue
             counts.checked += 1
@@ -425,7 +476,7 @@ async def track(
         if not batch:
             break
         found = await extractor.extract([item.article for item in batch])
-        await apply_batch(engine, batch, found, resolver, extractor=extractor.name, checked_by=checked_by)
+        await apply_batch(engine, batch, found, resolver, checked_by=checked_by)
         after_id = batch[-1].article.id
         progress(after_id)
     return await run_summary(engine, checked_by)

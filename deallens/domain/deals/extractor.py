@@ -21,10 +21,14 @@ class ArticleText:
     published_at: dt.datetime  # aware
 
 
-class DealExtractor(Protocol):
-    name: str  # recorded with each article it read: "patterns" or the LLM path's name
+@dataclass(frozen=True, slots=True)
+class Extraction:
+    facts: DealFacts | None  # None: no deal in this article
+    source: str  # who read it: "patterns" or the LLM's model ("gpt-4o-mini", "gpt-4o-mini-sim")
 
-    async def extract(self, articles: Sequence[ArticleText]) -> list[DealFacts | None]:
+
+class DealExtractor(Protocol):
+    async def extract(self, articles: Sequence[ArticleText]) -> list[Extraction]:
         """One result per article, in order."""
         ...
 
@@ -32,7 +36,10 @@ class DealExtractor(Protocol):
 class PatternExtractor:
     """The deterministic path: headline patterns (patterns.py), no network, no budget."""
 
-    name = "patterns"
+    async def extract(self, articles: Sequence[ArticleText]) -> list[Extraction]:
+        return [extract_by_patterns(a) for a in articles]
 
-    async def extract(self, articles: Sequence[ArticleText]) -> list[DealFacts | None]:
-        return [patterns.extract(a.title, a.description, a.published_at.date()) for a in articles]
+
+def extract_by_patterns(article: ArticleText) -> Extraction:
+    facts = patterns.extract(article.title, article.description, article.published_at.date())
+    return Extraction(facts, patterns.SOURCE)

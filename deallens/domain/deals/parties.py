@@ -41,14 +41,19 @@ WELL_KNOWN_ALIASES: dict[str, tuple[str, ...]] = {
 MIN_PARTIAL_CHARS = 4
 
 
-def normalise(name: str) -> str:
-    """'The Walt Disney Co.' -> 'walt disney'; 'Amazon.com, Inc.' -> 'amazon'; "Pfizer's" -> 'pfizer'."""
-    text = unicodedata.normalize("NFKC", name).casefold()
+def words(text: str) -> list[str]:
+    """Case-folded words, as names are compared: "J.P. Morgan's" -> ['jp', 'morgan']."""
+    text = unicodedata.normalize("NFKC", text).casefold()
     text = re.sub(r"['’]s\b", "", text)
     text = text.replace(".com", " ").replace("&", " and ")
     # Dotted initials are one word: "j.p. morgan" -> "jp morgan".
     text = re.sub(r"\b(?:[^\W\d_]\.){2,}", lambda m: m.group().replace(".", ""), text)
-    merged = re.findall(r"[^\W_]+", text)
+    return re.findall(r"[^\W_]+", text)
+
+
+def normalise(name: str) -> str:
+    """'The Walt Disney Co.' -> 'walt disney'; 'Amazon.com, Inc.' -> 'amazon'; "Pfizer's" -> 'pfizer'."""
+    merged = words(name)
     while len(merged) > 1 and merged[-1] in LEGAL_SUFFIXES:
         merged.pop()
     while len(merged) > 1 and merged[0] == "the":

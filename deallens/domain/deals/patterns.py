@@ -8,7 +8,7 @@ reports; the first rule whose parties look like company names wins. The title is
 first, then the description's sentences. Value, currency, price per share, consideration and
 the expected closing come from title and description together.
 
-Status rules (the labelling rules of tests/deals_headlines.jsonl follow them):
+Status rules (the labelling rules of tests/labelled/deals_headlines.jsonl follow them):
 - rumored: talks, approaches, considerations, and bids or offers not (yet) agreed, including
   rejected ones; also an agreement headline attributed to anonymous sources or a report;
 - announced: a definitive agreement, or a tender/exchange offer launched to shareholders;
@@ -33,6 +33,7 @@ from deallens.domain.deals.facts import MAX_DEAL_VALUE, MAX_PRICE_PER_SHARE, Con
 from deallens.domain.deals.parties import clean_name
 from deallens.domain.deals.status import DealStatus
 
+SOURCE = "patterns"  # DealFacts.source and deal_article_checks.extractor of this path
 # Longer inputs are cut: a headline pattern has nothing to find in a 10 MB body.
 TEXT_MAX = 2_000
 
@@ -576,5 +577,5 @@ def extract(title: str, description: str | None, published: dt.date) -> DealFact
         price_per_share=per_share,
         consideration=consideration(both),
         expected_close_on=expected_close(both, published),
-        source="patterns",
+        source=SOURCE,
     )
