@@ -11,8 +11,12 @@ queue) picks the companies a run fetches.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
+import hashlib
 import logging
+from collections.abc import AsyncIterator
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -37,11 +41,36 @@ from deallens.providers.newsapi import MAX_PAGE_SIZE, PROVIDER, MaximumResultsRe
 
 log = logging.getLogger(__name__)
 
+HEARTBEAT_EVERY_SECONDS = 10.0
+
 
 @dataclass(frozen=True, slots=True)
 class _Query:
     endpoint: str  # "everything" or "top_headlines"
     q: str | None
+
+
+def _ingest_key() -> str:
+    """The same for every attempt of this activity execution, different for every other."""
+    info = activity.info()
+    key = f"{info.workflow_id}/{info.workflow_run_id}/{info.activity_id}"
+    return key if len(key) <= 200 else hashlib.sha256(key.encode()).hexdigest()
+
+
+@contextlib.asynccontextmanager
+async def _heartbeating(detail: str) -> AsyncIterator[None]:
+    """Heartbeat while a long step runs (waiting for the story lock, a large batch)."""
+
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_EVERY_SECONDS)
+            activity.heartbeat(detail)
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
 
 
 def _ledger_day(at: dt.datetime) -> dt.date:
@@ -164,14 +193,17 @@ class NewsApiActivities:
         # The fetch state moves on only when every query was asked: a deferred run asks again.
         complete = deferred is None
         with permanent_database_errors():
-            outcome = await news.store_articles(
-                self._engine,
-                clean,
-                category=request.kind,
-                source=self._source,
-                linker=await self._current_linker(),
-                mark=mark if complete else None,
-            )
+            linker = await self._current_linker()
+            async with _heartbeating("storing"):
+                outcome = await news.store_articles(
+                    self._engine,
+                    clean,
+                    category=request.kind,
+                    source=self._source,
+                    linker=linker,
+                    mark=mark if complete else None,
+                    ingest_key=_ingest_key(),
+                )
         if skipped:
             log.info("news %s: skipped bad articles %s", request.kind, dict(skipped))
         return IngestNewsResult(

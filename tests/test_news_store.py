@@ -173,3 +173,14 @@ async def test_company_rotation_most_watched_then_least_recently_fetched(db: Asy
     assert not set(first) & set(second)
     asked, unknown = await news.plan_companies(db, [first[1], 999_999, first[1]], 3)
     assert asked == [first[1]] and unknown == [999_999]
+
+
+async def test_a_retried_ingestion_reports_what_its_lost_attempt_stored(db: AsyncEngine, linker: CompanyLinker) -> None:
+    # The first attempt committed but its completion was lost; the retry fetches the same batch.
+    first = await store(db, BATCH, linker, ingest_key="wf/run/1")
+    retry = await store(db, BATCH, linker, ingest_key="wf/run/1")
+    assert (retry.stored, retry.duplicates, retry.first_id, retry.last_id) == (5, 0, first.first_id, first.last_id)
+    assert retry.symbols == first.symbols and "AAPL" in retry.symbols
+    # Another ingestion of the same batch stored nothing and reports nothing.
+    other = await store(db, BATCH, linker, ingest_key="wf/run/2")
+    assert (other.stored, other.duplicates, other.first_id, other.symbols) == (0, 5, None, [])

@@ -173,6 +173,7 @@ class NewsArticle(Base):
         ),
         Index("ix_news_articles_published_at", "published_at"),
         Index("ix_news_articles_story_id", "story_id"),
+        Index("ix_news_articles_ingest_key", "ingest_key"),
     )
 
     id: Mapped[int] = _id()
@@ -195,6 +196,9 @@ class NewsArticle(Base):
     # transaction; nullable only for rows written before stories existed).
     story_id: Mapped[int | None] = mapped_column(ForeignKey("news_stories.id", ondelete="SET NULL"))
     sentiment_label: Mapped[str | None] = mapped_column(String(8))
+    # Which ingestion (activity execution) inserted the row: a retried attempt reports the
+    # rows its lost predecessor stored, so that they are still scored and signalled.
+    ingest_key: Mapped[str | None] = mapped_column(String(200))
 
 
 class NewsStory(Base):

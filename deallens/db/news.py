@@ -53,7 +53,23 @@ _COMPANY = text("SELECT id, symbol, name, aliases, news_fetched_at FROM companie
 _FEED = text("SELECT fetched_at FROM news_feeds WHERE name = :name")
 _LINK_TARGETS = text("SELECT id, symbol, name, aliases FROM companies ORDER BY id")
 _LINK_TARGETS_VERSION = text("SELECT count(*), max(updated_at), max(id) FROM companies")
-_EXISTING = text("SELECT canonical_url FROM news_articles WHERE canonical_url = ANY(CAST(:urls AS text[]))")
+_EXISTING = text(
+    """
+    SELECT canonical_url, coalesce(ingest_key = CAST(:key AS text), false) AS mine
+    FROM news_articles WHERE canonical_url = ANY(CAST(:urls AS text[]))
+    """
+)
+# What this ingestion (all its attempts) inserted.
+_MINE = text(
+    "SELECT count(*) AS n, min(id) AS first_id, max(id) AS last_id FROM news_articles WHERE ingest_key = :key"
+)
+_MY_SYMBOLS = text(
+    """
+    SELECT DISTINCT c.symbol FROM news_articles n
+    JOIN news_company nc ON nc.news_id = n.id JOIN companies c ON c.id = nc.company_id
+    WHERE n.ingest_key = :key ORDER BY c.symbol
+    """
+)
 _WINDOW = text(
     """
     SELECT story_id, title, description, published_at
@@ -73,9 +89,9 @@ _INSERT_STORIES = text(
 _INSERT_ARTICLES = text(
     """
     INSERT INTO news_articles (url, canonical_url, title, description, content, author, publisher, image_url,
-                               category, published_at, source, story_id)
+                               category, published_at, source, story_id, ingest_key)
     SELECT url, canonical_url, title, description, content, author, publisher, image_url,
-           :category, published_at, :source, story_id
+           :category, published_at, :source, story_id, CAST(:ingest_key AS text)
     FROM unnest(CAST(:url AS text[]), CAST(:canonical_url AS text[]), CAST(:title AS text[]),
                 CAST(:description AS text[]), CAST(:content AS text[]), CAST(:author AS text[]),
                 CAST(:publisher AS text[]), CAST(:image_url AS text[]), CAST(:published_at AS timestamptz[]),
@@ -219,8 +235,14 @@ async def store_articles(
     linker: CompanyLinker,
     mark: FetchMark | None = None,
     window: dt.timedelta = DEFAULT_WINDOW,
+    ingest_key: str | None = None,
 ) -> StoreOutcome:
-    """Store the batch's new articles with their stories and links; see the module's docstring."""
+    """Store the batch's new articles with their stories and links; see the module's docstring.
+
+    With `ingest_key` (one per ingestion, the same on every retry of it) the outcome's
+    stored count, id range and symbols are those of every row that ingestion inserted, so a
+    retry after a lost completion reports what its predecessor stored instead of nothing.
+    """
     unique: dict[str, CleanArticle] = {}
     batch_duplicates = 0
     for article in articles:
@@ -232,13 +254,22 @@ async def store_articles(
     async with engine.begin() as conn:
         await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": STORY_LOCK_KEY})
         if unique:
-            existing = {row[0] for row in await conn.execute(_EXISTING, {"urls": list(unique)})}
-            outcome.duplicates += len(existing)
+            found = list(await conn.execute(_EXISTING, {"urls": list(unique), "key": ingest_key}))
+            existing = {row.canonical_url for row in found}
+            # Rows an earlier attempt of this ingestion stored are not duplicates of it.
+            outcome.duplicates += sum(1 for row in found if not row.mine)
             fresh = sorted(
                 (a for url, a in unique.items() if url not in existing), key=lambda a: (a.published_at, a.canonical_url)
             )
             if fresh:
-                await _insert(conn, fresh, outcome, category=category, source=source, linker=linker, window=window)
+                await _insert(
+                    conn, fresh, outcome, category=category, source=source, linker=linker, window=window,
+                    ingest_key=ingest_key,
+                )
+        if ingest_key is not None:
+            mine = (await conn.execute(_MINE, {"key": ingest_key})).one()
+            outcome.stored, outcome.first_id, outcome.last_id = mine.n, mine.first_id, mine.last_id
+            outcome.symbols = [row[0] for row in await conn.execute(_MY_SYMBOLS, {"key": ingest_key})]
         if mark is not None:
             if mark.company_id is not None:
                 await conn.execute(_COMPANY_FETCHED, {"id": mark.company_id, "at": mark.at})
@@ -256,6 +287,7 @@ async def _insert(
     source: str,
     linker: CompanyLinker,
     window: dt.timedelta,
+    ingest_key: str | None,
 ) -> None:
     # The index is fed the stored window as the batch moves forward in time (it forgets what
     # is older than its newest entry minus two windows, so seeding it all at once would lose
@@ -292,6 +324,7 @@ async def _insert(
             {
                 "category": category,
                 "source": source,
+                "ingest_key": ingest_key,
                 "url": [a.url for a in fresh],
                 "canonical_url": [a.canonical_url for a in fresh],
                 "title": [a.title for a in fresh],

@@ -50,6 +50,8 @@ def upgrade() -> None:
     )
     op.create_index("ix_news_articles_story_id", "news_articles", ["story_id"])
     op.add_column("news_articles", sa.Column("sentiment_label", sa.String(8), nullable=True))
+    op.add_column("news_articles", sa.Column("ingest_key", sa.String(200), nullable=True))
+    op.create_index("ix_news_articles_ingest_key", "news_articles", ["ingest_key"])
     op.create_check_constraint(
         op.f("ck_news_articles_sentiment_label_known"),
         "news_articles",
@@ -80,6 +82,8 @@ def downgrade() -> None:
     op.drop_column("news_company", "found_in")
     op.drop_constraint(op.f("ck_news_articles_sentiment_label_known"), "news_articles", type_="check")
     op.drop_column("news_articles", "sentiment_label")
+    op.drop_index("ix_news_articles_ingest_key", table_name="news_articles")
+    op.drop_column("news_articles", "ingest_key")
     op.drop_index("ix_news_articles_story_id", table_name="news_articles")
     op.drop_constraint(op.f("fk_news_articles_story_id_news_stories"), "news_articles", type_="foreignkey")
     op.drop_column("news_articles", "story_id")
