@@ -98,6 +98,7 @@ class NewsApiActivities:
         # Requests one run of a feed may spend (a company's fetch is one query).
         self._max_requests = {"market": 2, "deal": 1, "company": 1, **(max_requests or {})}
         self._source = f"{PROVIDER}-sim" if simulated else PROVIDER
+        self._stories = news.StoryCache()
         self._linker: CompanyLinker | None = None
         self._linker_version: tuple[object, ...] | None = None
 
@@ -203,6 +204,7 @@ class NewsApiActivities:
                     linker=linker,
                     mark=mark if complete else None,
                     ingest_key=_ingest_key(),
+                    cache=self._stories,
                 )
         if skipped:
             log.info("news %s: skipped bad articles %s", request.kind, dict(skipped))

@@ -184,3 +184,30 @@ async def test_a_retried_ingestion_reports_what_its_lost_attempt_stored(db: Asyn
     # Another ingestion of the same batch stored nothing and reports nothing.
     other = await store(db, BATCH, linker, ingest_key="wf/run/2")
     assert (other.stored, other.duplicates, other.first_id, other.symbols) == (0, 5, None, [])
+
+
+async def test_a_kept_story_index_sees_what_other_workers_stored(db: AsyncEngine, linker: CompanyLinker) -> None:
+    cache = news.StoryCache()
+    await store(db, [APPLE_BEAT], linker, cache=cache)
+    # Another worker (no shared cache) stores the deal; this worker's next batch carries a copy.
+    await store(db, [APPLE_DEAL], linker)
+    outcome = await store(db, [APPLE_DEAL_COPY, APPLE_MISS], linker, cache=cache)
+    assert (outcome.stored, outcome.new_stories, outcome.joined_stories) == (2, 1, 1)
+    assert (await rows(db, "SELECT count(*) FROM news_stories"))[0][0] == 3
+    # A failed batch drops the kept index (it may hold rows that were rolled back).
+    with pytest.raises(IntegrityError):
+        await news.store_articles(db, [APPLE_DEAL_REWRITE], category="gossip", source="x", linker=linker, cache=cache)
+    assert cache.index is None
+    later = await store(db, [APPLE_DEAL_REWRITE], linker, cache=cache)
+    assert (later.stored, later.new_stories) == (1, 0)
+
+
+async def test_the_same_wording_about_other_companies_is_another_story(db: AsyncEngine, linker: CompanyLinker) -> None:
+    template = "{} shares jump after quarterly earnings beat estimates"
+    batch = [
+        article(f"https://www.reuters.com/{name}-beat", template.format(name), f"{name} reported stronger profit.", minutes=i)
+        for i, name in enumerate(["Apple", "Microsoft", "Nvidia"])
+    ]
+    batch.append(article("https://finance.yahoo.com/apple-beat-copy", template.format("Apple"), "Apple reported stronger profit.", minutes=30))
+    outcome = await store(db, batch, linker)
+    assert (outcome.stored, outcome.new_stories, outcome.joined_stories) == (4, 3, 1)

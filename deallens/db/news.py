@@ -72,9 +72,19 @@ _MY_SYMBOLS = text(
 )
 _WINDOW = text(
     """
-    SELECT story_id, title, description, published_at
+    SELECT id, story_id, title, description, published_at,
+           ARRAY(SELECT company_id FROM news_company nc WHERE nc.news_id = news_articles.id) AS companies
     FROM news_articles
     WHERE story_id IS NOT NULL AND published_at >= :start AND published_at <= :end
+    ORDER BY published_at, id
+    """
+)
+_SINCE = text(
+    """
+    SELECT id, story_id, title, description, published_at,
+           ARRAY(SELECT company_id FROM news_company nc WHERE nc.news_id = news_articles.id) AS companies
+    FROM news_articles
+    WHERE id > :after AND story_id IS NOT NULL AND published_at >= :start
     ORDER BY published_at, id
     """
 )
@@ -144,6 +154,24 @@ _FEED_FETCHED = text(
     ON CONFLICT (name) DO UPDATE SET fetched_at = greatest(news_feeds.fetched_at, excluded.fetched_at)
     """
 )
+
+
+@dataclass(slots=True)
+class StoryCache:
+    """A worker's StoryIndex kept between batches, topped up with what others stored since.
+
+    Building the index costs a feature extraction per stored article of the window (tens of
+    thousands on a busy day), far more than the batch itself, so a process keeps it: each
+    batch adds only the rows stored since the last (read under the story lock, so no row is
+    missed), and rebuilds when a batch reaches further back than the index covers. A failed
+    batch drops the cache: the index may hold entries of rows that were rolled back.
+    """
+
+    window: dt.timedelta = DEFAULT_WINDOW
+    index: StoryIndex | None = None
+    covers_from: dt.datetime | None = None
+    max_id: int = 0
+    companies: dict[int, set[int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +264,7 @@ async def store_articles(
     mark: FetchMark | None = None,
     window: dt.timedelta = DEFAULT_WINDOW,
     ingest_key: str | None = None,
+    cache: StoryCache | None = None,
 ) -> StoreOutcome:
     """Store the batch's new articles with their stories and links; see the module's docstring.
 
@@ -251,6 +280,29 @@ async def store_articles(
         else:
             unique[article.canonical_url] = article
     outcome = StoreOutcome(duplicates=batch_duplicates)
+    try:
+        await _store(engine, unique, outcome, category=category, source=source, linker=linker, mark=mark,
+                     window=cache.window if cache else window, ingest_key=ingest_key, cache=cache)
+    except BaseException:
+        if cache is not None:
+            cache.index = None
+        raise
+    return outcome
+
+
+async def _store(
+    engine: AsyncEngine,
+    unique: dict[str, CleanArticle],
+    outcome: StoreOutcome,
+    *,
+    category: str,
+    source: str,
+    linker: CompanyLinker,
+    mark: FetchMark | None,
+    window: dt.timedelta,
+    ingest_key: str | None,
+    cache: StoryCache | None,
+) -> None:
     async with engine.begin() as conn:
         await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": STORY_LOCK_KEY})
         if unique:
@@ -264,7 +316,7 @@ async def store_articles(
             if fresh:
                 await _insert(
                     conn, fresh, outcome, category=category, source=source, linker=linker, window=window,
-                    ingest_key=ingest_key,
+                    ingest_key=ingest_key, cache=cache,
                 )
         if ingest_key is not None:
             mine = (await conn.execute(_MINE, {"key": ingest_key})).one()
@@ -275,7 +327,6 @@ async def store_articles(
                 await conn.execute(_COMPANY_FETCHED, {"id": mark.company_id, "at": mark.at})
             if mark.feed is not None:
                 await conn.execute(_FEED_FETCHED, {"name": mark.feed, "at": mark.at})
-    return outcome
 
 
 async def _insert(
@@ -288,36 +339,62 @@ async def _insert(
     linker: CompanyLinker,
     window: dt.timedelta,
     ingest_key: str | None,
+    cache: StoryCache | None,
 ) -> None:
     # The index is fed the stored window as the batch moves forward in time (it forgets what
     # is older than its newest entry minus two windows, so seeding it all at once would lose
     # the early part of a batch spanning days).
-    seeds = await _window_rows(conn, fresh, window)
-    index = StoryIndex(window)
+    needed_from = fresh[0].published_at - window
+    if cache is not None and cache.index is not None and cache.covers_from is not None and cache.covers_from <= needed_from:
+        index, story_companies = cache.index, cache.companies
+        seeds = list(await conn.execute(_SINCE, {"after": cache.max_id, "start": needed_from}))
+    else:
+        index, story_companies = StoryIndex(window), {}
+        seeds = await _window_rows(conn, fresh, window)
+        if cache is not None:
+            cache.index, cache.covers_from, cache.companies = index, needed_from, story_companies
+    links = [linker.link(a.title, a.description) for a in fresh]
+
+    def feed(seed: Any) -> None:
+        index.add(seed.story_id, _story_text(seed.title, seed.description, seed.published_at))
+        story_companies.setdefault(seed.story_id, set()).update(seed.companies or ())
+
+    if cache is not None:
+        cache.max_id = max([cache.max_id, *(row.id for row in seeds)])
+    # Story ids are drawn before matching (one per article at most; unused ones are gaps in
+    # the sequence), so that the index only ever holds real ids, also when it is kept.
+    spare = [row[0] for row in await conn.execute(_STORY_IDS, {"n": len(fresh)})]
     next_seed = 0
-    story_of: list[int | None] = []
+    real: list[int] = []
     opened: list[int] = []  # positions in `fresh` that open a story
+    new_ids: list[int] = []
     for position, article in enumerate(fresh):
         horizon = article.published_at + window
         while next_seed < len(seeds) and seeds[next_seed].published_at <= horizon:
-            seed = seeds[next_seed]
-            index.add(seed.story_id, _story_text(seed.title, seed.description, seed.published_at))
+            feed(seeds[next_seed])
             next_seed += 1
         story_text = _story_text(article.title, article.description, article.published_at)
         story = index.match(story_text)
-        story_of.append(story)
+        mine = {link.company_id for link in links[position]}
+        known = story_companies.get(story, set()) if story is not None else set()
+        if story is not None and mine and known and not mine & known:
+            # Same wording about other companies ("Apple beats estimates" / "Microsoft beats
+            # estimates"): another event, whatever the text similarity says.
+            story = None
         if story is None:
+            story = spare[len(new_ids)]
             opened.append(position)
-            # A provisional id (negative) until the story's real id is drawn below.
-            story_of[position] = -(len(opened))
-            index.add(story_of[position], story_text)  # type: ignore[arg-type]
-    new_ids: list[int] = []
+            new_ids.append(story)
+        real.append(story)
+        # Every stored article is in the index, as seeding from the table would have put it.
+        index.add(story, story_text)
+        story_companies.setdefault(story, set()).update(mine)
+    for seed in seeds[next_seed:]:
+        feed(seed)
     if opened:
-        new_ids = [row[0] for row in await conn.execute(_STORY_IDS, {"n": len(opened)})]
         await conn.execute(
             _INSERT_STORIES, {"ids": new_ids, "published": [fresh[p].published_at for p in opened]}
         )
-    real = [new_ids[-s - 1] if s is not None and s < 0 else s for s in story_of]
     rows = (
         await conn.execute(
             _INSERT_ARTICLES,
@@ -352,20 +429,22 @@ async def _insert(
         )
         outcome.first_id = min(r.id for r in rows)
         outcome.last_id = max(r.id for r in rows)
+        if cache is not None:
+            # This batch's rows are in the index already (added while matching).
+            cache.max_id = max(cache.max_id, outcome.last_id)
     if new_ids:
         await conn.execute(_DROP_EMPTY_STORIES, {"ids": new_ids})
     opened_set = set(new_ids)
     outcome.new_stories = len({r.story_id for r in rows if r.story_id in opened_set})
     # Every stored article but the first of each new story joined a story of the same event.
     outcome.joined_stories = len(rows) - outcome.new_stories
-    by_url = {a.canonical_url: a for a in fresh}
+    links_of = {a.canonical_url: found for a, found in zip(fresh, links, strict=True)}
     news_ids: list[int] = []
     company_ids: list[int] = []
     relevance: list[Decimal] = []
     found_in: list[str] = []
     for row in rows:
-        article = by_url[row.canonical_url]
-        for link in linker.link(article.title, article.description):
+        for link in links_of[row.canonical_url]:
             news_ids.append(row.id)
             company_ids.append(link.company_id)
             relevance.append(Decimal(str(round(min(max(link.relevance, 0.0), 1.0), 4))))
