@@ -179,6 +179,7 @@ def build_workers(
         max_results=settings.newsapi_max_results,
         first_fetch=timedelta(days=settings.news_first_fetch_days),
         max_requests={"market": settings.news_market_max_requests, "deal": settings.news_deal_max_requests},
+        pace=settings.newsapi_pace_daily_quota,
     )
     news = NewsActivities(resources.engine, company_max=settings.news_company_max_companies)
     sentiment = SentimentActivities(resources.engine, resources.llm, batch_size=settings.sentiment_batch_size)

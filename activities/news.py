@@ -16,6 +16,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import logging
+import math
 from collections.abc import AsyncIterator
 from collections import Counter
 from dataclasses import dataclass
@@ -89,6 +90,7 @@ class NewsApiActivities:
         max_results: int = 100,
         first_fetch: dt.timedelta = dt.timedelta(days=3),
         max_requests: dict[str, int] | None = None,
+        pace: bool = False,
     ) -> None:
         self._client = client
         self._engine = engine
@@ -98,6 +100,7 @@ class NewsApiActivities:
         # Requests one run of a feed may spend (a company's fetch is one query).
         self._max_requests = {"market": 2, "deal": 1, "company": 1, **(max_requests or {})}
         self._source = f"{PROVIDER}-sim" if simulated else PROVIDER
+        self._pace = pace
         self._stories = news.StoryCache()
         self._linker: CompanyLinker | None = None
         self._linker_version: tuple[object, ...] | None = None
@@ -110,6 +113,15 @@ class NewsApiActivities:
             self._linker = CompanyLinker(await news.link_targets(self._engine))
             self._linker_version = version
         return self._linker
+
+    async def _ahead_of_pace(self, now: dt.datetime) -> bool:
+        """Whether today's calls already reach the share of the quota due by the next hour.
+
+        A soft check beside the atomic reservation (which alone enforces the hard cap)."""
+        midnight = dt.datetime.combine(now.date(), dt.time(), tzinfo=dt.UTC)
+        share = min(1.0, ((now - midnight).total_seconds() + 3600) / 86_400)
+        used, _ = await usage.usage(self._engine, PROVIDER, _ledger_day(now))
+        return used >= max(1, math.ceil(self._calls_per_day * share))
 
     async def _plan(self, request: IngestNewsInput, now: dt.datetime) -> tuple[list[_Query], dt.datetime, news.FetchMark] | None:
         if request.kind == "company":
@@ -152,6 +164,9 @@ class NewsApiActivities:
             while deferred is None:
                 if requests >= allowance:
                     stopped = stopped or "the run's request allowance"
+                    break
+                if self._pace and await self._ahead_of_pace(now):
+                    deferred = "paced: the rest of today's NewsAPI quota is for later today"
                     break
                 reservation = await usage.reserve_call(self._engine, PROVIDER, _ledger_day(now), self._calls_per_day)
                 if reservation is None:

@@ -145,6 +145,9 @@ class Settings(BaseSettings):
     newsapi_timeout_seconds: Annotated[float, Field(gt=0, le=120)] = 15.0
     # The plan's result cap per query (100 on the Developer plan): paging stops there.
     newsapi_max_results: Annotated[int, Field(ge=1, le=10_000)] = 100
+    # Spread the daily quota over the UTC day (by each hour, its share plus an hour's worth),
+    # so that the night's company runs cannot spend what the day's market news needs.
+    newsapi_pace_daily_quota: bool = True
     # Requests one IngestMarketNews / IngestDealNews run may spend, and companies one
     # IngestCompanyNews run without company_ids fetches (one request each, most watched first).
     news_market_max_requests: Annotated[int, Field(ge=1, le=100)] = 2

@@ -142,7 +142,7 @@ async def test_market_news_skips_bad_input_and_defers_on_the_quota(
 ) -> None:
     await seed_demo(db)
     url, controller = sim
-    settings = news_settings(url, newsapi_calls_per_day=3)
+    settings = news_settings(url, newsapi_calls_per_day=3, newsapi_pace_daily_quota=False)
     controller.faults.add("bad_articles", count=1, match="/v2/top-headlines")
     async with running_workers(time_env.client, settings, task_queue):
         handle = await time_env.client.start_workflow(
@@ -218,3 +218,25 @@ async def test_overlapping_runs_never_store_an_article_twice(
     assert sum(r.stored for r in results) == await scalar(db, "SELECT count(*) FROM news_articles")
     assert await scalar(db, "SELECT count(*) - count(DISTINCT canonical_url) FROM news_articles") == 0
     assert await scalar(db, "SELECT count(*) FROM news_articles WHERE story_id IS NULL") == 0
+
+
+async def test_the_daily_quota_is_paced_over_the_day(
+    time_env: WorkflowEnvironment, task_queue: str, db: AsyncEngine, news_settings: Any, sim: tuple[str, SimController]
+) -> None:
+    import datetime as dt
+    import math
+
+    await seed_demo(db)
+    now = dt.datetime.now(dt.UTC)
+    elapsed = (now - now.replace(hour=0, minute=0, second=0, microsecond=0)).total_seconds()
+    due = max(1, math.ceil(24 * min(1.0, (elapsed + 3600) / 86_400)))
+    async with db.begin() as conn:
+        await conn.execute(
+            text("INSERT INTO api_usage (provider, day, calls) VALUES ('newsapi', :day, :calls)"),
+            {"day": now.date(), "calls": due},
+        )
+    settings = news_settings(sim[0], newsapi_calls_per_day=24)
+    async with running_workers(time_env.client, settings, task_queue):
+        result = await ingest(time_env, "IngestDealNews", task_queue, "deal-paced")
+    [feed] = result.feeds
+    assert feed.requests == 0 and "paced" in (feed.deferred or "") and sim[1].stats.total_requests == 0
