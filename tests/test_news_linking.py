@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import pytest
+
 from deallens.domain.news.linking import CompanyLinker, LinkTarget
 
 COMPANIES = (
@@ -48,3 +53,43 @@ def test_longer_name_wins_and_each_company_once() -> None:
 
 def test_per_company_aliases_are_used() -> None:
     assert _ids("Target Stores cut prices on 5,000 items ahead of the holidays") == [9]
+
+
+# --- the labelled set ---------------------------------------------------------------------
+
+LABELLED = Path(__file__).parent / "labelled"
+
+
+def _labelled_linker() -> tuple[CompanyLinker, dict[int, str]]:
+    with (LABELLED / "link_companies.jsonl").open() as handle:
+        companies = [json.loads(line) for line in handle]
+    targets = [LinkTarget(c["company_id"], c["symbol"], c["name"], tuple(c.get("aliases", ()))) for c in companies]
+    return CompanyLinker(targets), {c["company_id"]: c["symbol"] for c in companies}
+
+
+def _link_scores(file_name: str) -> tuple[float, float, int, int, int, int]:
+    linker, symbol_of = _labelled_linker()
+    tp = fp = fn = cases = 0
+    with (LABELLED / file_name).open() as handle:
+        for case in map(json.loads, handle):
+            cases += 1
+            found = {symbol_of[link.company_id] for link in linker.link(case["title"], case["description"])}
+            expected = set(case["links"])
+            tp, fp, fn = tp + len(found & expected), fp + len(found - expected), fn + len(expected - found)
+    return tp / (tp + fp), tp / (tp + fn), cases, tp, fp, fn
+
+
+@pytest.mark.parametrize("file_name", ["link_cases.jsonl", "link_cases_holdout.jsonl"])
+def test_linking_precision_and_recall_on_the_labelled_cases(file_name: str) -> None:
+    precision, recall, cases, tp, fp, fn = _link_scores(file_name)
+    print(f"\n{file_name}: {cases} articles, {tp + fn} links  precision {precision:.3f}  recall {recall:.3f}  (tp {tp}, fp {fp}, fn {fn})")
+    assert precision >= 0.95
+    assert recall >= 0.90
+
+
+def test_labelled_linking_set_is_large_enough() -> None:
+    _, symbol_of = _labelled_linker()
+    with (LABELLED / "link_cases.jsonl").open() as handle:
+        cases = [json.loads(line) for line in handle]
+    assert sum(len(c["links"]) for c in cases) + sum(1 for c in cases if not c["links"]) >= 200
+    assert {s for c in cases for s in c["links"]} <= set(symbol_of.values())

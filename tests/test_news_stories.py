@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -66,3 +68,77 @@ def test_index_forgets_articles_older_than_the_window() -> None:
     index.add(2, _story("Netflix raises prices in the US", hours=30))
     assert len(index) == 1
     assert index.match(_story("Tesla recalls 2 million vehicles over Autopilot", hours=30)) is None
+
+
+# --- the labelled set ---------------------------------------------------------------------
+
+LABELLED = Path(__file__).parent / "labelled"
+PRECISION_TARGET = 0.95
+RECALL_TARGET = 0.85
+
+
+def _labelled_articles() -> dict[str, dict[str, str]]:
+    with (LABELLED / "story_articles.jsonl").open() as handle:
+        return {row["id"]: row for row in map(json.loads, handle)}
+
+
+def _labelled_pairs() -> list[dict[str, object]]:
+    with (LABELLED / "story_pairs.jsonl").open() as handle:
+        return [json.loads(line) for line in handle]
+
+
+def _text(row: dict[str, str]) -> StoryText:
+    return StoryText(row["title"], row["description"], datetime.fromisoformat(row["published_at"]))
+
+
+def _precision_recall(decisions: list[tuple[bool, bool]]) -> tuple[float, float, int, int, int]:
+    tp = sum(1 for predicted, actual in decisions if predicted and actual)
+    fp = sum(1 for predicted, actual in decisions if predicted and not actual)
+    fn = sum(1 for predicted, actual in decisions if actual and not predicted)
+    return tp / (tp + fp), tp / (tp + fn), tp, fp, fn
+
+
+def test_labelled_set_is_consistent_and_large_enough() -> None:
+    articles = _labelled_articles()
+    pairs = _labelled_pairs()
+    assert len(pairs) >= 300
+    for pair in pairs:
+        a, b = articles[str(pair["a"])], articles[str(pair["b"])]
+        assert pair["same"] == (a["event"] == b["event"]), pair
+    kinds = {str(pair["kind"]) for pair in pairs}
+    assert kinds == {"wire_copy", "rewrite", "hard_negative", "other_company"}
+    assert sum(1 for pair in pairs if not pair["same"]) >= 300
+
+
+def test_same_event_precision_and_recall_on_the_labelled_pairs() -> None:
+    articles = _labelled_articles()
+    decisions = [
+        (same_event(_text(articles[str(p["a"])]), _text(articles[str(p["b"])])), bool(p["same"]))
+        for p in _labelled_pairs()
+    ]
+    precision, recall, tp, fp, fn = _precision_recall(decisions)
+    print(f"\nstory pairs: {len(decisions)}  precision {precision:.3f}  recall {recall:.3f}  (tp {tp}, fp {fp}, fn {fn})")
+    assert precision >= PRECISION_TARGET
+    assert recall >= RECALL_TARGET
+
+
+def test_index_grouping_of_the_labelled_articles() -> None:
+    """The same articles streamed through StoryIndex in publication order, as ingestion does."""
+    articles = sorted(_labelled_articles().values(), key=lambda row: row["published_at"])
+    index, story_of, next_story = StoryIndex(), {}, 0
+    for row in articles:
+        story = index.match(_text(row))
+        if story is None:
+            next_story += 1
+            story = next_story
+        story_of[row["id"]] = story
+        index.add(story, _text(row))
+    decisions = [
+        (story_of[str(p["a"])] == story_of[str(p["b"])], bool(p["same"])) for p in _labelled_pairs()
+    ]
+    precision, recall, tp, fp, fn = _precision_recall(decisions)
+    print(f"\nindex grouping: precision {precision:.3f}  recall {recall:.3f}  (tp {tp}, fp {fp}, fn {fn})")
+    # Greedy grouping gives up some recall against the pairwise decision (an article joins one
+    # story, and only when it matches the story's articles on average) to keep its precision.
+    assert precision >= PRECISION_TARGET
+    assert recall >= RECALL_TARGET

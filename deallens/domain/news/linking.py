@@ -130,7 +130,7 @@ COMMON_WORD_TICKERS: frozenset[str] = frozenset(
     VERY WELL WORK YOU ZONE AIR ARM BILL BOX CORE CUBE DOOR FOLD FORM GAME GLAD HEAR HIGH JOE LAZY
     LIVE MASS MIND MOVE NOTE PLUS POOL RIDE ROCK SITE SKY STAR TELL TRIP WASH WIN WING WOOD WORD
     AI AR CEO CFO COO CTO DOJ EPS ETF EU EV FDA FED FTC GDP IPO LLC NYSE OTC PC PM SEC SPAC TV UK USA
-    USD VR API CPI ESG HR IRS LNG OPEC PR QE ROI RV SUV UN WHO IP ED PE EPA ECB IMF IRA
+    USD VR API CPI ESG HR IRS LNG OPEC PR QE ROI RV SUV UN WHO IP ED PE EPA ECB IMF IRA HD MA GDP
     """.split()
 )
 
@@ -146,17 +146,19 @@ COMMON_WORD_NAMES: frozenset[str] = frozenset(
 )
 
 _BUSINESS_CONTEXT = re.compile(
-    r"\b(?:shares?|stocks?|earnings|revenue|sales|profit|quarter|quarterly|investors?|analysts?|"
-    r"ceo|cfo|chief|executive|deal|acquir\w*|acquisition|merger|takeover|buy(?:s|out)?|bid|"
-    r"billion|million|market|nasdaq|nyse|dow|s&p|wall street|guidance|outlook|forecast|dividend|"
-    r"buyback|lawsuit|regulators?|antitrust|iphone|ipad|mac|app store|company|inc|corp|"
+    r"\b(?:shares?|stocks?|earnings|revenue|sales?|profits?|quarter|quarterly|investors?|analysts?|"
+    r"ceo|cfo|chief|executive|deals?|acquir\w*|acquisition|merger|takeover|buy(?:s|out)?|bid|"
+    r"billion|million|market|nasdaq|nyse|dow|s&p|wall street|guidance|outlook|forecasts?|dividend|"
+    r"buyback|lawsuit|sues?|sued|regulators?|antitrust|iphone|ipad|mac|app store|company|inc|corp|"
     r"layoffs?|jobs|valuation|rating|upgrade[sd]?|downgrade[sd]?|launch\w*|unveil\w*|"
-    r"partnership|customers?|users?|smartphone|chips?|software|cloud|ai|streaming|results)\b"
+    r"partnership|customers?|users?|shoppers?|smartphone|chips?|software|cloud|ai|streaming|results|"
+    r"retailers?|stores?|discounts?|fares|fees|tariffs?|automakers?|carmakers?|airlines?|"
+    r"carriers?|utilit(?:y|ies)|power demand|costs?|brand|subscribers?|recall\w*|plants?)\b"
 )
 # Words after a common-word name that make it the word, not the company.
 _NOT_A_COMPANY_AFTER = frozenset(
     "pie pies juice cider tree trees orchard orchards sauce crumble seeds blossom picking pickers "
-    "rainforest river basin rainforests lock locks party parties tart tarts puree vinegar".split()
+    "rainforest river basin rainforests lock locks party parties tart tarts puree vinegar between".split()
 )
 
 # Legal suffixes that may follow a name: "Microsoft Corp.", "Apple Inc", "Shell plc".
@@ -167,7 +169,7 @@ _LEGAL_SUFFIX = re.compile(
 )
 _NAME_SUFFIX_WORDS = frozenset(
     "inc incorporated corp corporation co company ltd limited plc llc lp holdings holding group "
-    "nv sa ag se asa ab class a b c cl the & and".split()
+    "nv sa ag se asa ab class a b c cl the & and technologies technology international".split()
 )
 
 _CASHTAG = re.compile(r"(?<![\w$])\$([A-Za-z][A-Za-z0-9]{0,5}(?:\.[A-Za-z])?)\b")
@@ -259,11 +261,17 @@ class CompanyLinker:
     def link(self, title: str, description: str | None) -> list[CompanyLink]:
         """One link per company found, the most relevant first."""
         evidence: dict[int, _Evidence] = {}
-        whole = f"{title}\n{description or ''}"
-        context = bool(_BUSINESS_CONTEXT.search(whole.lower()))
+        pending: list[tuple[int, str, FoundIn, str]] = []  # common-word names awaiting context
         for place, text in (("title", title), ("description", description)):
             if text:
-                self._scan(text, place, context, evidence)
+                self._scan(unicodedata.normalize("NFC", text), place, evidence, pending)
+        if pending:
+            # A common-word name is the company when the article is business news: business
+            # words, or another company named without doubt ("Walmart, Target and Costco").
+            whole = f"{title}\n{description or ''}".lower()
+            if evidence or _BUSINESS_CONTEXT.search(whole):
+                for index, kind, place, matched in pending:
+                    _note(evidence, index, kind, place, matched)
         links = [
             CompanyLink(
                 company_id=self._targets[index].company_id,
@@ -276,28 +284,17 @@ class CompanyLinker:
         links.sort(key=lambda link: (-link.relevance, link.found_in != "title", link.company_id))
         return links
 
-    def _scan(self, text: str, place: FoundIn, context: bool, evidence: dict[int, _Evidence]) -> None:
-        text = unicodedata.normalize("NFC", text)
-        place_weight = _PLACE_WEIGHT[place]
-
-        def note(index: int, kind: str, matched: str) -> None:
-            weight = _KIND_WEIGHT[kind] * place_weight
-            found = evidence.get(index)
-            if found is None:
-                evidence[index] = _Evidence(weight, place, matched)
-                return
-            found.count += 1
-            if weight > found.weight:
-                found.weight, found.found_in, found.matched = weight, place, matched
-
+    def _scan(
+        self, text: str, place: FoundIn, evidence: dict[int, _Evidence], pending: list[tuple[int, str, FoundIn, str]]
+    ) -> None:
         exchange_spans: list[tuple[int, int]] = []
         for match in _EXCHANGE.finditer(text):
             exchange_spans.append(match.span())
             for index in self._by_symbol.get(match.group(1).upper(), ()):
-                note(index, "exchange", match.group(0))
+                _note(evidence, index, "exchange", place, match.group(0))
         for match in _CASHTAG.finditer(text):
             for index in self._by_symbol.get(match.group(1).upper(), ()):
-                note(index, "cashtag", match.group(0))
+                _note(evidence, index, "cashtag", place, match.group(0))
         letters = [c for c in text if c.isalpha()]
         shouting = bool(letters) and sum(c.isupper() for c in letters) > 0.6 * len(letters)
         if not shouting:
@@ -306,27 +303,32 @@ class CompanyLinker:
                 if symbol in COMMON_WORD_TICKERS or any(s <= match.start() < e for s, e in exchange_spans):
                     continue
                 for index in self._by_symbol.get(symbol, ()):
-                    note(index, "ticker", symbol)
+                    _note(evidence, index, "ticker", place, symbol)
         if not self._empty:
-            self._scan_names(text, shouting, context, note)
+            self._scan_names(text, place, shouting, evidence, pending)
 
-    def _scan_names(self, text: str, shouting: bool, context: bool, note) -> None:  # type: ignore[no-untyped-def]
+    def _scan_names(
+        self,
+        text: str,
+        place: FoundIn,
+        shouting: bool,
+        evidence: dict[int, _Evidence],
+        pending: list[tuple[int, str, FoundIn, str]],
+    ) -> None:
         folded = _fold(text)
+        title_case = _is_title_case(text)
         found: list[tuple[int, int, _Pattern]] = []
         for end, (length, entries) in self._automaton.iter(folded):
             start = end - length + 1
-            if start > 0 and (folded[start - 1].isalnum() or folded[start - 1] in "@#$"):
+            if start > 0 and (folded[start - 1].isalnum() or folded[start - 1] in "@#$&-"):
                 continue
             after = end + 1
-            if after < len(folded) and folded[after].isalnum():
+            if after < len(folded) and (folded[after].isalnum() or folded[after] in "&" or folded[after : after + 2] == "-m"):
                 continue
-            written = text[start : after]
+            written = text[start:after]
             for pattern in entries:
-                if not self._looks_like_name(written, pattern, shouting):
-                    continue
-                if pattern.ambiguous and not self._company_sense(text, folded, after, context):
-                    continue
-                found.append((start, after, pattern))
+                if self._looks_like_name(written, pattern, shouting):
+                    found.append((start, after, pattern))
         # An overlapping longer match of another company wins: "Bank of America" over "America".
         for start, end, pattern in found:
             if any(
@@ -335,10 +337,12 @@ class CompanyLinker:
             ):
                 continue
             suffix = _LEGAL_SUFFIX.match(text[end:])
-            if suffix:
-                note(pattern.company, "legal_name", text[start : end + suffix.end()].strip())
-            else:
-                note(pattern.company, pattern.kind, text[start:end])
+            kind = "legal_name" if suffix else pattern.kind
+            matched = text[start : end + suffix.end()].strip() if suffix else text[start:end]
+            if not pattern.ambiguous or suffix:
+                _note(evidence, pattern.company, kind, place, matched)
+            elif self._may_be_company(text, folded, start, end, title_case or shouting):
+                pending.append((pattern.company, kind, place, matched))
 
     @staticmethod
     def _looks_like_name(written: str, pattern: _Pattern, shouting: bool) -> bool:
@@ -352,8 +356,28 @@ class CompanyLinker:
         return first.isupper()
 
     @staticmethod
-    def _company_sense(text: str, folded: str, after: int, context: bool) -> bool:
-        if not context:
+    def _may_be_company(text: str, folded: str, start: int, end: int, every_word_capitalised: bool) -> bool:
+        """A common-word name not used as the word: "apple pie", "Harrison Ford", "Times Square"."""
+        following = re.match(r"[\s'’s-]*([a-z]+)", folded[end:])
+        if following and following.group(1) in _NOT_A_COMPANY_AFTER:
             return False
-        following = re.match(r"[\s'’s-]*([a-z]+)", folded[after:])
-        return not (following and following.group(1) in _NOT_A_COMPANY_AFTER)
+        if every_word_capitalised:
+            return True
+        # Directly after another capitalised word, it is part of some other name.
+        return not re.search(r"[A-Z][\w'&.-]* $", text[:start])
+
+
+def _note(evidence: dict[int, _Evidence], index: int, kind: str, place: FoundIn, matched: str) -> None:
+    weight = _KIND_WEIGHT[kind] * _PLACE_WEIGHT[place]
+    found = evidence.get(index)
+    if found is None:
+        evidence[index] = _Evidence(weight, place, matched)
+        return
+    found.count += 1
+    if weight > found.weight:
+        found.weight, found.found_in, found.matched = weight, place, matched
+
+
+def _is_title_case(text: str) -> bool:
+    long_words = [w for w in re.findall(r"[A-Za-z][\w'&.-]*", text) if len(w) >= 4]
+    return len(long_words) >= 3 and sum(w[0].isupper() for w in long_words) >= 0.7 * len(long_words)

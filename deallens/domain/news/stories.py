@@ -32,15 +32,18 @@ import re
 import unicodedata
 import zlib
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import datetime, timedelta
+from typing import Any
 
 import numpy as np
 from rapidfuzz import fuzz
 
 DEFAULT_WINDOW = timedelta(hours=48)
 # Chosen on tests/labelled/story_pairs.jsonl (see its README and tests/test_news_stories.py).
-SAME_EVENT_THRESHOLD = 0.5
+SAME_EVENT_THRESHOLD = 0.4
 # Amounts within this relative difference are the same amount rounded ("$68.7 billion" / "$69 billion").
 _AMOUNT_TOLERANCE = 0.03
 
@@ -55,74 +58,87 @@ class StoryText:
 # --- text normalisation -------------------------------------------------------------------
 
 # " - Reuters", " | CNBC", " — Bloomberg": NewsAPI titles often end with the outlet's name.
-_OUTLET_SUFFIX = re.compile(r"\s+[-|\u2013\u2014:]\s+[A-Z][\w.&' ]{1,40}$")
+_OUTLET_SUFFIX = re.compile(r"\s+[-|\u2013\u2014]\s+[A-Z][\w.&' ]{1,40}$")
 _SPACE = re.compile(r"\s+")
 
 # Multi-word phrases folded to one concept token before tokenising.
-_PHRASES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
-    (re.compile(pattern), replacement)
-    for pattern, replacement in (
-        (r"\bchief executive(?: officer)?\b", " ceo "),
-        (r"\bchief financial officer\b|\bfinance chief\b", " cfo "),
-        (r"\bwall street\b", " street "),
-        (r"\b(?:call|calls|called|calling) off\b", " terminate "),
-        (r"\b(?:walk|walks|walked) away\b", " terminate "),
-        (r"\b(?:take|takes|took) over\b", " acquire "),
-        (r"\b(?:snap|snaps|snapped) up\b", " acquire "),
-        (r"\b(?:lay|lays|laid) off\b", " layoff "),
-        (r"\bjob cuts?\b", " layoff "),
-        (r"\bshare (?:repurchase|buyback)s?\b", " buyback "),
-        (r"\b(?:better|stronger)[- ]than[- ]expected\b", " beat "),
-        (r"\b(?:worse|weaker)[- ]than[- ]expected\b", " miss "),
-        (r"\b(?:falls?|fell|come|comes|came) (?:in )?(?:short|below)\b", " miss "),
-        (r"\b(?:per cent|percent|pct)\b", "%"),
-        (r"\b(?:first|1st)[- ]quarter\b|\bq1\b|\b1q\b", " q1 "),
-        (r"\b(?:second|2nd)[- ]quarter\b|\bq2\b|\b2q\b", " q2 "),
-        (r"\b(?:third|3rd)[- ]quarter\b|\bq3\b|\b3q\b", " q3 "),
-        (r"\b(?:fourth|4th)[- ]quarter\b|\bq4\b|\b4q\b", " q4 "),
-    )
+_PHRASE_LIST: tuple[tuple[str, str], ...] = (
+    (r"\bchief executive(?: officer)?\b", " ceo "),
+    (r"\bchief financial officer\b|\bfinance chief\b", " cfo "),
+    (r"\bwall street\b|\bthe street\b", " street "),
+    (r"\b(?:call|calls|called|calling) off\b", " terminate "),
+    (r"\b(?:walk|walks|walked|walking) away\b", " terminate "),
+    (r"\b(?:drop|drops|dropped|end|ends|ended) (?:its |the )?(?:\w+ )?(?:bid|pursuit|offer|talks)\b", " terminate "),
+    (r"\btalks (?:fail|failed|collapse|collapsed)\b", " terminate "),
+    (r"\b(?:take|takes|took) over\b", " acquire "),
+    (r"\b(?:snap|snaps|snapped) up\b", " acquire "),
+    (r"\b(?:sold|sells|sell) to\b", " acquire "),
+    (r"\b(?:lay|lays|laid|laying) off\b", " layoff "),
+    (r"\bjob cuts?\b", " layoff "),
+    (r"\bshare (?:repurchase|buyback)s?\b", " buyback "),
+    (r"\bwins? (?:eu |us |u\.s\. |uk |regulatory |antitrust )?(?:approval|nod|clearance)\b", " approve "),
+    (r"\bwins? (?:the )?bid\b", " agree "),
+    (r"\b(?:better|stronger)[- ]than[- ]expected\b", " beat "),
+    (r"\b(?:worse|weaker)[- ]than[- ]expected\b", " miss "),
+    (r"\b(?:falls?|fell|come|comes|came) (?:in )?(?:short|below)\b", " miss "),
+    (r"\b(?:per cent|percent|pct)\b", "%"),
+    (r"\b(?:first|1st)[- ]quarter\b|\bq1\b|\b1q\b", " q1 "),
+    (r"\b(?:second|2nd)[- ]quarter\b|\bq2\b|\b2q\b", " q2 "),
+    (r"\b(?:third|3rd)[- ]quarter\b|\bq3\b|\b3q\b", " q3 "),
+    (r"\b(?:fourth|4th)[- ]quarter\b|\bq4\b|\b4q\b", " q4 "),
 )
+# One alternation, one pass: the replacement is looked up by the group that matched.
+_PHRASES = re.compile("|".join(f"(?P<p{i}>{pattern})" for i, (pattern, _) in enumerate(_PHRASE_LIST)))
+_PHRASE_REPLACEMENTS = {f"p{i}": replacement for i, (_, replacement) in enumerate(_PHRASE_LIST)}
 
+_CURRENCY = {"$": "usd", "us$": "usd", "usd": "usd", "€": "eur", "eur": "eur", "£": "gbp", "gbp": "gbp", "¥": "jpy"}
 _MONEY = re.compile(
-    r"(?:us\$|\$|€|£|¥|\busd ?|\beur ?|\bgbp ?)(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)"
+    r"(us\$|\$|€|£|¥|\busd ?|\beur ?|\bgbp ?)(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)"
     r"(?:\s*(trillion|tn|billion|bn|b|million|mln|mn|m|thousand|k)\b)?"
+    r"(\s*(?:a|per|/) ?share)?"
 )
+# "500 million euros": the amount written before its currency.
+_MONEY_WORDS = re.compile(r"\b(\d+(?:\.\d+)?)\s*(trillion|billion|million)? ?(euros?|pounds?|dollars?)\b")
+_WORD_CURRENCY = {"euro": "€", "euros": "€", "pound": "£", "pounds": "£", "dollar": "$", "dollars": "$"}
 _SCALE = {
     "trillion": 1e12, "tn": 1e12, "billion": 1e9, "bn": 1e9, "b": 1e9,
     "million": 1e6, "mln": 1e6, "mn": 1e6, "m": 1e6, "thousand": 1e3, "k": 1e3,
 }
+_DIGIT = re.compile(r"\d")
 _PERCENT = re.compile(r"(\d+(?:\.\d+)?)\s*%")
-_NUMBER = re.compile(r"\b(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)\b")
+_ORDINAL = re.compile(r"\b(\d+)(?:st|nd|rd|th)\b")
+_NUMBER = re.compile(r"(?<![\w.])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)(?![\w.])")
 _YEAR = re.compile(r"\b(?:fy ?)?((?:19|20)\d\d)\b")
 _QUARTER = re.compile(r"\bq([1-4])\b")
-_WORD = re.compile(r"[a-z][a-z0-9&'.-]*[a-z0-9]|[a-z]")
+_WORD = re.compile(r"[a-z0-9][a-z0-9&'.-]*[a-z0-9]|[a-z0-9]")
+_RAW_WORD = re.compile(r"[A-Za-z][A-Za-z0-9&'.-]*[A-Za-z0-9]|[A-Za-z]")
 
 # Words folded into one concept each: rewrites of one headline use different verbs.
 _SYNONYMS: dict[str, str] = {}
 for _concept, _words in {
     "acquire": "buy buys bought buying acquire acquires acquired acquiring acquisition acquisitions "
-               "purchase purchases purchased purchasing takeover takeovers",
-    "merge": "merger mergers merge merges merged merging combine combines combined combination tie-up",
+               "purchase purchases purchased purchasing takeover takeovers buyout",
+    "merge": "merger mergers merge merges merged merging combine combines combined combination tie-up megamerger",
     "deal": "deal deals agreement agreements pact transaction",
-    "beat": "beat beats topped tops surpass surpasses surpassed exceed exceeds exceeded outpaces",
-    "miss": "miss misses missed disappoint disappoints disappointed disappointing",
+    "beat": "beat beats topped tops top surpass surpasses surpassed exceed exceeds exceeded crush crushes crushed",
+    "miss": "miss misses missed missing disappoint disappoints disappointed disappointing",
     "estimate": "estimate estimates expectations expectation consensus projections views forecasts",
     "up": "rise rises rose rising jump jumps jumped surge surges surged soar soars soared climb climbs "
-          "climbed gain gains gained rally rallies rallied higher leap leaps leaped spike spikes spiked "
-          "advance advances advanced pop pops popped rebound rebounds",
+          "climbed gain gains gained rally rallies rallied leap leaps leaped spike spikes spiked "
+          "pop pops popped rebound rebounds",
     "down": "fall falls fell falling drop drops dropped slide slides slid slump slumps slumped plunge "
             "plunges plunged tumble tumbles tumbled sink sinks sank decline declines declined slip slips "
-            "slipped lower sheds shed dive dives dived skid skids retreat retreats crater craters sag sags",
+            "slipped dive dives dived skid skids crater craters sag sags",
     "shares": "share shares stock stocks",
     "profit": "profit profits earnings income eps",
     "revenue": "revenue revenues sales",
     "guidance": "guidance outlook forecast",
-    "layoff": "layoffs jobs job positions workers staff employees",
-    "lawsuit": "lawsuit lawsuits sue sues sued suit",
+    "layoff": "layoffs layoff jobs job positions workers staff employees workforce",
+    "lawsuit": "lawsuit lawsuits sue sues sued suing suit",
     "approve": "approve approves approved approval clears cleared greenlight greenlights",
     "complete": "complete completes completed closes closed finalize finalizes finalized finalise",
     "terminate": "terminate terminates terminated scrap scraps scrapped abandon abandons abandoned",
-    "reject": "reject rejects rejected rebuff rebuffs rebuffed spurn spurns spurned",
+    "reject": "reject rejects rejected rejecting rebuff rebuffs rebuffed spurn spurns spurned",
     "talks": "talks negotiations discussions",
     "regulator": "regulator regulators antitrust watchdog ftc doj cma",
     "upgrade": "upgrade upgrades upgraded",
@@ -138,33 +154,77 @@ for _concept, _words in {
     for _word in _words.split():
         _SYNONYMS[_word] = _concept
 
+# What a headline is about, from its concept tokens: two headlines about one company on
+# different topics (results and a recall, a lawsuit and a dividend) are different events.
+_TOPICS: dict[str, str] = {}
+for _topic, _concepts in {
+    "results": "beat miss estimate profit revenue guidance result deliveries q1 q2 q3 q4",
+    "jobs": "layoff",
+    "deal": "acquire merge deal bid",
+    "legal": "lawsuit fine fines fined judge court ruling rule rules settle settlement verdict",
+    "rating": "upgrade downgrade",
+    "payout": "dividend buyback",
+    "leadership": "ceo cfo appoint resign resigns successor succeed",
+    "product": "launch",
+    "recall": "recall recalls recalling",
+    "rates": "fed rate rates interest",
+}.items():
+    for _concept in _concepts.split():
+        _TOPICS[_concept] = _topic
+
 _STOPWORDS = frozenset(
     "a an the and or but of to in on for at by with from as is are was were be been its it this that "
     "after before over amid into than about says said say new report reports reported sources source "
-    "could would will may might can as has have had not no more most their his her they them us "
+    "could would will may might can has have had not no more most their his her they them us "
     "what why how who when where which while inc corp co ltd plc company companies group "
     "year quarter quarterly week month day today analyst analysts investors market markets "
-    "per amid despite".split()
+    "per despite just again now here there also amid up down out off all".split()
 )
-# Concept tokens and common business words: shared by unrelated stories, so they neither
-# anchor a match nor take part in the LSH signature.
+# Concept tokens and common business words: shared by unrelated stories, so they weigh little
+# and take no part in the LSH signature.
 _GENERIC = frozenset(_SYNONYMS.values()) | frozenset(
     "street ceo cfo billion million percent strong weak record sharply big biggest top key "
     "plans plan move moves set sets first second third fourth new chief executive officer board "
-    "price target rating hold buy sell neutral demand growth results result".split()
+    "price rating hold buy sell neutral demand growth results result annual full-year "
+    "major global big amid higher lower".split()
 )
+# Weights of the similarity: names identify the event, numbers pin it, concepts barely count.
+_NAME_WEIGHT = 3.0
+_NUMBER_WEIGHT = 2.0
+_WORD_WEIGHT = 1.0
+_GENERIC_WEIGHT = 0.3
+# The company both headlines lead with is what made them candidates: it says little about
+# whether they report the same event, so it weighs as a plain word.
+_SUBJECT_WEIGHT = 3.0
+_TOPIC_WEIGHT = 3.0
+_DECAY_AFTER_HOURS = 6.0
+_DECAY_PER_HOUR = 0.008
 
 
 def _stem(word: str) -> str:
     if len(word) > 4 and word.endswith("ies"):
         word = word[:-3] + "y"
-    elif len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
+    elif len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "'s")):
         word = word[:-1]
+    word = word.removesuffix("'s")
     for suffix in ("ing", "ed"):
         if len(word) > len(suffix) + 3 and word.endswith(suffix):
             word = word[: -len(suffix)]
             break
     return word.rstrip("e") if len(word) > 4 else word
+
+
+@lru_cache(maxsize=65_536)
+def _fold_word(word: str) -> str | None:
+    """The canonical token of a lower-case word, or None for a stopword."""
+    word = word.strip("'.-")
+    if not word or word in _STOPWORDS:
+        return None
+    concept = _SYNONYMS.get(word)
+    if concept:
+        return concept
+    stem = _stem(word)
+    return None if stem in _STOPWORDS else stem
 
 
 def _amount(number: str, scale: str | None) -> float:
@@ -183,34 +243,40 @@ def strip_outlet(title: str) -> str:
 
 # --- polarity and deal stage --------------------------------------------------------------
 
-# Pairs of opposite classes: a headline saying one and a headline saying the other are
-# different events, however similar the rest of their wording.
+# Pairs of opposite classes, read in the headline after folding: a headline saying one and a
+# headline saying the other are different events, however similar the rest of their wording.
 _POLARITY: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = (
-    (re.compile(r"\bbeat\b|\babove (?:estimate|street|forecast)"), re.compile(r"\bmiss\b|\bbelow (?:estimate|street|forecast)")),
+    (re.compile(r"\bbeat\b|\babove (?:estimate|street)"), re.compile(r"\bmiss\b|\bbelow (?:estimate|street)")),
     (re.compile(r"\bup\b"), re.compile(r"\bdown\b")),
     (re.compile(r"\bupgrade\b"), re.compile(r"\bdowngrade\b")),
-    (re.compile(r"\braise (?:\w+ )?(?:guidance|dividend|estimate)"), re.compile(r"\bcut (?:\w+ )?(?:guidance|dividend|estimate)")),
-    (re.compile(r"\bapprove\b"), re.compile(r"\b(?:reject|block\w*|oppos\w*)\b")),
+    (re.compile(r"\braise (?:\S+ )?(?:guidance|dividend|estimate)"), re.compile(r"\bcut (?:\S+ )?(?:guidance|dividend|estimate)")),
+    (re.compile(r"\bapprove\b"), re.compile(r"\breject\b|\bblock")),
 )
 
-# Deal stages, in headline words (after synonym folding), strongest first: a headline gets
-# the first that matches ("completes acquisition after regulators approve" is completed).
-# Two headlines about one pair of companies at different stages are different events. "X to
-# acquire Y" alone is an agreed deal, but not when the headline also says talks or a bid.
+# Deal stages, strongest first: a headline gets the first that matches ("completes acquisition
+# after regulators approve" is completed). Only headlines about a deal have a stage, and two
+# headlines about one deal at different stages are different events. "X to acquire Y" alone is
+# an agreed deal, but not when the headline also says talks or a bid.
+_DEAL_WORDS = re.compile(r"\b(?:acquire|merge|terminate|deal|bid)\b")
+# Labour contracts and legal settlements have offers and deals too, but no deal stage.
+_NOT_A_DEAL = re.compile(r"\b(?:union|contract|settle\w*|machinists|workers|on strike|to strike)\b")
 _STAGES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("terminated", re.compile(r"\bterminate\b")),
     ("completed", re.compile(r"\bcomplete\b")),
     ("approved", re.compile(r"\bapprove\b")),
     ("rejected", re.compile(r"\breject\b")),
-    ("agreed", re.compile(r"\b(?:agree\w*|sign\w*|strike\w*|struck|announce\w*)\b")),
-    ("regulatory", re.compile(r"\b(?:regulator|probe\w*|investigat\w*|review\w*|block\w*|challeng\w*|scrutiny)\b")),
-    ("bid", re.compile(r"\b(?:bid|unsolicited|hostile|sweeten\w*)\b")),
-    ("rumor", re.compile(r"\b(?:talks|explor\w*|consider\w*|weigh\w*|mull\w*|approach\w*|eyes?|eyeing|near\w*|said to|people familiar|interest in|potential)\b")),
-    ("agreed", re.compile(r"\b(?:(?:to|will) (?:acquire|buy|purchase|merge|combine)|in (?:a )?(?:\S+ ){0,3}deal)\b")),
+    ("agreed", re.compile(r"\b(?:agree\w*|sign\w*|strike\w* (?:\S+ ){0,3}deal|struck|announce\w*)\b")),
+    ("regulatory", re.compile(r"\b(?:block\w*|probe\w*|investigat\w*|review\w*|challeng\w*|scrutiny|lawsuit|stop)\b")),
+    ("bid", re.compile(r"\b(?:bid|unsolicited|hostile|sweeten\w*|approach\w*)\b")),
+    ("rumor", re.compile(r"\b(?:talks|explor\w*|consider\w*|weigh\w*|mull\w*|eyes?|eyeing|near\w*|said to|people familiar|interest in|potential)\b")),
+    ("agreed", re.compile(r"\b(?:(?:to|will|is|are) (?:acquire|buy|purchase|merge|combine)|acquiring|buying|in (?:a )?(?:\S+ ){0,3}deal)\b")),
 )
 
 
-def _stage(text: str) -> str | None:
+def _stage(folded_title: str, raw_title: str) -> str | None:
+    if not _DEAL_WORDS.search(folded_title) or _NOT_A_DEAL.search(raw_title):
+        return None
+    text = f"{folded_title} | {raw_title}"
     return next((name for name, pattern in _STAGES if pattern.search(text)), None)
 
 
@@ -220,77 +286,122 @@ class _Features:
     title_key: str
     title_tokens: frozenset[str]
     tokens: frozenset[str]  # title and description
+    names: frozenset[str]  # tokens written as proper names anywhere
+    title_names: frozenset[str]
+    subject: str | None  # the first name in the headline: usually the company it is about
     specific: frozenset[str]  # tokens that identify the event: names, numbers, rare words
+    anchors: frozenset[str]  # what the LSH signature is made of: the names and amounts, else `specific`
     polarity: tuple[int, ...]  # per _POLARITY pair: +1, -1 or 0 (neither or both)
     stage: str | None
-    title_amounts: tuple[float, ...]
-    title_percents: tuple[float, ...]
-    title_counts: tuple[float, ...]
+    topics: frozenset[str]
+    title_values: tuple[tuple[str, tuple[float, ...]], ...]  # (kind, values): amounts by currency, per-share, %, counts
     quarters: frozenset[str]
     years: frozenset[str]
 
 
-def _canonical_words(text: str) -> list[str]:
-    words: list[str] = []
-    for word in _WORD.findall(text):
-        word = word.strip("'.-")
-        if not word or word in _STOPWORDS:
-            continue
-        concept = _SYNONYMS.get(word)
-        words.append(concept if concept else _stem(word))
-    return words
+def _numbers(text: str) -> tuple[dict[str, list[float]], str]:
+    """The values in `text` by kind, and the text with each replaced by one token."""
+    values: dict[str, list[float]] = {}
+    if not _DIGIT.search(text):
+        return values, text
 
+    def money(match: re.Match[str]) -> str:
+        currency = _CURRENCY[match.group(1).strip()]
+        kind = f"{'ps' if match.group(4) else 'amt'}-{currency}"
+        value = _amount(match.group(2), match.group(3))
+        values.setdefault(kind, []).append(value)
+        return f" {kind}{float(f'{value:.2g}'):.0f} "
 
-def _numbers(text: str) -> tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...], str]:
-    """Amounts, percentages and other counts in `text`, and the text with them replaced by tokens."""
-    amounts = tuple(_amount(m.group(1), m.group(2)) for m in _MONEY.finditer(text))
-    text = _MONEY.sub(lambda m: f" amt{float(f'{_amount(m.group(1), m.group(2)):.2g}'):.0f} ", text)
-    percents = tuple(float(m.group(1)) for m in _PERCENT.finditer(text))
-    text = _PERCENT.sub(lambda m: f" pct{float(m.group(1)):g} ", text)
+    text = _MONEY_WORDS.sub(lambda m: f"{_WORD_CURRENCY[m.group(3)]}{m.group(1)} {m.group(2) or ''} ", text)
+    text = _MONEY.sub(money, text)
+
+    def token(kind: str, prefix: str) -> Callable[[re.Match[str]], str]:
+        def replace(match: re.Match[str]) -> str:
+            value = float(match.group(1).replace(",", ""))
+            values.setdefault(kind, []).append(value)
+            return f" {prefix}{value:g} "
+
+        return replace
+
+    text = _PERCENT.sub(token("pct", "pct"), text)
+    text = _ORDINAL.sub(token("count", "n"), text)
     years = {m.group(1) for m in _YEAR.finditer(text)}
-    counts = tuple(
-        float(m.group(1).replace(",", ""))
-        for m in _NUMBER.finditer(text)
-        if m.group(1) not in years and not text[max(0, m.start() - 3) : m.start()].endswith(("amt", "pct"))
-    )
-    text = _NUMBER.sub(lambda m: f" n{m.group(1).replace(',', '')} ", text)
-    return amounts, percents, counts, text
+    text = _NUMBER.sub(lambda m: m.group(0) if m.group(1) in years else token("count", "n")(m), text)
+    return values, text
+
+
+def _names(raw: str, title_case: bool) -> set[str]:
+    """Tokens written as names: capitalised words that are not concepts or stopwords."""
+    names = set()
+    for word in _RAW_WORD.findall(raw):
+        if not (word[0].isupper() or any(c.isupper() for c in word[1:])):
+            continue
+        if title_case and not word.isupper() and word[1:].islower():
+            continue  # "Beats", "Deal": every word is capitalised in a Title Case headline
+        token = _fold_word(word.lower())
+        if token and token not in _GENERIC and not token[0].isdigit():
+            names.add(token)
+    return names
+
+
+def _is_title_case(raw: str) -> bool:
+    long_words = [w for w in _RAW_WORD.findall(raw) if len(w) >= 4]
+    return len(long_words) >= 3 and sum(w[0].isupper() for w in long_words) >= 0.7 * len(long_words)
+
+
+def _fold_text(text: str) -> str:
+    return _PHRASES.sub(lambda m: _PHRASE_REPLACEMENTS[m.lastgroup or ""], text.lower())
 
 
 def _features(story: StoryText) -> _Features:
     if story.published_at.tzinfo is None:
         raise ValueError("StoryText.published_at must be timezone-aware")
-    title = strip_outlet(story.title).lower()
-    description = _clean(story.description or "").lower()
-    for pattern, replacement in _PHRASES:
-        title = pattern.sub(replacement, title)
-        description = pattern.sub(replacement, description)
-    amounts, percents, counts, title_text = _numbers(title)
-    _, _, _, description_text = _numbers(description)
-    title_words = _canonical_words(title_text)
-    description_words = _canonical_words(description_text)
+    raw_title = strip_outlet(story.title)
+    raw_description = _clean(story.description or "")
+    title = _fold_text(raw_title)
+    description = _fold_text(raw_description)
+    title_values, title_text = _numbers(title)
+    _, description_text = _numbers(description)
+    title_words = [t for t in map(_fold_word, _WORD.findall(title_text)) if t]
+    description_words = [t for t in map(_fold_word, _WORD.findall(description_text)) if t]
     folded_title = " ".join(title_words)
-    polarity = tuple(
-        (1 if positive.search(folded_title) else 0) - (1 if negative.search(folded_title) else 0)
-        for positive, negative in _POLARITY
-    )
-    stage_text = f"{folded_title} {title}"
-    stage = _stage(stage_text)
-    both = f"{title} {description}"
+    # Each topic is a token too ("#results" for beat / estimates / profit): rewrites of one
+    # event pick different words of the same topic.
+    title_topics = frozenset(_TOPICS[t] for t in title_words if t in _TOPICS)
+    description_topics = frozenset(_TOPICS[t] for t in description_words if t in _TOPICS)
+    title_words += [f"#{t}" for t in sorted(title_topics)]
+    description_words += [f"#{t}" for t in sorted(description_topics)]
     tokens = frozenset(title_words) | frozenset(description_words)
+    description_names = _names(raw_description, _is_title_case(raw_description))
+    title_case = _is_title_case(raw_title)
+    title_names = _names(raw_title, False) if not title_case else set()
+    if title_case:
+        # A Title Case headline capitalises everything: its names are the ones the description
+        # also writes as names, or (without a description) its words that are not concepts.
+        capitalised = _names(raw_title, False)
+        title_names = (capitalised & description_names) if description_names else capitalised
+    title_names &= frozenset(title_words)
+    names = frozenset(title_names | (description_names & tokens))
+    specific = frozenset(t for t in tokens if t not in _GENERIC and t[0] != "#")
     return _Features(
         published_at=story.published_at,
-        title_key=" ".join(_WORD.findall(strip_outlet(story.title).lower())),
+        title_key=" ".join(_WORD.findall(raw_title.lower())),
         title_tokens=frozenset(title_words),
         tokens=tokens,
-        specific=frozenset(t for t in tokens if t not in _GENERIC and not (t[0] == "n" and t[1:2].isdigit())),
-        polarity=polarity,
-        stage=stage,
-        title_amounts=amounts,
-        title_percents=percents,
-        title_counts=counts,
-        quarters=frozenset(_QUARTER.findall(both)),
-        years=frozenset(m.group(1) for m in _YEAR.finditer(both)),
+        names=names,
+        title_names=frozenset(title_names),
+        subject=next((t for t in title_words if t in title_names), None),
+        specific=specific,
+        anchors=frozenset(t for t in specific if t in names or _is_number_token(t)) or specific,
+        polarity=tuple(
+            (1 if positive.search(folded_title) else 0) - (1 if negative.search(folded_title) else 0)
+            for positive, negative in _POLARITY
+        ),
+        stage=_stage(folded_title, title),
+        topics=title_topics,
+        title_values=tuple((kind, tuple(v)) for kind, v in sorted(title_values.items())),
+        quarters=frozenset(_QUARTER.findall(title_text)),
+        years=frozenset(m.group(1) for m in _YEAR.finditer(title_text)),
     )
 
 
@@ -301,11 +412,6 @@ def _values_disagree(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
     return not any(abs(x - y) <= _AMOUNT_TOLERANCE * max(abs(x), abs(y), 1e-9) for x in a for y in b)
 
 
-def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:
-    union = len(a | b)
-    return len(a & b) / union if union else 0.0
-
-
 def _vetoed(a: _Features, b: _Features, window: timedelta) -> bool:
     if abs(a.published_at - b.published_at) > window:
         return True
@@ -313,15 +419,41 @@ def _vetoed(a: _Features, b: _Features, window: timedelta) -> bool:
         return True
     if a.stage and b.stage and a.stage != b.stage:
         return True
-    if (
-        _values_disagree(a.title_amounts, b.title_amounts)
-        or _values_disagree(a.title_percents, b.title_percents)
-        or _values_disagree(a.title_counts, b.title_counts)
-    ):
+    if a.topics and b.topics and not (a.topics & b.topics):
+        return True
+    b_values = dict(b.title_values)
+    if any(_values_disagree(values, b_values.get(kind, ())) for kind, values in a.title_values):
         return True
     if a.quarters and b.quarters and not (a.quarters & b.quarters):
         return True
-    return bool(a.years and b.years and not (a.years & b.years))
+    if a.years and b.years and not (a.years & b.years):
+        return True
+    # Different companies in the same template ("Netflix raises prices" / "Spotify raises prices").
+    return bool(a.title_names and b.title_names and not (a.title_names & b.names) and not (b.title_names & a.names))
+
+
+def _is_number_token(token: str) -> bool:
+    return token[0].isdigit() or (token[:1] in "anp" and any(c.isdigit() for c in token))
+
+
+def _weight(token: str, names: frozenset[str], subject: str | None = None) -> float:
+    if token[0] == "#":
+        return _TOPIC_WEIGHT
+    if token == subject:
+        return _SUBJECT_WEIGHT
+    if token in names:
+        return _NAME_WEIGHT
+    if token in _GENERIC:
+        return _GENERIC_WEIGHT
+    if _is_number_token(token):
+        return _NUMBER_WEIGHT
+    return _WORD_WEIGHT
+
+
+def _weighted_jaccard(a: frozenset[str], b: frozenset[str], names: frozenset[str], subject: str | None) -> float:
+    union = a | b
+    total = sum(_weight(t, names, subject) for t in union)
+    return sum(_weight(t, names, subject) for t in a & b) / total if total else 0.0
 
 
 def _similarity(a: _Features, b: _Features) -> float:
@@ -330,17 +462,21 @@ def _similarity(a: _Features, b: _Features) -> float:
         return 0.0  # nothing names the same thing: a company, a product, an amount
     if a.title_key == b.title_key:
         return 1.0
+    names = a.names | b.names
+    subject = a.subject if a.subject == b.subject else None
     ratio = fuzz.ratio(a.title_key, b.title_key) / 100.0
-    title = _jaccard(a.title_tokens, b.title_tokens)
-    smaller = min(len(a.title_tokens), len(b.title_tokens))
-    containment = len(a.title_tokens & b.title_tokens) / smaller if smaller >= 3 else 0.0
-    overall = _jaccard(a.tokens, b.tokens)
-    specific = _jaccard(a.specific, b.specific)
-    return max(ratio, 0.45 * title + 0.25 * containment + 0.15 * overall + 0.15 * specific)
+    title = _weighted_jaccard(a.title_tokens, b.title_tokens, names, subject)
+    overall = _weighted_jaccard(a.tokens, b.tokens, names, subject)
+    return max(ratio, title, 0.5 * title + 0.5 * overall)
 
 
 def _score(a: _Features, b: _Features, window: timedelta) -> float:
-    return 0.0 if _vetoed(a, b, window) else _similarity(a, b)
+    if _vetoed(a, b, window):
+        return 0.0
+    # Copies and rewrites follow an event within hours; the same company's next event comes
+    # later, so similarity counts a little less for each hour beyond the first few.
+    hours = abs(a.published_at - b.published_at).total_seconds() / 3600
+    return _similarity(a, b) - _DECAY_PER_HOUR * max(0.0, hours - _DECAY_AFTER_HOURS)
 
 
 def same_event(a: StoryText, b: StoryText) -> bool:
@@ -350,33 +486,50 @@ def same_event(a: StoryText, b: StoryText) -> bool:
 
 # --- the index ----------------------------------------------------------------------------
 
+# One row per band: a candidate shares at least one of the article's min-hashed specific
+# tokens. Rewrites share only a third or so of those tokens, and with one row per band
+# 1 - (1 - J)^16 still finds 97% of pairs at J = 0.2; the ranking below keeps that cheap.
 _BANDS = 16
-_ROWS = 2
+_ROWS = 1
 _PRIME = 4_294_967_311  # the first prime above 2**32
 _rng = np.random.default_rng(20261201)
 _A = _rng.integers(1, 2**32 - 1, size=_BANDS * _ROWS, dtype=np.uint64)
 _B = _rng.integers(0, 2**32 - 1, size=_BANDS * _ROWS, dtype=np.uint64)
 # How many of the candidates sharing the most bands are scored.
 _MAX_CANDIDATES = 24
+# A newcomer joins a story when it matches one article well and the story's articles on
+# average (average linkage): matching one member alone lets a story chain from one event
+# into the next through an article that sits between them.
+_MIN_MEAN_SCORE = SAME_EVENT_THRESHOLD
+# A band bucket holding more articles than this is a common word's, skipped when matching.
+_MAX_BUCKET = 200
+# How many of a story's articles a newcomer is checked against for vetoes.
+_MAX_MEMBERS_CHECKED = 32
 
 
-def _band_keys(tokens: frozenset[str]) -> list[tuple[int, int, int]]:
+def _band_keys(tokens: frozenset[str]) -> list[int]:
     if not tokens:
         return []
     hashes = np.fromiter((zlib.crc32(t.encode()) for t in tokens), dtype=np.uint64, count=len(tokens))
     signature = ((_A[:, None] * hashes[None, :] + _B[:, None]) % _PRIME).min(axis=1).tolist()
-    return [(band, signature[band * _ROWS], signature[band * _ROWS + 1]) for band in range(_BANDS)]
+    # A 64-bit hash of (band, rows) as the key: a collision only adds a candidate to score.
+    return [hash((band, *signature[band * _ROWS : (band + 1) * _ROWS])) for band in range(_BANDS)]
 
 
 @dataclass(slots=True)
 class _Entry:
     story_id: int
     features: _Features
-    keys: list[tuple[int, int, int]]
+    keys: list[int]
 
 
 class StoryIndex:
     """The articles of the recent window, searchable for the story of a new article.
+
+    An article joins the story of its best-scoring candidate, provided nothing vetoes it
+    against the story's other articles: without that check, a rewrite that sits between two
+    events ("Nvidia results" between "Nvidia beats" and "Nvidia shares fall") would chain
+    them into one story.
 
     Articles are expected in roughly chronological order (a batch of an ingestion run, or
     the stored window loaded oldest first): entries older than the newest article seen minus
@@ -388,22 +541,26 @@ class StoryIndex:
         self._entries: dict[int, _Entry] = {}
         self._order: deque[int] = deque()
         self._by_title: dict[str, list[int]] = {}
-        self._bands: dict[tuple[int, int, int], list[int]] = {}
+        self._bands: dict[int, list[int]] = {}
+        self._members: dict[int, list[int]] = {}
         self._next = 0
         self._newest: datetime | None = None
+        # match() then add() of the same article is the usual sequence: compute its features once.
+        self._last: tuple[StoryText, _Features] | None = None
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def add(self, story_id: int, text: StoryText) -> None:
         """Record an article that belongs to story `story_id` (new or matched)."""
-        features = _features(text)
+        features = self._features(text)
         entry_id = self._next
         self._next += 1
-        keys = _band_keys(features.specific)
+        keys = _band_keys(features.anchors)
         self._entries[entry_id] = _Entry(story_id, features, keys)
         self._order.append(entry_id)
         self._by_title.setdefault(features.title_key, []).append(entry_id)
+        self._members.setdefault(story_id, []).append(entry_id)
         for key in keys:
             self._bands.setdefault(key, []).append(entry_id)
         if self._newest is None or features.published_at > self._newest:
@@ -412,21 +569,38 @@ class StoryIndex:
 
     def match(self, text: StoryText) -> int | None:
         """The story in the window that reports the same event as `text`, or None."""
-        features = _features(text)
+        features = self._features(text)
         shared: dict[int, int] = {}
         for entry_id in self._by_title.get(features.title_key, ()):
             shared[entry_id] = _BANDS + 1  # exact copies first
-        for key in _band_keys(features.specific):
-            for entry_id in self._bands.get(key, ()):
+        for key in _band_keys(features.anchors):
+            bucket = self._bands.get(key, ())
+            if len(bucket) > _MAX_BUCKET:
+                continue  # a word half the window uses ("restructuring", "data"): says nothing
+            for entry_id in bucket:
                 shared[entry_id] = shared.get(entry_id, 0) + 1
         ranked = sorted(shared, key=lambda e: (-shared[e], -e))[:_MAX_CANDIDATES]
-        best_story, best_score = None, SAME_EVENT_THRESHOLD
+        best: dict[int, float] = {}
         for entry_id in ranked:
             entry = self._entries[entry_id]
             score = _score(features, entry.features, self._window)
-            if score >= best_score and (best_story is None or score > best_score):
-                best_story, best_score = entry.story_id, score
-        return best_story
+            if score >= SAME_EVENT_THRESHOLD and score > best.get(entry.story_id, 0.0):
+                best[entry.story_id] = score
+        for story_id in sorted(best, key=lambda s: (-best[s], s)):
+            members = self._members.get(story_id, ())[-_MAX_MEMBERS_CHECKED:]
+            if len(members) == 1:
+                return story_id
+            scores = [_score(features, self._entries[m].features, self._window) for m in members]
+            if min(scores) > 0.0 and sum(scores) / len(scores) >= _MIN_MEAN_SCORE:
+                return story_id
+        return None
+
+    def _features(self, text: StoryText) -> _Features:
+        if self._last is not None and self._last[0] == text:
+            return self._last[1]
+        features = _features(text)
+        self._last = (text, features)
+        return features
 
     def _evict(self) -> None:
         assert self._newest is not None
@@ -435,11 +609,12 @@ class StoryIndex:
             entry_id = self._order.popleft()
             entry = self._entries.pop(entry_id)
             _discard(self._by_title, entry.features.title_key, entry_id)
+            _discard(self._members, entry.story_id, entry_id)
             for key in entry.keys:
                 _discard(self._bands, key, entry_id)
 
 
-def _discard(index: dict[object, list[int]], key: object, entry_id: int) -> None:
+def _discard(index: dict[Any, list[int]], key: object, entry_id: int) -> None:
     ids = index.get(key)
     if ids is None:
         return
