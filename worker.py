@@ -107,7 +107,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         await http.aclose()
         await alphavantage.aclose()
         await engine.dispose()
-        raise ConfigError(f"OPENAI_PRICES_FILE: {error}") from None
+        raise ConfigError(str(error)) from None
     try:
         yield Resources(engine=engine, alphavantage=alphavantage, http=http, llm=llm, newsapi=newsapi)
     finally:

@@ -21,19 +21,17 @@ from activities.errors import permanent_database_errors, to_application_error
 from deallens.contracts import ArticleRange, ScoreSentimentResult
 from deallens.db import sentiment as sentiment_db
 from deallens.db.sentiment import ArticleScore
-from deallens.domain.news.sentiment import LEXICON_SOURCE, score_lexicon
+from deallens.domain.news.sentiment import LEXICON_SOURCE, ArticleText, score_lexicon
 from deallens.llm import sentiment as llm_sentiment
 from deallens.llm.errors import LLMInvalidOutput, LLMRefused, LLMUnavailable
 from deallens.llm.gateway import LLMGateway
-from deallens.llm.sentiment import ArticleText
 from deallens.providers.errors import ProviderError
 
 log = logging.getLogger(__name__)
 
 
 def _lexicon(article: ArticleText) -> ArticleScore:
-    text = article.title if not article.description else f"{article.title}. {article.description}"
-    score, label = score_lexicon(text)
+    score, label = score_lexicon(article.text)
     return ArticleScore(id=article.id, score=score, label=label, source=LEXICON_SOURCE)
 
 

@@ -221,6 +221,17 @@ async def test_the_callers_check_rejects_like_a_schema_violation(
     assert [r.status for r in await usage_rows(db)] == ["invalid", "failed"]
 
 
+async def test_a_check_that_raises_still_settles_the_call(make_gateway: Callable[..., LLMGateway], db: AsyncEngine) -> None:
+    def broken(_: Verdict) -> str | None:
+        raise KeyError("figures")
+
+    with pytest.raises(KeyError):
+        await structured(make_gateway(), check=broken)
+    [row] = await usage_rows(db)
+    assert row.status == "failed" and row.cost_usd > 0 and "KeyError" in row.error
+    assert (await llm_budget.committed(db, DAY))[0] == row.cost_usd
+
+
 # ------------------------------------------------------------------ HTTP failures
 
 

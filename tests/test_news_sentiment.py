@@ -289,3 +289,21 @@ async def test_temporal_retries_a_server_error_on_the_llm_queue(
     assert (result.scored, result.llm, result.lexicon, result.llm_calls) == (15, 15, 0, 2)
     assert sim.controller.stats.total_requests == 3
     assert {r.sentiment_source for r in await stored(db)} == {f"{MODEL}-sim"}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"openai_model": "gpt-9-ultra"}, "OPENAI_MODEL: no price for 'gpt-9-ultra' in the price table (known: gpt-4.1, "),
+        ({"openai_prices_file": "/nonexistent/prices.csv"}, "OPENAI_PRICES_FILE: /nonexistent/prices.csv: cannot read"),
+    ],
+)
+async def test_the_worker_refuses_an_unpriced_model_at_start(
+    overrides: dict[str, Any], message: str, make_settings: Callable[..., Any]
+) -> None:
+    from deallens.config import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        async with open_resources(make_settings(**overrides)):
+            pass
+    assert str(caught.value).startswith(message) and "\n" not in str(caught.value)

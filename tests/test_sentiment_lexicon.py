@@ -75,3 +75,24 @@ def test_scores_are_bounded_and_labels_follow_them() -> None:
     assert score_lexicon("Amazon agreement effective June 1 on interest rates")[1] == "neutral"
     assert score_lexicon("Retailer cuts full-year guidance")[1] == "negative"
     assert score_lexicon("Carnival swings to profit")[1] == "positive"
+
+
+def test_the_shortcuts_change_no_score() -> None:
+    """_FinanceAnalyzer's fast paths against the library's own polarity_scores, same lexicon."""
+    from deallens.domain.news import sentiment
+
+    reference = SentimentIntensityAnalyzer()
+    for word in sentiment.NEUTRAL_IN_FINANCE:
+        reference.lexicon.pop(word, None)
+    reference.lexicon.update(sentiment.FINANCE_TERMS)
+    reference.lexicon.update(sentiment._PHRASE_TERMS)
+    fast = sentiment._analyzer()
+    headlines = [headline for headline, _ in load()]
+    texts = [
+        *headlines,
+        *(h.upper() for h in headlines[:40]),
+        *(f"{h}. But it is NOT great!!! :) kind of good, very bad" for h in headlines[:40]),
+        *(f"{h} 🚀📉 — ça monte" for h in headlines[:20]),  # not ASCII: the library's own path
+        "", "   ", "no", "not bad at all", "kind of", "Shares :( ...",
+    ]
+    assert [fast.polarity_scores(t) for t in texts] == [reference.polarity_scores(t) for t in texts]

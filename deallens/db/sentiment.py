@@ -15,7 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from deallens.db.models import NewsArticle
-from deallens.llm.sentiment import ArticleText
+from deallens.domain.news.sentiment import ArticleText
 
 # news_articles.sentiment_label arrives with the news schema (migration 0007). Until it exists
 # the label is derivable from the score (deallens.domain.news.sentiment.label_for); once it

@@ -50,7 +50,7 @@ from deallens.llm.errors import (
     LLMServerError,
     LLMUnavailable,
 )
-from deallens.llm.prices import ModelPrice, PriceTable
+from deallens.llm.prices import ModelPrice, PriceTable, PriceTableError
 
 log = logging.getLogger(__name__)
 
@@ -277,6 +277,10 @@ class LLMGateway:
                     first = error.errors()[0]
                     where = ".".join(str(p) for p in first.get("loc", ())) or "(root)"
                     problem = f"the answer does not match the {_schema_name(schema)} schema at {where}: {first['msg']}"
+                except Exception as error:
+                    # The caller's check broke: the call still happened and is billed.
+                    await llm_budget.settle(self._engine, reservation, _replace(billed, "failed", f"check raised {error!r}"))
+                    raise
             if output is not None:
                 await llm_budget.settle(self._engine, reservation, billed)
                 return LLMResult(
@@ -408,8 +412,20 @@ def _map_error(error: Exception) -> Exception | None:
 
 
 def gateway_from_settings(settings: Any, engine: AsyncEngine) -> LLMGateway:
-    """The gateway a worker holds, from deallens.config.Settings."""
-    prices = PriceTable.load(settings.openai_prices_file)
+    """The gateway a worker holds, from deallens.config.Settings.
+
+    Raises PriceTableError (one line naming the variable) when the prices cannot be read or
+    do not price OPENAI_MODEL: better at start-up than as a failure of every call.
+    """
+    try:
+        prices = PriceTable.load(settings.openai_prices_file)
+    except PriceTableError as error:
+        raise PriceTableError(f"OPENAI_PRICES_FILE: {error}") from None
+    if prices.get(settings.openai_model) is None:
+        raise PriceTableError(
+            f"OPENAI_MODEL: no price for {settings.openai_model!r} in the price table "
+            f"(known: {', '.join(prices.models)}); add it with OPENAI_PRICES_FILE"
+        )
     return LLMGateway(
         engine=engine,
         api_key=settings.openai_api_key,

@@ -17,7 +17,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from deallens.domain.news.sentiment import SentimentLabel, label_for
+from deallens.domain.news.sentiment import ArticleText, SentimentLabel, label_for
 from deallens.llm.gateway import LLMGateway, LLMResult
 
 PURPOSE = "news_sentiment"
@@ -54,13 +54,6 @@ class NewsSentimentBatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     articles: list[ArticleSentiment]
-
-
-@dataclass(frozen=True, slots=True)
-class ArticleText:
-    id: int
-    title: str
-    description: str | None
 
 
 @dataclass(frozen=True, slots=True)
