@@ -30,6 +30,7 @@ from deallens.db.alerts import add_alert
 from deallens.domain.alert_rules import parse_alert
 from deallens.domain.deals.extractor import ArticleText, PatternExtractor
 from deallens.domain.deals.facts import DealFacts
+from deallens.domain.deals.parties import normalise
 from deallens.llm.gateway import LLMGateway
 from deallens.llm.prices import PriceTable
 from deallens.sim.openai import make_app
@@ -210,6 +211,19 @@ async def test_a_new_value_is_a_value_change(db: AsyncEngine, ids: dict[str, int
     assert changed.details["old_value"] == "40000000000.00" and changed.details["new_value"] == "4.3E+10"
 
 
+async def test_old_news_retold_does_not_change_the_value(db: AsyncEngine, ids: dict[str, int]) -> None:
+    first = await article(db, "Pfizer to acquire Seagen for $43 billion", T0)
+    retold = await article(db, "Seagen rejects Pfizer's unsolicited $40 billion bid", T0 + DAY)  # the story so far
+    other_currency = await article(db, "Pfizer agrees to buy Seagen for €39.5 billion", T0 + 2 * DAY)
+    summary = await track(db, first, other_currency)
+    assert (summary.created, summary.status_changes) == (1, 0)
+    [deal] = await deals(db)
+    assert (deal.value, deal.currency) == (Decimal("43000000000.00"), "USD")
+    assert [e[1] for e in await events(db)] == ["created"]
+    outcomes = await rows(db, "SELECT outcome FROM deal_article_checks WHERE news_id = :r", r=retold)
+    assert [o.outcome for o in outcomes] == ["stale"]
+
+
 async def test_concurrent_runs_create_one_deal(db: AsyncEngine, ids: dict[str, int]) -> None:
     first = await article(db, "Pfizer to acquire Seagen for $43 billion", T0)
     copy = await article(db, "Pfizer agrees to buy Seagen for $43 billion", T0 + dt.timedelta(minutes=5))
@@ -302,9 +316,17 @@ async def test_what_is_written_fires_the_deal_alerts(db: AsyncEngine, ids: dict[
 
 
 @pytest.fixture(scope="module")
-async def openai_url() -> AsyncIterator[str]:
-    async with serve_asgi(make_app(seed=5)) as url:
-        yield url
+async def openai_sim() -> AsyncIterator[tuple[str, Any]]:
+    app = make_app(seed=5)
+    async with serve_asgi(app) as url:
+        yield url, app.state.sim
+
+
+@pytest.fixture
+def openai_url(openai_sim: tuple[str, Any]) -> str:
+    url, controller = openai_sim
+    controller.faults.clear()
+    return url
 
 
 def gateway(db: AsyncEngine, url: str, *, budget: str = "1.00") -> LLMGateway:
@@ -351,6 +373,69 @@ async def test_without_budget_the_patterns_read_everything(db: AsyncEngine, ids:
     assert check.extractor == "patterns"
 
 
+async def test_the_grounding_check_accepts_every_labelled_deal(db: AsyncEngine, openai_url: str) -> None:
+    """Real names in real headline shapes ("U.S. drugmaker Pfizer", "Johnson & Johnson",
+    "Amazon.com", "Seven & i") pass the check that each answer names its own article's parties:
+    through the stand-in the LLM path finds exactly what the patterns find."""
+    import json
+    from pathlib import Path
+
+    from deallens.llm.deals import LLMDealExtractor
+    from deallens.domain.deals import patterns
+
+    cases = [json.loads(line) for line in (Path(__file__).with_name("labelled") / "deals_headlines.jsonl").read_text().splitlines()]
+    articles = [ArticleText(i + 1, c["title"], c["description"], T0) for i, c in enumerate(cases)]
+    llm = gateway(db, openai_url, budget="10")
+    try:
+        extractor = LLMDealExtractor(llm)
+        found = []
+        for start in range(0, len(articles), 20):
+            found += await extractor.extract(articles[start : start + 20])
+    finally:
+        await llm.aclose()
+    # One labelled headline is an injection ("Ignore previous instructions..."): the gullible
+    # stand-in invents a deal for it, which the check sends back to the patterns.
+    assert extractor.by_patterns == 1 and extractor.by_llm == len(articles) - 1
+    expected = [patterns.extract(a.title, a.description, T0.date()) for a in articles]
+    def comparable(facts: DealFacts | None) -> DealFacts | None:
+        if facts is None:
+            return None
+        return dataclasses.replace(facts, acquirer=normalise(facts.acquirer), target=normalise(facts.target), source="x")
+
+    assert [comparable(e.facts) for e in found] == [comparable(e) for e in expected]
+
+
+def llm_attempt(attempt: int) -> ActivityEnvironment:
+    env = ActivityEnvironment()
+    env.info = dataclasses.replace(
+        env.info, workflow_id="ingest-deals", workflow_run_id="r1", activity_id="3", attempt=attempt,
+        retry_policy=RetryPolicy(maximum_attempts=4),
+    )
+    return env
+
+
+async def test_a_rate_limit_is_retried_and_the_last_attempt_falls_back(
+    db: AsyncEngine, ids: dict[str, int], openai_url: str, openai_sim: tuple[str, Any]
+) -> None:
+    first = await article(db, "Pfizer to acquire Seagen for $43 billion", T0)
+    openai_sim[1].faults.add("rate_limit")
+    llm = gateway(db, openai_url)
+    activities = DealActivities(db, llm)
+    try:
+        with pytest.raises(Exception) as caught:
+            await llm_attempt(1).run(activities.track, ArticleRange(first_id=first, last_id=first))
+        error = caught.value
+        assert type(error).__name__ == "ApplicationError" and error.type == "LLMRateLimited"  # type: ignore[attr-defined]
+        assert not error.non_retryable and error.next_retry_delay is not None  # type: ignore[attr-defined]
+        assert await rows(db, "SELECT 1 FROM deal_article_checks") == []  # nothing half-done
+        result = await llm_attempt(4).run(activities.track, ArticleRange(first_id=first, last_id=first))
+    finally:
+        await llm.aclose()
+    assert (result.checked, result.created) == (1, 1)
+    [check] = await rows(db, "SELECT extractor, checked_by FROM deal_article_checks")
+    assert tuple(check) == ("patterns", "ingest-deals/r1/3")
+
+
 # ------------------------------------------------------------------ through Temporal
 
 
@@ -389,14 +474,13 @@ async def test_the_activity_on_the_llm_queue(db: AsyncEngine, ids: dict[str, int
 
 
 async def test_the_worker_registers_deals_track_on_the_llm_queue(
-    db: AsyncEngine, make_settings: Any, time_env: WorkflowEnvironment, task_queue: str
+    make_settings: Any, time_env: WorkflowEnvironment, task_queue: str
 ) -> None:
-    from activities.deals import DealActivities as Registered
-    from worker import build_workers, open_resources
+    from worker import activity_name, build_workers, open_resources
 
-    stand_in = Registered(db, None)
-    async with open_resources(make_settings()) as resources:
-        # Replacing refuses an activity name that no queue registers: deals.track is there.
-        workers = build_workers(time_env.client, make_settings(), resources, task_queue=task_queue,
-                                replace_activities=[stand_in.track])
-    assert queues.provider_queue(task_queue, queues.LLM_SUFFIX) in [w.task_queue for w in workers]
+    settings = make_settings(openai_base_url="http://127.0.0.1:9/v1")
+    async with open_resources(settings) as resources:
+        workers = build_workers(time_env.client, settings, resources, task_queue=task_queue)
+    by_queue = {w.task_queue: w.config() for w in workers}
+    llm = by_queue[queues.provider_queue(task_queue, queues.LLM_SUFFIX)]
+    assert "deals.track" in [activity_name(a) for a in llm["activities"]]

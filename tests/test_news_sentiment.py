@@ -252,7 +252,8 @@ async def test_the_worker_runs_score_sentiment_on_the_llm_queue(
     by_queue = {w.task_queue: w for w in workers}
     assert "t-llm" in by_queue
     config = by_queue["t-llm"].config()
-    assert [a.__name__ for a in config["activities"]] == ["score_sentiment"]
+    # deals.track (w8) shares the queue.
+    assert "score_sentiment" in [a.__name__ for a in config["activities"]]
     assert config["max_task_queue_activities_per_second"] == 2.0
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -30,6 +31,8 @@ from deallens.domain.deals import patterns, status as deal_status
 from deallens.domain.deals.extractor import ArticleText, DealExtractor, Extraction
 from deallens.domain.deals.facts import DealFacts
 from deallens.domain.deals.parties import Company, Party, PartyResolver
+
+log = logging.getLogger(__name__)
 
 # An article that reports an open status for a pair whose deal closed less than this long
 # before it was published is read as commentary on that deal, not as a new deal.
@@ -58,16 +61,11 @@ class ApplyCounts:
     already_checked: int = 0
     symbols: set[str] = field(default_factory=set)
 
-    def add(self, other: ApplyCounts) -> None:
-        for name in ("checked", "created", "status_changes", "value_changes", "unchanged", "stale", "no_deal",
-                     "already_checked"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.symbols |= other.symbols
-
 
 _UNCHECKED = text(
     """
-    SELECT a.id, a.title, left(a.description, :description_max) AS description, a.published_at, a.source
+    SELECT a.id, left(a.title, :description_max) AS title, left(a.description, :description_max) AS description,
+           a.published_at, a.source
     FROM news_articles a
     WHERE a.id BETWEEN :first_id AND :last_id AND a.id > :after_id
       AND NOT EXISTS (SELECT 1 FROM deal_article_checks c WHERE c.news_id = a.id)
@@ -98,10 +96,21 @@ async def unchecked_articles(
     ]
 
 
+# companies.aliases (per-company extra names) comes with the news schema (migration 0007);
+# until that is in, the resolver works from names, symbols and its well-known aliases.
+_HAS_ALIASES = text(
+    """
+    SELECT EXISTS (SELECT 1 FROM information_schema.columns
+                   WHERE table_schema = current_schema() AND table_name = 'companies' AND column_name = 'aliases')
+    """
+)
+
+
 async def load_companies(engine: AsyncEngine) -> list[Company]:
     async with engine.connect() as conn:
-        rows = (await conn.execute(text("SELECT id, symbol, name FROM companies"))).all()
-    return [Company(company_id=r.id, symbol=r.symbol, name=r.name) for r in rows]
+        aliases = "aliases" if (await conn.execute(_HAS_ALIASES)).scalar_one() else "CAST('{}' AS text[])"
+        rows = (await conn.execute(text(f"SELECT id, symbol, name, {aliases} AS aliases FROM companies"))).all()
+    return [Company(company_id=r.id, symbol=r.symbol, name=r.name, aliases=tuple(r.aliases or ())) for r in rows]
 
 
 _CLAIM = text(
@@ -284,7 +293,9 @@ class _Applier:
         article = item.article
         published = article.published_at
         since = row.status_changed_at or published
-        newer = published >= since
+        # Only news at least as recent as the deal's status, and not reporting an earlier stage
+        # (old news retold), may replace a known value; any article may fill in a missing one.
+        newer = published >= since and (facts.status == row.status or deal_status.allowed(row.status, facts.status))
         changes: dict[str, Any] = {}
         status_changed = deal_status.may_change(row.status, facts.status, article_at=published, status_since=since)
         day = published.astimezone(dt.UTC).date()
@@ -304,8 +315,10 @@ class _Applier:
                 )
         value_changed = False
         if facts.value is not None and facts.currency is not None:
-            same_currency = row.currency in (None, facts.currency)
-            if row.value is None or (newer and not (same_currency and _same_value(row.value, facts.value))):
+            # The same value quoted in another currency ("£30 billion ($38 billion)") is no change.
+            if row.value is None or (
+                newer and row.currency == facts.currency and not _same_value(row.value, facts.value)
+            ):
                 value_changed = row.value is not None
                 changes.update(value=facts.value, currency=facts.currency, value_usd=_usd(facts.value, facts.currency))
         for name in ("price_per_share", "consideration", "expected_close_on"):
@@ -476,7 +489,13 @@ async def track(
         if not batch:
             break
         found = await extractor.extract([item.article for item in batch])
-        await apply_batch(engine, batch, found, resolver, checked_by=checked_by)
+        counts = await apply_batch(engine, batch, found, resolver, checked_by=checked_by)
+        log.info(
+            "deals: %d articles checked (%d already were): %d created, %d status and %d value changes, "
+            "%d repeats, %d stale, %d no deal",
+            counts.checked, counts.already_checked, counts.created, counts.status_changes, counts.value_changes,
+            counts.unchanged, counts.stale, counts.no_deal,
+        )
         after_id = batch[-1].article.id
         progress(after_id)
     return await run_summary(engine, checked_by)

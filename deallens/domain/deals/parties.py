@@ -126,7 +126,13 @@ class PartyResolver:
         return found[0] if len(found) == 1 else None
 
 
+def one_line(text: str) -> str:
+    """Control and format characters (C0, C1, bidi overrides, zero-width) and line breaks as spaces."""
+    cleaned = "".join(" " if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp", "Cs") else c for c in text)
+    return " ".join(unicodedata.normalize("NFKC", cleaned).split())
+
+
 def clean_name(name: str) -> str:
     """A party's name as stored when it is no tracked company: one line, trimmed, bounded."""
-    one_line = " ".join(unicodedata.normalize("NFKC", name).split())
-    return one_line.strip(" ,.;:'\"‘’“”")[:120]
+    one_line_name = one_line(name)
+    return one_line_name.strip(" ,.;:'\"‘’“”")[:120]

@@ -30,12 +30,15 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 from deallens.domain.deals.facts import MAX_DEAL_VALUE, MAX_PRICE_PER_SHARE, Consideration, DealFacts
-from deallens.domain.deals.parties import clean_name
+from deallens.domain.deals.parties import clean_name, one_line
 from deallens.domain.deals.status import DealStatus
 
 SOURCE = "patterns"  # DealFacts.source and deal_article_checks.extractor of this path
-# Longer inputs are cut: a headline pattern has nothing to find in a 10 MB body.
+# Longer inputs are cut: a headline pattern has nothing to find in a 10 MB body. The rules see
+# one sentence of at most SENTENCE_MAX characters (headlines run under 150), which also bounds
+# what a crafted text can cost them (backtracking grows with the length).
 TEXT_MAX = 2_000
+SENTENCE_MAX = 300
 
 # Words that make an article worth examining at all (word starts, case-insensitive). Kept
 # broad: the rules decide; this only spares them the articles that cannot be deal news.
@@ -302,7 +305,7 @@ NAME_WORDS_MAX = 6
 
 
 def clean_headline(title: str) -> str:
-    text = " ".join(title[:TEXT_MAX].split())
+    text = one_line(title[:TEXT_MAX])
     text = _LEADING.sub("", text)
     for _ in range(2):
         text = _TRAILING.sub("", text)
@@ -365,6 +368,7 @@ class HeadlineMatch:
 
 
 def match_sentence(sentence: str) -> HeadlineMatch | None:
+    sentence = sentence[:SENTENCE_MAX]
     text = clean_headline(sentence)
     found = _match_text(text, sentence)
     if found is None and ", " in text:
