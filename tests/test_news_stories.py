@@ -142,3 +142,16 @@ def test_index_grouping_of_the_labelled_articles() -> None:
     # story, and only when it matches the story's articles on average) to keep its precision.
     assert precision >= PRECISION_TARGET
     assert recall >= RECALL_TARGET
+
+
+def test_empty_headlines_are_not_copies_of_each_other() -> None:
+    index = StoryIndex()
+    index.add(1, _story("", "Shares of the company rose."))
+    assert index.match(_story("", "Revenue fell in the quarter.", hours=1)) is None
+
+
+def test_a_huge_description_costs_no_more_than_its_first_kilobyte() -> None:
+    huge = "Apple reported record revenue. " + "x" * 10_000_000
+    a = _story("Apple beats estimates as iPhone sales jump", huge)
+    b = _story("Apple tops Wall Street forecasts on strong iPhone sales", "Apple reported record revenue.", hours=1)
+    assert same_event(a, b)
