@@ -40,6 +40,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
+import ahocorasick
 from rapidfuzz import fuzz
 
 DEFAULT_WINDOW = timedelta(hours=48)
@@ -95,7 +96,13 @@ _PHRASE_LIST: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     (r"\b(?:third|3rd)[- ]quarter\b|\bq3\b|\b3q\b", " q3 ", ("quarter", "q3", "3q")),
     (r"\b(?:fourth|4th)[- ]quarter\b|\bq4\b|\b4q\b", " q4 ", ("quarter", "q4", "4q")),
 )
-_PHRASES = tuple((re.compile(pattern), replacement, triggers) for pattern, replacement, triggers in _PHRASE_LIST)
+_PHRASES = tuple((re.compile(pattern), replacement) for pattern, replacement, _ in _PHRASE_LIST)
+# One Aho-Corasick pass finds which triggers occur, hence which phrase patterns to run.
+_TRIGGERS = ahocorasick.Automaton()
+for _index, (_, _, _triggers) in enumerate(_PHRASE_LIST):
+    for _trigger in _triggers:
+        _TRIGGERS.add_word(_trigger, _TRIGGERS.get(_trigger, ()) + (_index,))
+_TRIGGERS.make_automaton()
 
 _CURRENCY = {"$": "usd", "us$": "usd", "usd": "usd", "€": "eur", "eur": "eur", "£": "gbp", "gbp": "gbp", "¥": "jpy"}
 _MONEY = re.compile(
@@ -370,9 +377,9 @@ def _is_title_case(raw: str) -> bool:
 
 def _fold_text(text: str) -> str:
     text = text.lower()
-    for pattern, replacement, triggers in _PHRASES:
-        if any(trigger in text for trigger in triggers):
-            text = pattern.sub(replacement, text)
+    for index in sorted({i for _, indexes in _TRIGGERS.iter(text) for i in indexes}):
+        pattern, replacement = _PHRASES[index]
+        text = pattern.sub(replacement, text)
     return text
 
 
@@ -527,9 +534,9 @@ _MAX_CANDIDATES = 12
 # into the next through an article that sits between them.
 _MIN_MEAN_SCORE = SAME_EVENT_THRESHOLD
 # How many of a band bucket's newest articles a lookup reads.
-_MAX_BUCKET = 64
+_MAX_BUCKET = 32
 # How many of a story's articles a newcomer is checked against for vetoes.
-_MAX_MEMBERS_CHECKED = 16
+_MAX_MEMBERS_CHECKED = 8
 
 
 def _band_keys(tokens: frozenset[str]) -> list[int]:
@@ -612,8 +619,8 @@ class StoryIndex:
                 best[entry.story_id] = score
         for story_id in sorted(best, key=lambda s: (-best[s], s)):
             members = self._members.get(story_id, ())[-_MAX_MEMBERS_CHECKED:]
-            if len(members) == 1:
-                return story_id
+            if len(members) == 1 or best[story_id] >= 1.0:
+                return story_id  # one article to match, or a verbatim copy of one of them
             scores = [_score(features, self._entries[m].features, self._window) for m in members]
             if min(scores) > 0.0 and sum(scores) / len(scores) >= _MIN_MEAN_SCORE:
                 return story_id
