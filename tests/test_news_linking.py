@@ -93,3 +93,19 @@ def test_labelled_linking_set_is_large_enough() -> None:
         cases = [json.loads(line) for line in handle]
     assert sum(len(c["links"]) for c in cases) + sum(1 for c in cases if not c["links"]) >= 200
     assert {s for c in cases for s in c["links"]} <= set(symbol_of.values())
+
+
+def test_exchange_notation_variants_and_lower_case_cashtags() -> None:
+    assert _ids("Shares of Ford (NYSE:F) rose", None) == [4]
+    assert _ids("Microsoft (Nasdaq: MSFT) gains", None) == [2]
+    assert _ids("Watching $aapl and $msft today", None) == [1, 2]
+    assert _ids("Apple raises $5 billion in bond sale", None) == [1]  # "$5" is an amount, not a cashtag
+
+
+def test_relevance_prefers_the_title_and_counts_repeats() -> None:
+    once = LINKER.link("Markets wrap", "Apple shares rose.")[0]
+    twice = LINKER.link("Markets wrap", "Apple shares rose. Apple also said it would buy back stock.")[0]
+    in_title = LINKER.link("Apple shares rise", None)[0]
+    assert (once.found_in, in_title.found_in) == ("description", "title")
+    assert once.relevance < twice.relevance < in_title.relevance
+    assert in_title.matched == "Apple"

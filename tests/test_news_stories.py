@@ -175,3 +175,41 @@ def test_same_event_on_the_held_out_articles() -> None:
     # not tuned on, or it would stop measuring anything.
     assert precision >= 0.85
     assert recall >= RECALL_TARGET
+
+
+def test_the_stand_ins_feed_groups_copies_and_never_mixes_companies() -> None:
+    """Five days of deallens/sim/newsapi.py's articles (with its planted syndicated copies)."""
+    from deallens.sim.newsapi import articles_for_day
+    from deallens.sim.newsapi import short_name
+    from deallens.domain.universe import DEMO_COMPANIES
+
+    articles = sorted(
+        (a for day in range(5) for a in articles_for_day(1, datetime(2026, 11, 20, tzinfo=UTC).date() + timedelta(days=day))),
+        key=lambda a: a.published_at,
+    )
+    index, stories, next_story = StoryIndex(), {}, 0
+    for article in articles:
+        text = StoryText(article.as_json(headline=True)["title"], article.description, article.published_at)
+        story = index.match(text)
+        if story is None:
+            next_story += 1
+            story = next_story
+        index.add(story, text)
+        stories.setdefault(story, []).append(article)
+    copies = [a for a in articles if not a.original]
+    assert copies, "the stand-in plants copies"
+    names = {short_name(c) for c in DEMO_COMPANIES}
+    for members in stories.values():
+        lead = {n for n in names if n in members[0].title}
+        # Every article of a story names the companies its first article names.
+        assert all(lead <= {n for n in names if n in m.title} for m in members), [m.title for m in members]
+    # A planted copy has its original's title: it lands in the same story.
+    story_of = {id(a): s for s, members in stories.items() for a in members}
+    by_title: dict[str, int] = {}
+    grouped = 0
+    for article in articles:
+        if article.original:
+            by_title.setdefault(article.title, story_of[id(article)])
+        elif article.title in by_title:
+            grouped += story_of[id(article)] == by_title[article.title]
+    assert grouped >= 0.9 * len(copies)

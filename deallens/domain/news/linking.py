@@ -15,7 +15,9 @@ Precision rules:
   notation; bare tickers are not read in all-caps text;
 - a name must appear with a capital letter ("apple pie" is not Apple Inc.), on word boundaries;
 - a name that is also an ordinary word (Apple, Target, Gap, Shell, Block, ...) needs business
-  context in the article as well, and is refused before words like "pie" or "juice";
+  context in the article (business words, or another company named without doubt, as in
+  "Walmart, Target and Costco") or a legal suffix, and is refused before words like "pie" or
+  "between" and right after another capitalised word ("Harrison Ford", "Times Square");
 - when two companies' names overlap ("Bank of America" / "America"), the longer match wins.
 """
 

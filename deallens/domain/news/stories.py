@@ -309,6 +309,7 @@ class _Features:
     tokens: frozenset[str]  # title and description
     names: frozenset[str]  # tokens written as proper names anywhere
     title_names: frozenset[str]
+    title_entities: tuple[frozenset[str], ...]  # runs of adjacent name tokens: "International Business Machines"
     weights: dict[str, float]  # each token's weight in the similarity, with this article's names
     specific: frozenset[str]  # tokens that identify the event: names, numbers, rare words
     anchors: frozenset[str]  # what the LSH signature is made of: the names, else amounts, else `specific`
@@ -370,6 +371,23 @@ def _names(raw: str, title_case: bool, sentences: bool = False) -> set[str]:
     return names
 
 
+def _entities(raw: str, names: set[str] | frozenset[str]) -> tuple[frozenset[str], ...]:
+    """The names of `raw` grouped into runs of adjacent words, one run per company or place."""
+    runs: list[set[str]] = []
+    previous_end = -1
+    for match in _CAPITALISED.finditer(raw):
+        token = _fold_word(match.group(0).lower())
+        if not token or token not in names:
+            previous_end = -1
+            continue
+        if previous_end >= 0 and raw[previous_end : match.start()].strip() in ("", "&"):
+            runs[-1].add(token)
+        else:
+            runs.append({token})
+        previous_end = match.end()
+    return tuple(frozenset(run) for run in runs)
+
+
 def _is_title_case(raw: str) -> bool:
     long_words = [w for w in _RAW_WORD.findall(raw) if len(w) >= 4]
     return len(long_words) >= 3 and sum(w[0].isupper() for w in long_words) >= 0.7 * len(long_words)
@@ -421,6 +439,7 @@ def _features(story: StoryText) -> _Features:
         tokens=tokens,
         names=names,
         title_names=frozenset(title_names),
+        title_entities=_entities(raw_title, title_names),
         weights={t: _weight(t, names) for t in tokens},
         specific=specific,
         anchors=(names & specific) or frozenset(t for t in specific if _is_number_token(t)) or specific,
@@ -464,8 +483,14 @@ def _vetoed(a: _Features, b: _Features, window: timedelta) -> bool:
     # Different companies in the same template ("Netflix raises prices" / "Spotify raises
     # prices", "Microsoft and Broadcom announce partnership" / "Microsoft and IBM announce
     # partnership"): each headline's names are mostly ones the other article never mentions.
-    only_a, only_b = a.title_names - b.names, b.title_names - a.names
-    return bool(only_a and only_b) and 2 * len(only_a) >= len(a.title_names) and 2 * len(only_b) >= len(b.title_names)
+    # Counted by entity, not by word: "International Business Machines" is one name.
+    only_a = [e for e in a.title_entities if not (e & b.names)]
+    only_b = [e for e in b.title_entities if not (e & a.names)]
+    return (
+        bool(only_a and only_b)
+        and 2 * len(only_a) >= len(a.title_entities)
+        and 2 * len(only_b) >= len(b.title_entities)
+    )
 
 
 def _is_number_token(token: str) -> bool:
