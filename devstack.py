@@ -188,6 +188,8 @@ async def _simulators(stack: contextlib.AsyncExitStack, settings: Settings, env:
     if settings.newsapi_simulated:
         url = await stack.enter_async_context(serve_asgi(newsapi.make_app(seed=0)))
         env["NEWSAPI_BASE_URL"] = url
+        # The stand-in has no daily quota: the schedules' runs are not deferred after 100.
+        env.setdefault("NEWSAPI_CALLS_PER_DAY", "100000")
         started.append(f"NewsAPI       {url}")
     if settings.openai_simulated:
         url = await stack.enter_async_context(serve_asgi(openai.make_app(seed=0)))
@@ -360,6 +362,21 @@ async def _demo_backfill_step() -> int:
         say(f"demo backfill not started: {str(error).splitlines()[0] if str(error) else type(error).__name__}")
     return 0
 
+# The first news ingestion, started with the stack so that news, stories, links, sentiment and
+# deals show within the first minutes instead of at the next scheduled run.
+FIRST_NEWS = ("IngestMarketNews", "IngestDealNews", "IngestCompanyNews")
+
+
+def _start_first_news(env: dict[str, str]) -> None:
+    cli = Path(sys.executable).with_name("temporal")
+    for workflow_type in FIRST_NEWS:
+        subprocess.run(
+            [str(cli), "workflow", "start", "--address", env["TEMPORAL_ADDRESS"], "--type", workflow_type,
+             "--namespace", env.get("TEMPORAL_NAMESPACE", "default"), "--task-queue", "deallens",
+             "--workflow-id", f"first-{workflow_type}", "--input", "{}"],
+            env=env, cwd=ROOT, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+
 
 async def _run_step(args: list[str], env: dict[str, str], stop: asyncio.Event) -> None:
     """Run one set-up command; Ctrl-C stops it cleanly (it runs in its own session)."""
@@ -448,6 +465,8 @@ async def run() -> int:
             # In a process of its own, like every Temporal client here: the SDK's runtime threads
             # can abort a finishing interpreter (see temporal_client.exit_skipping_teardown).
             await _run_step(["devstack.py", "demo-backfill"], env, stop)
+
+            await asyncio.to_thread(_start_first_news, env)
             waiter = asyncio.ensure_future(asyncio.to_thread(worker.wait))
             stopper = asyncio.ensure_future(stop.wait())
             await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)

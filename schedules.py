@@ -37,6 +37,9 @@ from deallens.contracts import (
     AlertMonitorInput,
     CleanupMarketDataInput,
     DigestInput,
+    IngestCompanyNewsInput,
+    IngestDealNewsInput,
+    IngestMarketNewsInput,
     SyncCompanyPricesInput,
     SyncDailyOHLCInput,
     SyncFundamentalsInput,
@@ -62,6 +65,8 @@ class ScheduleDef:
     catchup: timedelta
     note: str
     timeout: timedelta = timedelta(hours=1)
+    # Random delay per run, so that jobs sharing a minute do not all call at once.
+    jitter: timedelta | None = None
 
     def schedule(self, task_queue: str) -> Schedule:
         return Schedule(
@@ -73,7 +78,7 @@ class ScheduleDef:
                 task_queue=task_queue,
                 execution_timeout=self.timeout,
             ),
-            spec=ScheduleSpec(cron_expressions=list(self.crons), time_zone_name=self.time_zone),
+            spec=ScheduleSpec(cron_expressions=list(self.crons), time_zone_name=self.time_zone, jitter=self.jitter),
             policy=SchedulePolicy(overlap=self.overlap, catchup_window=self.catchup),
         )
 
@@ -146,6 +151,44 @@ SCHEDULES: tuple[ScheduleDef, ...] = (
         catchup=timedelta(hours=12),
         note="weekly summary on Sundays",
         timeout=timedelta(hours=6),
+    ),
+    # News, as the old system had it (UTC): general news every 15 minutes 12:00-23:00, company
+    # news every 30 minutes offset by 10, deal news every 30 minutes; each with jitter.
+    ScheduleDef(
+        id="ingest-market-news",
+        workflow="IngestMarketNews",
+        input=IngestMarketNewsInput(),
+        crons=("*/15 12-22 * * *", "0 23 * * *"),
+        time_zone="UTC",
+        overlap=ScheduleOverlapPolicy.SKIP,
+        catchup=timedelta(minutes=15),
+        note="business headlines and market news",
+        timeout=timedelta(minutes=30),
+        jitter=timedelta(minutes=1),
+    ),
+    ScheduleDef(
+        id="ingest-company-news",
+        workflow="IngestCompanyNews",
+        input=IngestCompanyNewsInput(),
+        crons=("10,40 * * * *",),
+        time_zone="UTC",
+        overlap=ScheduleOverlapPolicy.SKIP,
+        catchup=timedelta(minutes=30),
+        note="company news, most watched and least recently fetched first",
+        timeout=timedelta(minutes=30),
+        jitter=timedelta(minutes=2),
+    ),
+    ScheduleDef(
+        id="ingest-deal-news",
+        workflow="IngestDealNews",
+        input=IngestDealNewsInput(),
+        crons=("0,30 * * * *",),
+        time_zone="UTC",
+        overlap=ScheduleOverlapPolicy.SKIP,
+        catchup=timedelta(minutes=30),
+        note="M&A news, tracked as deals",
+        timeout=timedelta(minutes=30),
+        jitter=timedelta(minutes=2),
     ),
 )
 

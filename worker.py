@@ -29,6 +29,7 @@ from temporalio.worker import Worker
 from activities.alerts import AlertActivities
 from activities.errors import log_expected_failures_on_one_line
 from activities.market_data import AlphaVantageActivities, MarketDataActivities
+from activities.news import NewsActivities, NewsApiActivities
 from activities.notifications import NotificationActivities, NotifyConfig, sms_provider_from
 from activities.llm_batch import LLMBatchActivities
 from activities.news_sentiment import SentimentActivities
@@ -41,6 +42,7 @@ from deallens.llm.gateway import LLMGateway, gateway_from_settings
 from deallens.llm.prices import PriceTableError
 from deallens.notify.push import WebhookSender
 from deallens.providers.alphavantage import AlphaVantageClient
+from deallens.providers.newsapi import NewsApiClient
 from temporal_client import connect
 from workflows import queues
 from workflows.alerts import AlertMonitor
@@ -51,6 +53,7 @@ from workflows.notifications import (
     SendWeeklySummary,
 )
 from workflows.market_data import CleanupMarketData, SyncCompanyPrices, SyncDailyOHLC, SyncFundamentals
+from workflows.news import IngestCompanyNews, IngestDealNews, IngestMarketNews
 
 log = logging.getLogger("deallens.worker")
 
@@ -64,6 +67,9 @@ WORKFLOWS = [
     SendAlertNotificationBatch,
     SendDailyDigest,
     SendWeeklySummary,
+    IngestMarketNews,
+    IngestCompanyNews,
+    IngestDealNews,
 ]
 
 
@@ -77,6 +83,7 @@ class Resources:
     http: httpx.AsyncClient
     # Every OpenAI call (deallens/llm/gateway.py): budget, usage ledger, validation.
     llm: LLMGateway
+    newsapi: NewsApiClient | None = None
 
 
 @contextlib.asynccontextmanager
@@ -92,17 +99,22 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         timeout=settings.alphavantage_timeout_seconds,
     )
     http = httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=False)
+    newsapi = NewsApiClient(
+        base_url=settings.newsapi_base_url, api_key=settings.news_api_key, timeout=settings.newsapi_timeout_seconds
+    )
     try:
         llm = gateway_from_settings(settings, engine)
     except PriceTableError as error:
+        await newsapi.aclose()
         await http.aclose()
         await alphavantage.aclose()
         await engine.dispose()
         raise ConfigError(str(error)) from None
     try:
-        yield Resources(engine=engine, alphavantage=alphavantage, http=http, llm=llm)
+        yield Resources(engine=engine, alphavantage=alphavantage, http=http, llm=llm, newsapi=newsapi)
     finally:
         await llm.aclose()
+        await newsapi.aclose()
         await http.aclose()
         await alphavantage.aclose()
         await engine.dispose()
@@ -160,10 +172,23 @@ def build_workers(
         webhooks=WebhookSender(resources.http, allow_private_hosts=settings.push_allow_private_hosts),
         sms=sms_provider_from(settings, resources.http),
     )
+    assert resources.newsapi is not None
+    newsapi = NewsApiActivities(
+        resources.newsapi,
+        resources.engine,
+        simulated=settings.newsapi_simulated,
+        calls_per_day=settings.newsapi_calls_per_day,
+        max_results=settings.newsapi_max_results,
+        first_fetch=timedelta(days=settings.news_first_fetch_days),
+        max_requests={"market": settings.news_market_max_requests, "deal": settings.news_deal_max_requests},
+        pace=settings.newsapi_pace_daily_quota,
+    )
+    news = NewsActivities(resources.engine, company_max=settings.news_company_max_companies)
     sentiment = SentimentActivities(resources.engine, resources.llm, batch_size=settings.sentiment_batch_size)
     deals = DealActivities(resources.engine, resources.llm, batch_size=settings.deals_batch_size)
     llm_batch = LLMBatchActivities(resources.llm)
     av_queue = queues.provider_queue(task_queue, queues.ALPHAVANTAGE_SUFFIX)
+    newsapi_queue = queues.provider_queue(task_queue, queues.NEWSAPI_SUFFIX)
     llm_queue = queues.provider_queue(task_queue, queues.LLM_SUFFIX)
     specs = {
         task_queue: dict(
@@ -186,6 +211,7 @@ def build_workers(
                 notify.plan_digests,
                 notify.send_digest_batch,
                 notify.park_digests,
+                news.plan_companies,
             ],
             max_concurrent_activities=settings.worker_concurrency,
             # The server does not rate-limit eager activities: keep every start going through it.
@@ -200,6 +226,12 @@ def build_workers(
             ],
             max_task_queue_activities_per_second=settings.alphavantage_calls_per_minute / 60,
             max_concurrent_activities=max(1, min(settings.worker_concurrency, 10)),
+        ),
+        # One news.ingest is one feed (a few requests); the server spaces them across workers.
+        newsapi_queue: dict(
+            activities=[newsapi.ingest],
+            max_task_queue_activities_per_second=settings.newsapi_calls_per_minute / 60,
+            max_concurrent_activities=max(1, min(settings.worker_concurrency, 4)),
         ),
         # Every OpenAI call. Each activity makes at least one call, so the queue's rate limit
         # bounds the requests per minute from above; the gateway's shared call slot

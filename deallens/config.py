@@ -219,6 +219,25 @@ class Settings(BaseSettings):
     retention_alert_history_days: Annotated[int, Field(ge=0)] = 365
     retention_usage_days: Annotated[int, Field(ge=0)] = 400
 
+    # News ingestion (issue 10). The daily quota is enforced from the api_usage ledger, one
+    # reservation per request (the free Developer plan: 100 requests a day); the task queue's
+    # rate limit spaces requests across workers.
+    newsapi_calls_per_day: Annotated[int, Field(ge=1, le=10_000_000)] = 100
+    newsapi_calls_per_minute: Annotated[int, Field(ge=1, le=10_000)] = 30
+    newsapi_timeout_seconds: Annotated[float, Field(gt=0, le=120)] = 15.0
+    # The plan's result cap per query (100 on the Developer plan): paging stops there.
+    newsapi_max_results: Annotated[int, Field(ge=1, le=10_000)] = 100
+    # Spread the daily quota over the UTC day (by each hour, its share plus an hour's worth),
+    # so that the night's company runs cannot spend what the day's market news needs.
+    newsapi_pace_daily_quota: bool = True
+    # Requests one IngestMarketNews / IngestDealNews run may spend, and companies one
+    # IngestCompanyNews run without company_ids fetches (one request each, most watched first).
+    news_market_max_requests: Annotated[int, Field(ge=1, le=100)] = 2
+    news_deal_max_requests: Annotated[int, Field(ge=1, le=100)] = 1
+    news_company_max_companies: Annotated[int, Field(ge=1, le=1000)] = 3
+    # The first fetch of a company (or a feed) looks back this far (the Developer plan serves 30 days).
+    news_first_fetch_days: Annotated[int, Field(ge=1, le=30)] = 3
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_log_level(cls, value: object) -> object:

@@ -553,3 +553,73 @@ class BatchCollectInput(Model):
 class BatchCollectResult(Model):
     succeeded: int
     failed: int
+
+# ---------------------------------------------------------------- News ingestion (issue 10)
+
+NewsKind = Literal["market", "company", "deal"]
+
+
+class IngestMarketNewsInput(Model):
+    """`{}`: business top headlines and market queries, within the run's request allowance."""
+
+
+class IngestDealNewsInput(Model):
+    """`{}`: M&A news (merger, acquisition, takeover, buyout, tender offer, ...)."""
+
+
+class IngestCompanyNewsInput(Model):
+    """`{"company_ids": [..]}`; none: tracked companies by priority (most watched, least recently fetched)."""
+
+    company_ids: Annotated[list[Annotated[int, Field(ge=1)]], Field(max_length=1000)] = []
+
+
+class PlanCompanyNewsInput(Model):
+    company_ids: list[int] = []  # none: NEWS_COMPANY_MAX_COMPANIES companies by priority
+
+
+class PlanCompanyNewsResult(Model):
+    company_ids: list[int] = []
+    unknown_ids: list[int] = []  # asked for, not in companies
+
+
+class IngestNewsInput(Model):
+    """One feed's fetch-and-store: `company_id` for company news, none for market and deal news."""
+
+    kind: NewsKind
+    company_id: int | None = None
+    # None: the worker's allowance for the kind (NEWS_MARKET_MAX_REQUESTS, ...).
+    max_requests: Annotated[int, Field(ge=1)] | None = None
+
+
+class IngestNewsResult(Model):
+    """What one fetch-and-store did: counts by outcome and skip reason, never the articles."""
+
+    kind: NewsKind
+    company_id: int | None = None
+    requests: int = 0
+    fetched: int = 0  # articles the provider sent
+    stored: int = 0  # new rows in news_articles
+    duplicates: int = 0  # already stored (same canonical URL), in this batch or before
+    skipped: dict[str, int] = {}  # bad input by reason (deallens/domain/news/articles.py)
+    html_stripped: int = 0  # stored, with markup removed from description or content
+    new_stories: int = 0
+    joined_stories: int = 0  # stored articles that are another outlet's copy of a known story
+    links: int = 0  # news_company rows written
+    articles: ArticleRange | None = None  # the rows this run inserted
+    symbols: list[str] = []  # tickers linked to the inserted articles: the news monitor's new_data
+    deferred: str | None = None  # why nothing (more) was fetched: the daily quota is used up
+    stopped: str | None = None  # why paging stopped early: the plan's result cap, the run's allowance
+
+
+class IngestNewsRunResult(Model):
+    """The result of IngestMarketNews / IngestCompanyNews / IngestDealNews."""
+
+    kind: NewsKind
+    feeds: list[IngestNewsResult] = []
+    failed: dict[str, str] = {}  # company id (or the feed) -> why its fetch failed
+    unknown_company_ids: list[int] = []
+    stored: int = 0
+    articles: ArticleRange | None = None
+    sentiment: ScoreSentimentResult | None = None
+    deals: TrackDealsResult | None = None
+    signalled: list[str] = []  # monitor kinds signalled new_data

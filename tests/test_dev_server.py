@@ -97,6 +97,7 @@ async def test_schedules_apply_creates_then_updates(dev_env: WorkflowEnvironment
     assert {d.id for d in schedules.SCHEDULES} == {
         "sync-company-prices", "sync-daily-ohlc", "sync-fundamentals", "cleanup-market-data",
         "send-daily-digest", "send-weekly-summary",
+        "ingest-market-news", "ingest-company-news", "ingest-deal-news",
     }
     # Applying again updates in place instead of failing on "already exists".
     second = await schedules.apply(client, dry_run=False, task_queue=task_queue)

@@ -374,12 +374,16 @@ _NEWS = _KindSQL(
         -- news_mention: the newest article linked to the company, published after the alert was
         -- created and after its last firing, whose title or description contains a keyword
         -- (case-insensitively; the first matching one is named), or any such article without keywords.
+        -- A story fires once, however many outlets carry it: the key names the story (the
+        -- article for rows stored before stories existed), and an article of a story this
+        -- alert already fired for is passed over, so that it cannot hide a newer story.
         SELECT {_alert_columns('c')}, false AS edge, true AS holds,
                CAST(NULL AS numeric) AS value, CAST(NULL AS numeric) AS threshold, n.published_at AS data_at,
-               'news:' || n.id AS dedup_key, n.title, n.keyword, CAST(NULL AS bigint) AS articles
+               n.dedup_key, n.title, n.keyword, CAST(NULL AS bigint) AS articles
         FROM candidates c
         CROSS JOIN LATERAL (
-            SELECT n.id, n.title, n.published_at, k.keyword
+            SELECT n.id, n.title, n.published_at, k.keyword,
+                   coalesce('story:' || n.story_id, 'news:' || n.id) AS dedup_key
             FROM news_company nc
             JOIN news_articles n ON n.id = nc.news_id
             LEFT JOIN LATERAL (
@@ -393,6 +397,8 @@ _NEWS = _KindSQL(
             WHERE nc.company_id = c.company_id
               AND n.published_at > greatest(c.created_at, c.last_triggered_at)  -- greatest() skips NULL
               AND (k.keyword IS NOT NULL OR jsonb_array_length(coalesce(c.params->'keywords', '[]')) = 0)
+              AND (n.story_id IS NULL OR NOT EXISTS (
+                  SELECT 1 FROM alert_history h WHERE h.alert_id = c.id AND h.dedup_key = 'story:' || n.story_id))
             ORDER BY n.published_at DESC, n.id DESC
             LIMIT 1
         ) n

@@ -153,19 +153,34 @@ _ALERTS = text(
     """
 )
 
+# Top news by story, not by article: each story linked to a company in the window once, shown
+# by its lead article, with the number of outlets that carried it (articles without a story,
+# stored before stories existed, are their own story).
 _NEWS = text(
     f"""
-    SELECT * FROM (
-        SELECT nc.company_id, c.symbol, n.id, n.title, n.url, n.publisher, n.published_at, n.sentiment_score,
-               row_number() OVER (
-                   PARTITION BY nc.company_id
-                   ORDER BY abs(COALESCE(n.sentiment_score, 0)) DESC, n.published_at DESC, n.id
-               ) AS rank_
+    WITH linked AS (
+        SELECT DISTINCT nc.company_id, coalesce(n.story_id, -n.id) AS story_key, n.story_id, n.id AS article_id
         FROM news_company nc
         JOIN news_articles n ON n.id = nc.news_id
-        JOIN companies c ON c.id = nc.company_id
         WHERE nc.company_id = ANY(CAST(:company_ids AS bigint[]))
           AND n.published_at >= :start AND n.published_at < :end
+    ), stories AS (
+        SELECT l.company_id, coalesce(min(s.lead_article_id), min(l.article_id)) AS lead_id
+        FROM linked l LEFT JOIN news_stories s ON s.id = l.story_id
+        GROUP BY l.company_id, l.story_key
+    )
+    SELECT * FROM (
+        SELECT st.company_id, c.symbol, n.id, n.title, n.url, n.publisher, n.published_at, n.sentiment_score,
+               CASE WHEN n.story_id IS NULL THEN 1 ELSE (
+                   SELECT count(DISTINCT coalesce(x.publisher, x.canonical_url))
+                   FROM news_articles x WHERE x.story_id = n.story_id) END AS outlets,
+               row_number() OVER (
+                   PARTITION BY st.company_id
+                   ORDER BY abs(COALESCE(n.sentiment_score, 0)) DESC, n.published_at DESC, n.id
+               ) AS rank_
+        FROM stories st
+        JOIN news_articles n ON n.id = st.lead_id
+        JOIN companies c ON c.id = st.company_id
     ) ranked
     WHERE rank_ <= {MAX_NEWS}
     """
@@ -324,6 +339,7 @@ async def load_batch(
                         published_at=n.published_at,
                         sentiment_score=float(n.sentiment_score) if n.sentiment_score is not None else None,
                         symbols=sorted(news_symbols[n.id] & symbols_of(mine)),
+                        outlets=n.outlets,
                     )
                     for n in top_news
                 ],

@@ -36,7 +36,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 # Deterministic constraint names, so that migrations can refer to them.
@@ -98,6 +98,11 @@ class Company(Base):
     quarantine_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = _created_at()
     updated_at: Mapped[dt.datetime] = _updated_at()
+    # News: names beyond `name` that headlines use for this company (the linker's curated
+    # table holds the well-known ones), and when its news was last fetched (IngestCompanyNews
+    # asks only for newer articles and rotates the least recently fetched first).
+    aliases: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'"))
+    news_fetched_at: Mapped[dt.datetime | None]
 
 
 class PriceQuote(Base):
@@ -163,7 +168,13 @@ class NewsArticle(Base):
             "sentiment_score IS NULL OR sentiment_score BETWEEN -1 AND 1", name="sentiment_range"
         ),
         CheckConstraint("category IN ('market', 'company', 'deal')", name="category_known"),
+        CheckConstraint(
+            "sentiment_label IS NULL OR sentiment_label IN ('positive', 'negative', 'neutral')",
+            name="sentiment_label_known",
+        ),
         Index("ix_news_articles_published_at", "published_at"),
+        Index("ix_news_articles_story_id", "story_id"),
+        Index("ix_news_articles_ingest_key", "ingest_key"),
     )
 
     id: Mapped[int] = _id()
@@ -182,12 +193,48 @@ class NewsArticle(Base):
     sentiment_source: Mapped[str | None] = mapped_column(String(32))
     source: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[dt.datetime] = _created_at()
+    # The event this article reports (deallens/db/news.py sets it in the inserting
+    # transaction; nullable only for rows written before stories existed).
+    story_id: Mapped[int | None] = mapped_column(ForeignKey("news_stories.id", ondelete="SET NULL"))
+    sentiment_label: Mapped[str | None] = mapped_column(String(8))
+    # Which ingestion (activity execution) inserted the row: a retried attempt reports the
+    # rows its lost predecessor stored, so that they are still scored and signalled.
+    ingest_key: Mapped[str | None] = mapped_column(String(200))
+
+
+class NewsStory(Base):
+    """One real-world event, however many outlets reported it; its first article is the lead."""
+
+    __tablename__ = "news_stories"
+    __table_args__ = (
+        CheckConstraint("articles >= 1", name="articles_positive"),
+        Index("ix_news_stories_first_published_at", "first_published_at"),
+    )
+
+    id: Mapped[int] = _id()
+    lead_article_id: Mapped[int | None] = mapped_column(
+        ForeignKey("news_articles.id", ondelete="SET NULL", use_alter=True)
+    )
+    first_published_at: Mapped[dt.datetime]
+    last_published_at: Mapped[dt.datetime]
+    articles: Mapped[int] = mapped_column(Integer, server_default=text("1"))
+    created_at: Mapped[dt.datetime] = _created_at()
+
+
+class NewsFeed(Base):
+    """When a non-company feed (market, deal) last fetched: the next run asks only for newer articles."""
+
+    __tablename__ = "news_feeds"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    fetched_at: Mapped[dt.datetime]
 
 
 class NewsCompany(Base):
     __tablename__ = "news_company"
     __table_args__ = (
         CheckConstraint("relevance IS NULL OR relevance BETWEEN 0 AND 1", name="relevance_range"),
+        CheckConstraint("found_in IS NULL OR found_in IN ('title', 'description')", name="found_in_known"),
         Index("ix_news_company_company_id", "company_id"),
     )
 
@@ -198,6 +245,7 @@ class NewsCompany(Base):
         ForeignKey("companies.id", ondelete="CASCADE"), primary_key=True
     )
     relevance: Mapped[Decimal | None] = mapped_column(Numeric(5, 4))
+    found_in: Mapped[str | None] = mapped_column(String(16))
 
 
 class AIInsight(Base):

@@ -63,6 +63,7 @@ class NewsRow(_Content):
     published_at: dt.datetime
     sentiment_score: float | None  # -1..1
     symbols: list[str]
+    outlets: int = 1  # outlets that carried the story this article leads
 
 
 class InsightRow(_Content):

@@ -541,6 +541,8 @@ class Renderer:
     @staticmethod
     def _news_view(row: NewsRow, zone: dt.tzinfo) -> NewsView:
         meta = [clip(row.publisher, 80), format_time(row.published_at, zone)]
+        if row.outlets > 1:
+            meta.insert(1, f"{row.outlets} outlets")
         if row.symbols:
             meta.append(", ".join(clip(symbol, 16) for symbol in row.symbols[:5]))
         return NewsView(
