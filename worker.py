@@ -32,6 +32,7 @@ from activities.news import NewsActivities, NewsApiActivities
 from activities.notifications import NotificationActivities, NotifyConfig, sms_provider_from
 from activities.news_sentiment import SentimentActivities
 from activities.deals import DealActivities
+from activities.insights import InsightActivities
 from deallens.config import ConfigError, Settings, configure_logging, load_settings
 from deallens.db import retention
 from deallens.db.engine import create_engine, database_problem
@@ -52,6 +53,7 @@ from workflows.notifications import (
 )
 from workflows.market_data import CleanupMarketData, SyncCompanyPrices, SyncDailyOHLC, SyncFundamentals
 from workflows.news import IngestCompanyNews, IngestDealNews, IngestMarketNews
+from workflows.insights import GenerateCompanyInsights, GenerateDealInsights, GenerateMarketSummary
 
 log = logging.getLogger("deallens.worker")
 
@@ -68,6 +70,9 @@ WORKFLOWS = [
     IngestMarketNews,
     IngestCompanyNews,
     IngestDealNews,
+    GenerateCompanyInsights,
+    GenerateDealInsights,
+    GenerateMarketSummary,
 ]
 
 
@@ -184,6 +189,7 @@ def build_workers(
     news = NewsActivities(resources.engine, company_max=settings.news_company_max_companies)
     sentiment = SentimentActivities(resources.engine, resources.llm, batch_size=settings.sentiment_batch_size)
     deals = DealActivities(resources.engine, resources.llm, batch_size=settings.deals_batch_size)
+    insights = InsightActivities(resources.engine, resources.llm)
     av_queue = queues.provider_queue(task_queue, queues.ALPHAVANTAGE_SUFFIX)
     newsapi_queue = queues.provider_queue(task_queue, queues.NEWSAPI_SUFFIX)
     llm_queue = queues.provider_queue(task_queue, queues.LLM_SUFFIX)
@@ -209,6 +215,7 @@ def build_workers(
                 notify.send_digest_batch,
                 notify.park_digests,
                 news.plan_companies,
+                insights.plan_companies,
             ],
             max_concurrent_activities=settings.worker_concurrency,
             # The server does not rate-limit eager activities: keep every start going through it.
@@ -234,7 +241,13 @@ def build_workers(
         # bounds the requests per minute from above; the gateway's shared call slot
         # (api_rate_slots) spaces the calls of multi-call activities exactly.
         llm_queue: dict(
-            activities=[sentiment.score_sentiment, deals.track],
+            activities=[
+                sentiment.score_sentiment,
+                deals.track,
+                insights.analyse_companies,
+                insights.analyse_deals,
+                insights.market_summary,
+            ],
             max_task_queue_activities_per_second=settings.llm_requests_per_minute / 60,
             max_concurrent_activities=max(1, min(settings.worker_concurrency, 10)),
         ),

@@ -83,6 +83,7 @@ MAX_SCHEMA_DEPTH = 12
 # not JSON at all (the HTTP body itself stays valid, unlike the common malformed_json).
 FAULT_KINDS: frozenset[str] = COMMON_KINDS | {
     "rate_limit", "insufficient_quota", "refusal", "length", "schema_violation", "bad_json_content",
+    "invented_figure",
 }
 # The delay the rate-limit sample asks for ("Please try again in 26.604s"), also sent as headers.
 RATE_LIMIT_RESET_SECONDS = 26.604
@@ -502,6 +503,8 @@ def _completion_fault(rule: FaultRule, chat: _Chat) -> Response:
             return _completion_response(chat.completion(json.dumps(_violating(chat.content()))))
         case "bad_json_content":
             return _completion_response(chat.completion("Sure! Here is the JSON you asked for: {not json"))
+        case "invented_figure":
+            return _completion_response(chat.completion(json.dumps(_inventing(chat.content()))))
         case _:
             assert rule.kind == EMPTY, rule.kind
             return _completion_response(chat.completion(""))
@@ -520,7 +523,23 @@ def _violating(content: str) -> Any:
     return {"unexpected": True}
 
 
-_COMPLETION_FAULTS = frozenset({"refusal", "length", "schema_violation", "bad_json_content", EMPTY})
+def _inventing(content: str) -> Any:
+    """The answer with a number nobody gave it: a figure it cites, and a sentence stating it."""
+    try:
+        value = json.loads(content)
+    except ValueError:
+        return content
+    if isinstance(value, dict):
+        if isinstance(value.get("figures"), list):
+            value["figures"].append({"name": "forward_pe_ratio", "value": 987.65})
+        prose = [key for key, text in value.items() if isinstance(text, str)]
+        if prose:  # the longest text field: prose, not an enum
+            key = max(prose, key=lambda k: len(value[k]))
+            value[key] = f"{value[key]} The forward P/E is 987.65."
+    return value
+
+
+_COMPLETION_FAULTS = frozenset({"refusal", "length", "schema_violation", "bad_json_content", "invented_figure", EMPTY})
 
 
 def make_app(
