@@ -30,6 +30,7 @@ from activities.alerts import AlertActivities
 from activities.market_data import AlphaVantageActivities, MarketDataActivities
 from activities.news import NewsActivities, NewsApiActivities
 from activities.notifications import NotificationActivities, NotifyConfig, sms_provider_from
+from activities.llm_batch import LLMBatchActivities
 from activities.news_sentiment import SentimentActivities
 from activities.deals import DealActivities
 from activities.insights import InsightActivities
@@ -190,6 +191,7 @@ def build_workers(
     sentiment = SentimentActivities(resources.engine, resources.llm, batch_size=settings.sentiment_batch_size)
     deals = DealActivities(resources.engine, resources.llm, batch_size=settings.deals_batch_size)
     insights = InsightActivities(resources.engine, resources.llm)
+    llm_batch = LLMBatchActivities(resources.llm)
     av_queue = queues.provider_queue(task_queue, queues.ALPHAVANTAGE_SUFFIX)
     newsapi_queue = queues.provider_queue(task_queue, queues.NEWSAPI_SUFFIX)
     llm_queue = queues.provider_queue(task_queue, queues.LLM_SUFFIX)
@@ -247,6 +249,10 @@ def build_workers(
                 insights.analyse_companies,
                 insights.analyse_deals,
                 insights.market_summary,
+                # The Batch API steps: a few calls each, far under the rate limit.
+                llm_batch.submit,
+                llm_batch.poll,
+                llm_batch.collect,
             ],
             max_task_queue_activities_per_second=settings.llm_requests_per_minute / 60,
             max_concurrent_activities=max(1, min(settings.worker_concurrency, 10)),

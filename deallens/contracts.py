@@ -659,3 +659,40 @@ class GenerateInsightsResult(Model):
     unknown_ids: list[int] = []
     failed: dict[str, str] = {}  # batch (first id) -> why it failed
     skipped: str | None = None
+# ---------------------------------------------------------------- LLM Batch API (half-price bulk runs)
+#
+# A job (deallens/db/llm_batches.py: create_job) goes through llm.batch_submit, then
+# llm.batch_poll on durable timers until the batch is finished, then llm.batch_collect. Only
+# the job id and counts travel through Temporal: requests and answers stay in PostgreSQL.
+
+
+class BatchSubmitInput(Model):
+    job_id: Annotated[int, Field(ge=1)]
+
+
+class BatchSubmitResult(Model):
+    batch_id: str | None  # None when the job was not sent (status "rejected")
+    requests: int
+    status: Literal["submitted", "rejected", "collected"] = "submitted"
+    reason: str | None = None  # why it was not sent: no key, the day's budget, a refused submission
+
+
+class BatchPollInput(Model):
+    job_id: Annotated[int, Field(ge=1)]
+
+
+class BatchPollResult(Model):
+    status: str  # OpenAI's batch status, or "pending" / "rejected" / "collected" for jobs not (or no longer) at OpenAI
+    done: int
+    failed: int
+    total: int
+    finished: bool = False  # nothing more will change: collect now
+
+
+class BatchCollectInput(Model):
+    job_id: Annotated[int, Field(ge=1)]
+
+
+class BatchCollectResult(Model):
+    succeeded: int
+    failed: int

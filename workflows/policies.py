@@ -74,3 +74,18 @@ LLM_RETRY = RetryPolicy(
 LLM_TIMEOUT = timedelta(minutes=15)
 # A batch's call may take up to LLM_TIMEOUT_SECONDS (60 s); the activity heartbeats after each.
 LLM_HEARTBEAT = timedelta(minutes=3)
+
+# Batch API steps (workflows/llm_batch.py). Each is idempotent, so transient failures are
+# retried for a long while (a batch may take up to 24 h: an hour of API trouble must not lose
+# it); an unknown job or a refused key is not retried.
+LLM_BATCH_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=5),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=5),
+    maximum_attempts=20,
+    non_retryable_error_types=["PermanentDatabaseError", "InvalidInput", "LLMConfigError", "LLMUnavailable"],
+)
+LLM_BATCH_SUBMIT_TIMEOUT = timedelta(minutes=10)
+LLM_BATCH_POLL_TIMEOUT = timedelta(minutes=2)
+LLM_BATCH_COLLECT_TIMEOUT = timedelta(minutes=30)
+LLM_BATCH_HEARTBEAT = timedelta(minutes=2)

@@ -637,3 +637,63 @@ class InsightCacheStats(Base):
     hits: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     misses: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     fallbacks: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+class LLMBatchJob(Base):
+    """One job for the OpenAI Batch API (migration 0012, deallens/db/llm_batches.py).
+
+    `marker` is written into the batch's metadata and the input file's name, so that a
+    submission whose commit was lost is found again instead of submitted twice; `batch_id`
+    is unique for the same reason.
+    """
+
+    __tablename__ = "llm_batch_jobs"
+    __table_args__ = (
+        CheckConstraint("status IN ('pending', 'reserved', 'submitted', 'rejected', 'collected')", name="status_known"),
+        CheckConstraint("requests >= 1 AND done >= 0 AND failed >= 0 AND succeeded >= 0", name="counts_valid"),
+        CheckConstraint("reserved_usd >= 0", name="reserved_nonnegative"),
+    )
+
+    id: Mapped[int] = _id()
+    purpose: Mapped[str] = mapped_column(String(32))
+    workflow: Mapped[str | None] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(String(64))
+    marker: Mapped[str] = mapped_column(String(64), unique=True)
+    status: Mapped[str] = mapped_column(String(16), server_default=text("'pending'"))
+    provider_status: Mapped[str | None] = mapped_column(String(16))
+    batch_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    input_file_id: Mapped[str | None] = mapped_column(String(64))
+    output_file_id: Mapped[str | None] = mapped_column(String(64))
+    error_file_id: Mapped[str | None] = mapped_column(String(64))
+    requests: Mapped[int] = mapped_column(Integer)
+    done: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    failed: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    succeeded: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    reserved_usd: Mapped[Decimal] = mapped_column(Numeric(12, 6), server_default=text("0"))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = _created_at()
+    submitted_at: Mapped[dt.datetime | None]
+    collected_at: Mapped[dt.datetime | None]
+    updated_at: Mapped[dt.datetime] = _updated_at()
+
+
+class LLMBatchItem(Base):
+    """One request of a batch job and, once collected, its validated answer or its error."""
+
+    __tablename__ = "llm_batch_items"
+    __table_args__ = (
+        UniqueConstraint("job_id", "custom_id"),
+        CheckConstraint("status IN ('pending', 'ok', 'refused', 'failed', 'error')", name="status_known"),
+        CheckConstraint("max_output_tokens >= 1", name="max_output_tokens_positive"),
+    )
+
+    id: Mapped[int] = _id()
+    job_id: Mapped[int] = mapped_column(ForeignKey("llm_batch_jobs.id", ondelete="CASCADE"))
+    custom_id: Mapped[str] = mapped_column(String(64))
+    # "module:QualName" of the pydantic model the answer must validate against.
+    schema_ref: Mapped[str] = mapped_column(String(200))
+    messages: Mapped[list[Any]]
+    max_output_tokens: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), server_default=text("'pending'"))
+    output: Mapped[dict[str, Any] | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    # The item's llm_usage row: reserved at submission, settled at collection.
+    usage_id: Mapped[int | None] = mapped_column(ForeignKey("llm_usage.id", ondelete="SET NULL"))

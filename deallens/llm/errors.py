@@ -48,3 +48,15 @@ class LLMServerError(ProviderUnavailable):
 
 class LLMConfigError(ProviderConfigError):
     """401 (bad key), insufficient_quota (billing), a model without a price, a 400 for our request."""
+
+
+class LLMBatchBusy(ProviderUnavailable):
+    """Another attempt is submitting the same batch job right now: retry shortly."""
+
+
+class LLMBatchNotFinished(ProviderUnavailable):
+    """The batch has not reached a final status yet: collect after polling says it has."""
+
+
+class LLMBatchJobError(ValueError):
+    """A batch job that cannot be created or run as asked (bad requests, unknown job): one line."""

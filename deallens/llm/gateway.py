@@ -202,6 +202,32 @@ class LLMGateway:
     async def aclose(self) -> None:
         await self._client.close()
 
+    # What the Batch API path (deallens/llm/batch.py) shares with the gateway: one client, one
+    # price table, one budget, one notion of "today".
+    @property
+    def client(self) -> AsyncOpenAI:
+        return self._client
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._engine
+
+    @property
+    def prices(self) -> PriceTable:
+        return self._prices
+
+    @property
+    def daily_budget_usd(self) -> Decimal:
+        return self._budget
+
+    @property
+    def unavailable_reason(self) -> str | None:
+        """None, "disabled" or "no_key"."""
+        return self._unavailable
+
+    def today(self) -> dt.date:
+        return self._today()
+
     async def structured(
         self,
         *,
@@ -378,6 +404,11 @@ def _replace(settlement: Settlement, outcome: llm_budget.Outcome, error: str) ->
         response_id=settlement.response_id,
         error=error,
     )
+
+
+def map_error(error: Exception) -> Exception | None:
+    """The SDK's exception as one of deallens.llm.errors (public for the Batch API path)."""
+    return _map_error(error)
 
 
 def _map_error(error: Exception) -> Exception | None:

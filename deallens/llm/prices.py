@@ -6,6 +6,9 @@ each row came from (OpenAI's pricing page as quoted by maintained packages, 2025
 and OpenAI no longer lists some of these models, so OPENAI_PRICES_FILE may point at a CSV of
 the same columns to replace it. A model without a price is refused before any call: a call we
 cannot price is a call the budget cannot bound.
+
+Requests sent through the Batch API (deallens/llm/batch.py) cost `batch_multiplier` times the
+table's prices: OpenAI bills batches at 50%, the default when a CSV has no such column.
 """
 
 from __future__ import annotations
@@ -17,6 +20,9 @@ from pathlib import Path
 
 PACKAGED_PRICES = Path(__file__).with_name("openai_prices_per_1m_tokens_usd.csv")
 _COLUMNS = ("model", "input_usd_per_1m", "cached_input_usd_per_1m", "output_usd_per_1m")
+# Optional column: a CSV without it prices batches at OpenAI's 50%.
+BATCH_COLUMN = "batch_multiplier"
+DEFAULT_BATCH_MULTIPLIER = Decimal("0.5")
 _MILLION = Decimal(1_000_000)
 # llm_usage.cost_usd is numeric(12, 6): costs are kept to the micro-dollar.
 _MICRO = Decimal("0.000001")
@@ -31,6 +37,12 @@ class ModelPrice:
     input_per_1m: Decimal
     cached_input_per_1m: Decimal
     output_per_1m: Decimal
+    batch_multiplier: Decimal = DEFAULT_BATCH_MULTIPLIER
+
+    def batch(self) -> ModelPrice:
+        """The price of the same model through the Batch API."""
+        m = self.batch_multiplier
+        return ModelPrice(self.input_per_1m * m, self.cached_input_per_1m * m, self.output_per_1m * m, Decimal(1))
 
     def cost(self, *, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> Decimal:
         """USD for one call. `prompt_tokens` includes the cached ones (as OpenAI reports it)."""
@@ -59,11 +71,17 @@ class PriceTable:
                 prices: dict[str, ModelPrice] = {}
                 for line, row in enumerate(reader, start=2):
                     try:
-                        price = ModelPrice(*(Decimal(row[c].strip()) for c in _COLUMNS[1:]))
+                        batch = (row.get(BATCH_COLUMN) or "").strip()
+                        price = ModelPrice(
+                            *(Decimal(row[c].strip()) for c in _COLUMNS[1:]),
+                            batch_multiplier=Decimal(batch) if batch else DEFAULT_BATCH_MULTIPLIER,
+                        )
                     except (InvalidOperation, AttributeError):
                         raise PriceTableError(f"{path.name} line {line}: prices must be numbers") from None
                     if min(price.input_per_1m, price.cached_input_per_1m, price.output_per_1m) < 0:
                         raise PriceTableError(f"{path.name} line {line}: prices must not be negative")
+                    if not 0 < price.batch_multiplier <= 1:
+                        raise PriceTableError(f"{path.name} line {line}: {BATCH_COLUMN} must be in (0, 1]")
                     prices[row["model"].strip()] = price
         except OSError as error:
             raise PriceTableError(f"{path}: cannot read the price table ({error.strerror})") from None

@@ -17,6 +17,9 @@ from the article). Responders live in modules of `deallens.sim.responders`, each
 `make_app`: a new kind of call adds its module there without editing this file. A schema no
 responder claims gets a schema-valid instance generated from the schema itself.
 
+The Batch API (/v1/files, /v1/batches) lives in deallens/sim/openai_batch.py; its lines are
+answered here, by the same responders and fault rules (key "batch_line").
+
 Prompt caching as OpenAI does it: a prompt whose first message was seen before and is at least
 `cache_min_tokens` long (1024 in production) reports that prefix, in steps of 128 tokens (or
 `cache_min_tokens` when smaller), as `usage.prompt_tokens_details.cached_tokens`.
@@ -33,7 +36,7 @@ import random
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from starlette.applications import Starlette
@@ -77,6 +80,9 @@ REVOKED_KEY_PREFIX = "sk-revoked-"  # ...and keys like this, which look real (to
 MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano")
 MODELS_CREATED = 1_715_367_049  # a fixed "created" for the model list
 CHAT_COMPLETIONS = "/v1/chat/completions"
+# The fault-plan key of one request line inside a batch (`match: "batch_line"` aims a rule at them).
+BATCH_LINE = "batch_line"
+DEFAULT_BATCH_DELAY = timedelta(minutes=20)
 MAX_SCHEMA_DEPTH = 12
 
 # schema_violation: JSON that breaks the requested schema; bad_json_content: content that is
@@ -447,13 +453,21 @@ def _validate(body: object) -> Response | None:
     return None
 
 
-async def _read_request(request: Request) -> dict[str, Any] | Response:
-    """The validated request body, or the 401/400 the real API would answer."""
+def _read_key_problem(request: Request) -> Response | None:
+    """The 401 the real API answers for a missing or rejected key, else None."""
     key = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
     if not key:
         return _error(401, MISSING_API_KEY, type_="invalid_request_error", code="invalid_api_key")
     if key == INVALID_KEY or key.startswith(REVOKED_KEY_PREFIX):
         return _error(401, INVALID_API_KEY.format(masked=_mask(key)), type_="invalid_request_error", code="invalid_api_key")
+    return None
+
+
+async def _read_request(request: Request) -> dict[str, Any] | Response:
+    """The validated request body, or the 401/400 the real API would answer."""
+    key_problem = _read_key_problem(request)
+    if key_problem is not None:
+        return key_problem
     try:
         body = await request.json()
     except ValueError:
@@ -492,22 +506,26 @@ def _schema_problem(error: SchemaError) -> Response:
 
 
 def _completion_fault(rule: FaultRule, chat: _Chat) -> Response:
-    """A completion that went wrong on the model's side: refused, cut off, or empty."""
+    return _completion_response(faulty_completion(rule, chat))
+
+
+def faulty_completion(rule: FaultRule, chat: _Chat) -> dict[str, Any]:
+    """A completion that went wrong on the model's side: refused, cut off, or empty (also for batch lines)."""
     match rule.kind:
         case "refusal":
-            return _completion_response(chat.completion(None, refusal=REFUSAL))
+            return chat.completion(None, refusal=REFUSAL)
         case "length":
             content = chat.content()
-            return _completion_response(chat.completion(content[: max(2, len(content) // 4)], finish_reason="length"))
+            return chat.completion(content[: max(2, len(content) // 4)], finish_reason="length")
         case "schema_violation":
-            return _completion_response(chat.completion(json.dumps(_violating(chat.content()))))
+            return chat.completion(json.dumps(_violating(chat.content())))
         case "bad_json_content":
-            return _completion_response(chat.completion("Sure! Here is the JSON you asked for: {not json"))
+            return chat.completion("Sure! Here is the JSON you asked for: {not json")
         case "invented_figure":
-            return _completion_response(chat.completion(json.dumps(_inventing(chat.content()))))
+            return chat.completion(json.dumps(_inventing(chat.content())))
         case _:
             assert rule.kind == EMPTY, rule.kind
-            return _completion_response(chat.completion(""))
+            return chat.completion("")
 
 
 def _violating(content: str) -> Any:
@@ -540,6 +558,9 @@ def _inventing(content: str) -> Any:
 
 
 _COMPLETION_FAULTS = frozenset({"refusal", "length", "schema_violation", "bad_json_content", "invented_figure", EMPTY})
+COMPLETION_FAULTS = _COMPLETION_FAULTS
+# Faults a batch line answers with an error line (the error file) instead of a completion.
+_LINE_ERROR_FAULTS = frozenset({"rate_limit", "http_429", "insufficient_quota", "http_500", "http_503"})
 
 
 def make_app(
@@ -548,11 +569,16 @@ def make_app(
     clock: Clock | None = None,
     responders: dict[str, Responder] | None = None,
     cache_min_tokens: int = CACHE_MIN_TOKENS,
+    batch_delay: timedelta = DEFAULT_BATCH_DELAY,
 ) -> Starlette:
     """The OpenAI stand-in. Any bearer key works except a missing one and the literal "invalid".
 
     `responders` add to (or replace) the registered structured-output responders.
+    `batch_delay`: how long after its creation (on `clock`) a batch of /v1/batches completes;
+    beyond 24 h it expires instead (deallens/sim/openai_batch.py).
     """
+    from deallens.sim.openai_batch import BatchStore, batch_routes
+
     now: Clock = clock or system_clock
     controller = SimController(seed, FAULT_KINDS)
     answers = {**load_responders(), **(responders or {})}
@@ -601,6 +627,28 @@ def make_app(
 
         return await answer(controller, CHAT_COMPLETIONS, request, handle, fault_response)
 
+    def complete_line(body: dict[str, Any], serial: int) -> tuple[int, dict[str, Any]]:
+        """(status, body) of one batch line: answered by the same responders and faults as the chat endpoint."""
+        problem = _validate(body)
+        if problem is not None:
+            return problem.status_code, json.loads(bytes(problem.body))
+        chat = _Chat(seed, body, utc(now()), serial, responders=answers, cached_tokens=cached_tokens(body))
+        rule = controller.faults.draw(BATCH_LINE)
+        try:
+            if rule is not None and rule.kind in _COMPLETION_FAULTS:
+                controller.stats.faults[rule.kind] += 1
+                return 200, faulty_completion(rule, chat)
+            if rule is not None and rule.kind in _LINE_ERROR_FAULTS:
+                controller.stats.faults[rule.kind] += 1
+                response = _error_fault(rule, chat.model)
+                return response.status_code, json.loads(bytes(response.body))
+            return 200, chat.answer()
+        except SchemaError as error:
+            response = _schema_problem(error)
+            return response.status_code, json.loads(bytes(response.body))
+
+    batches = BatchStore(controller=controller, clock=now, delay=batch_delay, complete_line=complete_line, seed=seed)
+
     async def models(request: Request) -> Response:
         data = [{"id": m, "object": "model", "created": MODELS_CREATED, "owned_by": "system"} for m in MODELS]
         return json_response({"object": "list", "data": data}, indent=2)
@@ -609,8 +657,10 @@ def make_app(
         routes=[
             Route(CHAT_COMPLETIONS, chat_completions, methods=["POST"]),
             Route("/v1/models", models, methods=["GET"]),
+            *batch_routes(batches),
             *control_routes(controller),
         ]
     )
     app.state.sim = controller
+    app.state.batches = batches  # files and batches: tests change `.delay` or read `.lines_answered`
     return app

@@ -1,0 +1,72 @@
+"""Run a batch job to its end from inside a workflow: submit, wait on durable timers, collect.
+
+The waits are workflow timers, so a worker restart (or a Temporal server restart) in the
+middle of a 24 h batch loses nothing: the next worker replays to the timer and polls on. Polls
+back off from `first_poll` doubling to `max_poll`; OpenAI finishes (or expires) a batch within
+its 24 h window, so the loop ends. Only the job id and counts enter the history.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from activities.llm_batch import LLMBatchActivities
+    from deallens.contracts import (
+        BatchCollectInput,
+        BatchCollectResult,
+        BatchPollInput,
+        BatchPollResult,
+        BatchSubmitInput,
+        BatchSubmitResult,
+    )
+    from workflows import queues
+    from workflows.policies import (
+        LLM_BATCH_COLLECT_TIMEOUT,
+        LLM_BATCH_HEARTBEAT,
+        LLM_BATCH_POLL_TIMEOUT,
+        LLM_BATCH_RETRY,
+        LLM_BATCH_SUBMIT_TIMEOUT,
+    )
+
+FIRST_POLL = timedelta(minutes=1)
+MAX_POLL = timedelta(minutes=30)
+
+
+async def run_batch_job(
+    job_id: int, *, first_poll: timedelta = FIRST_POLL, max_poll: timedelta = MAX_POLL
+) -> tuple[BatchSubmitResult, BatchCollectResult]:
+    """Submit the job, poll until its batch is finished, store its results; (submission, collection)."""
+    llm_queue = queues.provider_queue(workflow.info().task_queue, queues.LLM_SUFFIX)
+    submitted: BatchSubmitResult = await workflow.execute_activity_method(
+        LLMBatchActivities.submit,
+        BatchSubmitInput(job_id=job_id),
+        task_queue=llm_queue,
+        start_to_close_timeout=LLM_BATCH_SUBMIT_TIMEOUT,
+        retry_policy=LLM_BATCH_RETRY,
+    )
+    if submitted.status == "submitted":
+        delay = first_poll
+        while True:
+            await workflow.sleep(delay)
+            polled: BatchPollResult = await workflow.execute_activity_method(
+                LLMBatchActivities.poll,
+                BatchPollInput(job_id=job_id),
+                task_queue=llm_queue,
+                start_to_close_timeout=LLM_BATCH_POLL_TIMEOUT,
+                retry_policy=LLM_BATCH_RETRY,
+            )
+            if polled.finished:
+                break
+            delay = min(delay * 2, max_poll)
+    collected: BatchCollectResult = await workflow.execute_activity_method(
+        LLMBatchActivities.collect,
+        BatchCollectInput(job_id=job_id),
+        task_queue=llm_queue,
+        start_to_close_timeout=LLM_BATCH_COLLECT_TIMEOUT,
+        heartbeat_timeout=LLM_BATCH_HEARTBEAT,
+        retry_policy=LLM_BATCH_RETRY,
+    )
+    return submitted, collected
