@@ -218,6 +218,8 @@ def build_workers(
                 notify.park_digests,
                 news.plan_companies,
                 insights.plan_companies,
+                insights.prepare_company_batch,
+                insights.store_batch,
             ],
             max_concurrent_activities=settings.worker_concurrency,
             # The server does not rate-limit eager activities: keep every start going through it.

@@ -23,13 +23,19 @@ from deallens.contracts import (
     MarketSummaryInput,
     PlanCompanyInsightsInput,
     PlanCompanyInsightsResult,
+    PrepareCompanyBatchInput,
+    PrepareCompanyBatchResult,
+    StoreBatchInsightsInput,
+    StoreBatchInsightsResult,
 )
 from deallens.db import insight_context
 from deallens.db import insights as insights_db
 from deallens.domain.insights.context import InsightContext
 from deallens.domain.market_calendar import is_trading_day
 from deallens.llm import insight_runs
+from deallens.llm.errors import LLMBatchJobError
 from deallens.llm.gateway import LLMGateway
+from temporalio.exceptions import ApplicationError
 
 EXCHANGE_TZ = zoneinfo.ZoneInfo("America/New_York")
 
@@ -100,3 +106,40 @@ class InsightActivities:
             if context is None:
                 return InsightBatchResult(skipped=f"no daily bars for {day.isoformat()}")
             return await self._run([context], day, request.force)
+
+    # ------------------------------------------------------------ the Batch API path
+
+    @activity.defn(name="insights.prepare_company_batch")
+    async def prepare_company_batch(self, request: PrepareCompanyBatchInput) -> PrepareCompanyBatchResult:
+        """Contexts of the companies, cache hits left out, the rest written as one batch job."""
+        if self._gateway is None:
+            raise ApplicationError("no LLM gateway on this worker", type="LLMConfigError", non_retryable=True)
+        with permanent_database_errors():
+            async with self._engine.connect() as conn:
+                contexts = await insight_context.company_contexts(conn, request.company_ids, request.as_of)
+            try:
+                job_id, requests, reused = await insight_runs.prepare_batch(
+                    self._engine, self._gateway, [contexts[i] for i in sorted(contexts)],
+                    workflow=activity.info().workflow_type or None, force=request.force,
+                )
+            except LLMBatchJobError as error:
+                raise ApplicationError(f"invalid input: {error}", type="InvalidInput", non_retryable=True) from None
+        return PrepareCompanyBatchResult(
+            job_id=job_id, requests=requests, reused=reused,
+            without_context=[i for i in request.company_ids if i not in contexts],
+        )
+
+    @activity.defn(name="insights.store_batch")
+    async def store_batch(self, request: StoreBatchInsightsInput) -> StoreBatchInsightsResult:
+        """One insight per request of the collected job, exactly once (idempotent on the cache key)."""
+        simulated = self._gateway.simulated if self._gateway is not None else False
+        with permanent_database_errors():
+            try:
+                counts = await insight_runs.store_batch(
+                    self._engine, request.job_id, simulated=simulated, today=dt.datetime.now(dt.UTC).date()
+                )
+            except ValueError as error:
+                raise ApplicationError(f"invalid input: {error}", type="InvalidInput", non_retryable=True) from None
+        return StoreBatchInsightsResult(
+            analysed=counts.analysed, fallback=counts.fallback, rejected=counts.rejected, changed=counts.changed
+        )

@@ -696,3 +696,30 @@ class BatchCollectInput(Model):
 class BatchCollectResult(Model):
     succeeded: int
     failed: int
+
+
+# ---------------------------------------------------------------- AI insights through the Batch API
+
+
+class PrepareCompanyBatchInput(Model):
+    company_ids: Annotated[list[int], Field(max_length=5000)]
+    as_of: dt.date
+    force: bool = False
+
+
+class PrepareCompanyBatchResult(Model):
+    job_id: int | None = None  # None: every company was a cache hit (or had no data): nothing to send
+    requests: int = 0
+    reused: int = 0
+    without_context: list[int] = []
+
+
+class StoreBatchInsightsInput(Model):
+    job_id: Annotated[int, Field(ge=1)]
+
+
+class StoreBatchInsightsResult(Model):
+    analysed: int = 0  # stored from the batch's answers
+    fallback: int = 0  # the rules, for requests that failed or were rejected (invented figure)
+    rejected: int = 0  # answers the grounding or leak check refused
+    changed: int = 0

@@ -28,7 +28,10 @@ with workflow.unsafe.imports_passed_through():
         InsightBatchResult,
         MarketSummaryInput,
         PlanCompanyInsightsInput,
+        PrepareCompanyBatchInput,
+        StoreBatchInsightsInput,
     )
+    from workflows.llm_batch import run_batch_job
     from workflows import queues
     from workflows.inputs import validated
     from workflows.policies import DB_RETRY, DB_TIMEOUT, LLM_HEARTBEAT, LLM_RETRY, LLM_TIMEOUT
@@ -78,11 +81,6 @@ class GenerateCompanyInsights:
     @workflow.run
     async def run(self, raw: Any = None) -> GenerateInsightsResult:
         request = validated(GenerateCompanyInsightsInput, raw)
-        if request.batch:
-            raise ApplicationError(
-                "invalid input: batch: the Batch API path is not available in this build (run without \"batch\")",
-                type="InvalidInput", non_retryable=True,
-            )
         plan = await workflow.execute_activity_method(
             InsightActivities.plan_companies,
             PlanCompanyInsightsInput(company_ids=request.company_ids),
@@ -91,6 +89,8 @@ class GenerateCompanyInsights:
         )
         as_of = workflow.now().date()
         result = GenerateInsightsResult(kind="company", requested=len(plan.company_ids), unknown_ids=plan.unknown_ids)
+        if request.batch:
+            return await self._batch(request, plan.company_ids, as_of, result)
         batches = [plan.company_ids[i : i + COMPANY_BATCH] for i in range(0, len(plan.company_ids), COMPANY_BATCH)]
         failed: dict[str, str] = {}
         for wave in range(0, len(batches), PARALLEL_BATCHES):
@@ -106,6 +106,32 @@ class GenerateCompanyInsights:
                 else:
                     result = _add(result, outcome)
         return result.model_copy(update={"failed": failed})
+
+    async def _batch(
+        self, request: GenerateCompanyInsightsInput, company_ids: list[int], as_of: Any, result: GenerateInsightsResult
+    ) -> GenerateInsightsResult:
+        """Half price: one Batch API job for every company not cached, waited for on durable timers."""
+        prepared = await workflow.execute_activity_method(
+            InsightActivities.prepare_company_batch,
+            PrepareCompanyBatchInput(company_ids=company_ids, as_of=as_of, force=request.force),
+            start_to_close_timeout=LLM_TIMEOUT,
+            retry_policy=DB_RETRY,
+        )
+        result = result.model_copy(update={"reused": prepared.reused, "without_context": prepared.without_context})
+        if prepared.job_id is None:
+            return result
+        await run_batch_job(prepared.job_id)
+        stored = await workflow.execute_activity_method(
+            InsightActivities.store_batch,
+            StoreBatchInsightsInput(job_id=prepared.job_id),
+            start_to_close_timeout=LLM_TIMEOUT,
+            heartbeat_timeout=None,
+            retry_policy=DB_RETRY,
+        )
+        return result.model_copy(update={
+            "analysed": stored.analysed, "fallback": stored.fallback, "changed": stored.changed,
+            "llm_calls": prepared.requests,
+        })
 
 
 @workflow.defn(name="GenerateDealInsights")

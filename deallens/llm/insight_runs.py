@@ -176,3 +176,97 @@ async def run(
     if pending is not None:
         raise pending
     return counts
+
+
+# ------------------------------------------------------------------------------ the Batch API path
+
+BATCH_CUSTOM_ID = "company-{subject}-{key}"
+
+
+def custom_id(context: InsightContext, key: str) -> str:
+    return BATCH_CUSTOM_ID.format(subject=context.subject_id, key=key[:32])
+
+
+async def prepare_batch(
+    engine: AsyncEngine, gateway: LLMGateway, contexts: Sequence[InsightContext], *, workflow: str | None, force: bool,
+) -> tuple[int | None, int, int]:
+    """(job id or None, requests written, cache hits): one request per context not already analysed."""
+    from deallens.db import llm_batches  # the Batch API module: only this path needs it
+
+    keys = {id(c): llm_insights.cache_key(gateway.default_model, c) for c in contexts}
+    async with engine.connect() as conn:
+        cached = {} if force else await insights_db.by_hash(conn, list(keys.values()))
+    todo = [c for c in contexts if keys[id(c)] not in cached]
+    if not todo:
+        return None, 0, len(contexts)
+    requests = [
+        llm_batches.BatchRequest(
+            custom_id=custom_id(c, keys[id(c)]), model=gateway.default_model,
+            messages=llm_insights.build_messages(c), schema=llm_insights.SCHEMAS[c.kind],
+            max_output_tokens=llm_insights.MAX_OUTPUT_TOKENS[c.kind],
+        )
+        for c in todo
+    ]
+    job_id = await llm_batches.create_job(engine, purpose=llm_insights.PURPOSES["company"], workflow=workflow,
+                                          requests=requests)
+    async with engine.begin() as conn:
+        await insights_db.count_cache(conn, dt.datetime.now(dt.UTC).date(), "company", hits=len(contexts) - len(todo),
+                                      misses=0, fallbacks=0)
+    return job_id, len(requests), len(contexts) - len(todo)
+
+
+@dataclass
+class BatchStoreCounts:
+    analysed: int = 0
+    fallback: int = 0
+    rejected: int = 0
+    changed: int = 0
+
+
+async def store_batch(engine: AsyncEngine, job_id: int, *, simulated: bool, today: dt.date) -> BatchStoreCounts:
+    """One insight per request of a collected job, exactly once: each is stored under its cache key.
+
+    The context is read back from the request's own prompt, so the answer is checked against
+    exactly the figures it was given, however long the batch took.
+    """
+    from deallens.db import llm_batches
+
+    job = await llm_batches.get_job(engine, job_id)
+    if job is None:
+        raise ValueError(f"no batch job {job_id}")
+    prompts = {item.custom_id: item.messages for item in await llm_batches.load_items(engine, job_id)}
+    counts = BatchStoreCounts()
+    async for result in llm_batches.job_results(engine, job_id):
+        messages = prompts[result.custom_id]
+        context = InsightContext.from_data(llm_insights.parse_context(messages[-1]["content"]))
+        analysis: BaseModel | None = result.output
+        if analysis is not None:
+            reason = llm_insights.checker(context)(analysis)
+            if reason:
+                await llm_batches.reject_output(engine, job_id, result.custom_id, reason)
+                counts.rejected += 1
+                analysis = None
+        async with engine.connect() as conn:
+            previous = (await insights_db.latest(conn, context.kind, [context.subject_id])).get(context.subject_id)
+        if analysis is not None:
+            source = f"{job.model}-sim" if simulated else job.model
+            used_model, version, key = job.model, llm_insights.PROMPT_VERSION, llm_insights.cache_key(job.model, context)
+            usage_ids = [result.usage_id] if result.usage_id else []
+            counts.analysed += 1
+        else:
+            analysis = _rules(context, today)
+            source, used_model, version = rules.RULES_SOURCE, rules.RULES_MODEL, RULES_VERSION
+            key, usage_ids = context.cache_key(rules.RULES_MODEL, RULES_VERSION), []
+            counts.fallback += 1
+        recommendation = getattr(analysis, "recommendation", None)
+        content = _content(context, analysis, source=source, model=used_model, version=version,
+                           previous=previous, recommendation=recommendation)
+        content["via"] = "batch"
+        counts.changed += 1 if "changed" in content else 0
+        async with engine.begin() as conn:
+            await insights_db.store(conn, kind=context.kind, subject_id=context.subject_id, content=content,
+                                    recommendation=recommendation, model=used_model, source=source[:32],
+                                    input_hash=key, usage_ids=usage_ids)
+    async with engine.begin() as conn:
+        await insights_db.count_cache(conn, today, "company", hits=0, misses=counts.analysed, fallbacks=counts.fallback)
+    return counts

@@ -117,6 +117,23 @@ class InsightContext:
             value["extra"] = self.extra
         return value
 
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> InsightContext:
+        """The context back from `data()` (as a batch request's prompt holds it): same JSON, same key."""
+        stories = tuple(
+            StoryItem(id=s["id"], published=dt.date.fromisoformat(s["published"]), title=s["title"],
+                      sentiment=s.get("sentiment"), score=s.get("sentiment_score"))
+            for s in data.get("stories", [])
+        )
+        deals = tuple(
+            DealItem(id=d["id"], role=d["role"], counterparty=d.get("counterparty"), status=d["status"],
+                     price_per_share=d.get("offer_per_share"), value_usd_millions=d.get("value_usd_millions"),
+                     expected_close_on=dt.date.fromisoformat(d["expected_close_on"]) if d.get("expected_close_on") else None)
+            for d in data.get("deals", [])
+        )
+        return cls(kind=data["kind"], subject_id=data.get("subject_id"), subject=dict(data.get("subject", {})),
+                   figures=dict(data.get("figures", {})), stories=stories, deals=deals, extra=dict(data.get("extra", {})))
+
     def canonical_json(self) -> str:
         return json.dumps(self.data(), sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
