@@ -301,3 +301,28 @@ async def test_deal_spread_is_computed_in_code(db: AsyncEngine, make_gateway: An
     assert (stored.kind, stored.subject_id) == ("deal", deal_id)
     assert {"name": "spread_pct", "value": 20.0} in stored.content["analysis"]["figures"]
     assert stored.content["analysis"]["regulatory_risk"] == "medium"
+
+
+async def test_starter_costs_prints_spend_cache_hit_rate_and_budget_left(
+    db: AsyncEngine, make_gateway: Any, database_url: str, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from starter import main as starter_main
+
+    today = dt.datetime.now(dt.UTC).date()
+    ids = await seed_universe(db, 2, end=TODAY)
+    gateway = make_gateway(today=lambda: today)
+    for _ in range(2):  # the second run: two cache hits
+        await insight_runs.run(db, gateway, await contexts(db, ids), today=today, workflow="GenerateCompanyInsights")
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("LLM_DAILY_BUDGET_USD", "2.00")
+    assert await asyncio.to_thread(starter_main, ["costs", "--days", "3"]) == 0
+    out = capsys.readouterr().out
+    spent = sum(r.cost_usd for r in await rows(db, "SELECT cost_usd FROM llm_usage"))
+    assert f"{today.isoformat()} gpt-4o-mini" in out and "GenerateCompanyInsights" in out
+    assert "2 hit(s), 2 analysed, 0 rule-based; hit rate 50.0%" in out
+    assert f"${Decimal('2.00') - spent:.6f} left" in out
+    with pytest.raises(SystemExit) as usage:
+        await asyncio.to_thread(starter_main, ["costs", "--days", "0"])
+    assert usage.value.code == 2
+    assert "expected a positive whole number" in capsys.readouterr().err

@@ -132,7 +132,7 @@ _SPEND = text(
            count(*) FILTER (WHERE status = 'ok') AS ok,
            sum(prompt_tokens) AS prompt_tokens, sum(cached_tokens) AS cached_tokens,
            sum(completion_tokens) AS completion_tokens, sum(cost_usd) AS cost_usd
-      FROM llm_usage WHERE day > CAST(:today AS date) - :days
+      FROM llm_usage WHERE day > CAST(:today AS date) - CAST(:days AS integer)
      GROUP BY day, model, coalesce(workflow, '-')
      ORDER BY day DESC, cost_usd DESC, model, workflow
     """
@@ -140,7 +140,7 @@ _SPEND = text(
 _CACHE = text(
     """
     SELECT coalesce(sum(hits), 0) AS hits, coalesce(sum(misses), 0) AS misses, coalesce(sum(fallbacks), 0) AS fallbacks
-      FROM insight_cache_stats WHERE day > CAST(:today AS date) - :days
+      FROM insight_cache_stats WHERE day > CAST(:today AS date) - CAST(:days AS integer)
     """
 )
 _COUNT_CACHE = text(
