@@ -326,3 +326,39 @@ async def test_starter_costs_prints_spend_cache_hit_rate_and_budget_left(
         await asyncio.to_thread(starter_main, ["costs", "--days", "0"])
     assert usage.value.code == 2
     assert "expected a positive whole number" in capsys.readouterr().err
+
+
+async def test_digests_show_watchlist_insights_and_weekly_deal_analyses(db: AsyncEngine, make_gateway: Any) -> None:
+    from deallens.db import digests
+
+    period = dt.date(2026, 11, 29)  # a Sunday: the weekly summary's window is the week before 14:00 UTC
+    acquirer, target = await add_companies(db, ["BIGCO", "SMALLCO"])
+    for company_id in (acquirer, target):
+        await add_bars(db, company_id, trading_days(period, 80), random_walk(company_id, 80))
+    async with db.begin() as conn:
+        user = (await conn.execute(text("INSERT INTO users (email) VALUES ('pm@example.com') RETURNING id"))).scalar_one()
+        await conn.execute(text("INSERT INTO watchlist (user_id, company_id) VALUES (:u, :c)"), {"u": user, "c": target})
+        deal_id = (await conn.execute(text(
+            "INSERT INTO deals (title, acquirer_company_id, target_company_id, status, price_per_share, source)"
+            " VALUES ('BigCo to buy SmallCo', :a, :t, 'announced', 150, 'test') RETURNING id"),
+            {"a": acquirer, "t": target})).scalar_one()
+        await conn.execute(text(
+            "INSERT INTO deal_events (deal_id, event_type, old_status, new_status, occurred_at)"
+            " VALUES (:d, 'status_change', 'rumored', 'announced', :at)"),
+            {"d": deal_id, "at": dt.datetime(2026, 11, 27, 15, tzinfo=dt.UTC)})
+    gateway = make_gateway(api_key=None, simulated=True)
+    await insight_runs.run(db, gateway, await contexts(db, [target], period), today=period)
+    async with db.connect() as conn:
+        deal_contexts = await insight_context.deal_contexts(conn, [deal_id], period)
+    await insight_runs.run(db, gateway, list(deal_contexts.values()), today=period)
+    async with db.begin() as conn:  # as if written in the window
+        await conn.execute(text("UPDATE ai_insights SET created_at = :at"), {"at": dt.datetime(2026, 11, 28, 12, tzinfo=dt.UTC)})
+    daily_period = dt.date(2026, 11, 28) + dt.timedelta(days=1)
+    await digests.plan(db, "daily", daily_period, [user])
+    daily, _, _ = await digests.load_batch(db, "daily", daily_period, [user], public_base_url="https://app.example")
+    await digests.plan(db, "weekly", period, [user])
+    weekly, _, _ = await digests.load_batch(db, "weekly", period, [user], public_base_url="https://app.example")
+    assert [i.subject for i in daily[0].insights] == ["SMALLCO"]
+    assert daily[0].insights[0].summary.startswith("(simulated LLM) SMALLCO closed at")
+    assert [i.subject for i in weekly[0].insights] == ["SMALLCO", "BigCo to buy SmallCo"]
+    assert "spread" in weekly[0].insights[1].summary
