@@ -32,42 +32,58 @@ STORIES_PER_COMPANY = 5
 STORY_DAYS = 14
 DEALS_PER_COMPANY = 3
 
+# Per company, three index scans on ohlc_data's (company_id, date) key instead of a sort of
+# every bar: the latest RECENT_BARS bars (returns, averages, volatility, RSI, volume), the
+# 52-week range, and the last close of the previous year.
+RECENT_BARS = 52
 _AGGREGATES = text(
     f"""
-    WITH b AS (
-        SELECT company_id, date, high::float8 AS h, low::float8 AS l, close::float8 AS c, volume::float8 AS v,
-               row_number() OVER w AS rn,
-               lead(close::float8) OVER w AS prev_c,
-               first_value(date) OVER w AS latest
-          FROM ohlc_data
-         WHERE company_id = ANY(CAST(:ids AS bigint[]))
-           AND date <= :as_of AND date > CAST(:as_of AS date) - {indicators.LOOKBACK_DAYS}
-        WINDOW w AS (PARTITION BY company_id ORDER BY date DESC)
-    )
-    SELECT company_id,
-           max(latest) AS as_of,
-           count(*) AS bars,
-           max(c) FILTER (WHERE rn = 1) AS close,
-           max(c) FILTER (WHERE rn = 2) AS close_1d,
-           max(c) FILTER (WHERE rn = 6) AS close_5d,
-           max(c) FILTER (WHERE rn = {indicators.MONTH_BARS + 1}) AS close_1m,
-           (array_agg(c ORDER BY date DESC) FILTER (WHERE date < date_trunc('year', latest)))[1] AS close_prev_year,
-           CASE WHEN count(*) >= 20 THEN avg(c) FILTER (WHERE rn <= 20) END AS sma_20,
-           CASE WHEN count(*) >= 50 THEN avg(c) FILTER (WHERE rn <= 50) END AS sma_50,
-           CASE WHEN count(prev_c) FILTER (WHERE rn <= {indicators.VOLATILITY_BARS}) >= {indicators.VOLATILITY_BARS}
-                THEN stddev_samp(ln(c / prev_c)) FILTER (WHERE rn <= {indicators.VOLATILITY_BARS}) END
-               AS log_return_stddev_20,
-           CASE WHEN count(prev_c) FILTER (WHERE rn <= {indicators.RSI_PERIOD}) >= {indicators.RSI_PERIOD}
-                THEN avg(greatest(c - prev_c, 0)) FILTER (WHERE rn <= {indicators.RSI_PERIOD}) END AS avg_gain_14,
-           CASE WHEN count(prev_c) FILTER (WHERE rn <= {indicators.RSI_PERIOD}) >= {indicators.RSI_PERIOD}
-                THEN avg(greatest(prev_c - c, 0)) FILTER (WHERE rn <= {indicators.RSI_PERIOD}) END AS avg_loss_14,
-           max(v) FILTER (WHERE rn = 1) AS volume,
-           CASE WHEN count(*) > {indicators.VOLUME_AVERAGE_BARS}
-                THEN avg(v) FILTER (WHERE rn BETWEEN 2 AND {indicators.VOLUME_AVERAGE_BARS + 1}) END AS avg_volume_20,
-           max(h) FILTER (WHERE date > latest - 365) AS high_52w,
-           min(l) FILTER (WHERE date > latest - 365) AS low_52w
-      FROM b
-     GROUP BY company_id
+    SELECT c.id AS company_id, r.as_of, w.bars, r.close, r.close_1d, r.close_5d, r.close_1m,
+           y.close AS close_prev_year, r.sma_20, r.sma_50, r.log_return_stddev_20, r.avg_gain_14, r.avg_loss_14,
+           r.volume, r.avg_volume_20, w.high_52w, w.low_52w
+      FROM unnest(CAST(:ids AS bigint[])) AS c(id)
+     CROSS JOIN LATERAL (
+           SELECT max(date) FILTER (WHERE rn = 1) AS as_of,
+                  count(*) AS recent,
+                  max(c) FILTER (WHERE rn = 1) AS close,
+                  max(c) FILTER (WHERE rn = 2) AS close_1d,
+                  max(c) FILTER (WHERE rn = 6) AS close_5d,
+                  max(c) FILTER (WHERE rn = {indicators.MONTH_BARS + 1}) AS close_1m,
+                  CASE WHEN count(*) >= 20 THEN avg(c) FILTER (WHERE rn <= 20) END AS sma_20,
+                  CASE WHEN count(*) >= 50 THEN avg(c) FILTER (WHERE rn <= 50) END AS sma_50,
+                  CASE WHEN count(prev_c) FILTER (WHERE rn <= {indicators.VOLATILITY_BARS}) >= {indicators.VOLATILITY_BARS}
+                       THEN stddev_samp(ln(c / prev_c)) FILTER (WHERE rn <= {indicators.VOLATILITY_BARS}) END
+                      AS log_return_stddev_20,
+                  CASE WHEN count(prev_c) FILTER (WHERE rn <= {indicators.RSI_PERIOD}) >= {indicators.RSI_PERIOD}
+                       THEN avg(greatest(c - prev_c, 0)) FILTER (WHERE rn <= {indicators.RSI_PERIOD}) END AS avg_gain_14,
+                  CASE WHEN count(prev_c) FILTER (WHERE rn <= {indicators.RSI_PERIOD}) >= {indicators.RSI_PERIOD}
+                       THEN avg(greatest(prev_c - c, 0)) FILTER (WHERE rn <= {indicators.RSI_PERIOD}) END AS avg_loss_14,
+                  max(v) FILTER (WHERE rn = 1) AS volume,
+                  CASE WHEN count(*) > {indicators.VOLUME_AVERAGE_BARS}
+                       THEN avg(v) FILTER (WHERE rn BETWEEN 2 AND {indicators.VOLUME_AVERAGE_BARS + 1}) END AS avg_volume_20
+             FROM (
+                  SELECT date, close::float8 AS c, volume::float8 AS v,
+                         row_number() OVER w AS rn, lead(close::float8) OVER w AS prev_c
+                    FROM (SELECT date, close, volume FROM ohlc_data
+                           WHERE company_id = c.id AND date <= :as_of
+                             AND date > CAST(:as_of AS date) - {indicators.LOOKBACK_DAYS}
+                           ORDER BY date DESC LIMIT {RECENT_BARS + 1}) last_bars
+                  WINDOW w AS (ORDER BY date DESC)
+             ) b
+     ) r
+     CROSS JOIN LATERAL (
+           SELECT (max(high) FILTER (WHERE date > r.as_of - 365))::float8 AS high_52w,
+                  (min(low) FILTER (WHERE date > r.as_of - 365))::float8 AS low_52w, count(*) AS bars
+             FROM ohlc_data WHERE company_id = c.id AND date <= r.as_of
+              AND date > CAST(:as_of AS date) - {indicators.LOOKBACK_DAYS}
+     ) w
+     LEFT JOIN LATERAL (
+           SELECT close::float8 AS close FROM ohlc_data
+            WHERE company_id = c.id AND date < date_trunc('year', r.as_of)
+              AND date > CAST(:as_of AS date) - {indicators.LOOKBACK_DAYS}
+            ORDER BY date DESC LIMIT 1
+     ) y ON true
+     WHERE r.as_of IS NOT NULL
     """
 )
 
