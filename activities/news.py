@@ -43,6 +43,9 @@ from deallens.providers.newsapi import MAX_PAGE_SIZE, PROVIDER, MaximumResultsRe
 log = logging.getLogger(__name__)
 
 HEARTBEAT_EVERY_SECONDS = 10.0
+# Each fetch reaches this far behind the last one: NewsAPI indexes some articles after their
+# publication time, and what is asked twice is a duplicate by canonical URL, not a new row.
+FETCH_OVERLAP = dt.timedelta(hours=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,11 +132,12 @@ class NewsApiActivities:
             target = await news.company(self._engine, request.company_id)
             if target is None:
                 return None
-            since = target.news_fetched_at or now - self._first_fetch
+            since = target.news_fetched_at - FETCH_OVERLAP if target.news_fetched_at else now - self._first_fetch
             return [_Query("everything", company_query(target.name, target.aliases))], since, news.FetchMark(
                 at=now, company_id=target.id
             )
-        since = await news.feed_fetched_at(self._engine, request.kind) or now - self._first_fetch
+        fetched_at = await news.feed_fetched_at(self._engine, request.kind)
+        since = fetched_at - FETCH_OVERLAP if fetched_at else now - self._first_fetch
         mark = news.FetchMark(at=now, feed=request.kind)
         if request.kind == "market":
             return [_Query("top_headlines", None), _Query("everything", MARKET_QUERY)], since, mark

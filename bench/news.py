@@ -239,12 +239,14 @@ async def main(args: argparse.Namespace) -> int:
     print(f"generated {len(companies):,} companies and {len(raw):,} articles", file=sys.stderr, flush=True)
     async with bench_database(server) as (url, engine):
         await insert_companies(engine, companies)
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         linker = CompanyLinker(await news.link_targets(engine))
         linker_seconds = time.perf_counter() - started
-        started = time.perf_counter()
         first = await ingest(engine, raw, linker, args.batch)
-        first_seconds = time.perf_counter() - started + linker_seconds
+        first_seconds = time.perf_counter() - started
+        # This process's CPU (judging, linking, grouping, scoring, drivers): on a shared machine
+        # the wall time also measures the neighbours.
+        first_cpu = time.process_time() - cpu_started
         print(f"  ... first ingestion: {first_seconds:.1f} s {first}", file=sys.stderr, flush=True)
         copied, copy_seconds = await plain_copy(url)
         started = time.perf_counter()
@@ -260,6 +262,7 @@ async def main(args: argparse.Namespace) -> int:
     print(f"stories / links / scored        {first['stories']:>10,} / {first['links']:,} / {first['scored']:,}")
     print(f"linker built                    {linker_seconds:>10.2f} s")
     print(f"end to end                      {first_seconds:>10.1f} s  {e2e_rate:>10,.0f} articles/s")
+    print(f"  of which this process's CPU   {first_cpu:>10.1f} s  {len(raw) / first_cpu:>10,.0f} articles per CPU second")
     print(f"plain COPY of the {copied:,} rows  {copy_seconds:>10.2f} s  {copy_rate:>10,.0f} rows/s")
     print(f"ratio                           {e2e_rate / copy_rate:>10.1%}  (target >= {TARGET_RATIO:.0%})")
     print(f"second ingestion                {second_seconds:>10.1f} s  stored {second['stored']}, table {total:,} rows")

@@ -16,6 +16,7 @@ from deallens.db.demo import seed_demo
 from deallens.domain.alert_rules import parse_alert
 from deallens.domain.news.articles import CleanArticle, clean_article
 from deallens.domain.news.linking import CompanyLinker
+from deallens.notify.render import Renderer
 
 PERIOD = dt.date(2026, 11, 28)
 T0 = dt.datetime(2026, 11, 27, 18, 0, tzinfo=dt.UTC)  # inside the daily digest's window
@@ -86,3 +87,5 @@ async def test_digest_top_news_lists_stories_with_their_outlets(db: AsyncEngine)
     assert merger[0].title == MERGER and merger[0].publisher == "Reuters" and merger[0].outlets == 4
     assert [row.outlets for row in digest.news if "financial" in row.title] == [1]
     assert len(digest.news) == 2
+    rendered = Renderer().render_digest(digest)
+    assert "4 outlets" in rendered.text and "4 outlets" in rendered.html

@@ -142,3 +142,36 @@ def test_index_grouping_of_the_labelled_articles() -> None:
     # story, and only when it matches the story's articles on average) to keep its precision.
     assert precision >= PRECISION_TARGET
     assert recall >= RECALL_TARGET
+
+
+def test_empty_headlines_are_not_copies_of_each_other() -> None:
+    index = StoryIndex()
+    index.add(1, _story("", "Shares of the company rose."))
+    assert index.match(_story("", "Revenue fell in the quarter.", hours=1)) is None
+
+
+def test_a_huge_description_costs_no_more_than_its_first_kilobyte() -> None:
+    huge = "Apple reported record revenue. " + "x" * 10_000_000
+    a = _story("Apple beats estimates as iPhone sales jump", huge)
+    b = _story("Apple tops Wall Street forecasts on strong iPhone sales", "Apple reported record revenue.", hours=1)
+    assert same_event(a, b)
+
+
+def test_same_event_on_the_held_out_articles() -> None:
+    """Written after the weights and threshold were chosen and run once: every pair within a family."""
+    with (LABELLED / "story_articles_holdout.jsonl").open() as handle:
+        rows = [json.loads(line) for line in handle]
+    decisions = [
+        (same_event(_text(a), _text(b)), a["event"] == b["event"])
+        for i, a in enumerate(rows)
+        for b in rows[i + 1 :]
+        if a["family"] == b["family"]
+    ]
+    precision, recall, tp, fp, fn = _precision_recall(decisions)
+    print(f"\nheld-out story pairs: {len(decisions)}  precision {precision:.3f}  recall {recall:.3f}  (tp {tp}, fp {fp}, fn {fn})")
+    # Out of sample the precision target is not met (0.886 when this set was first run: one
+    # pair of events, Alaska grounding its 737 MAX 9 jets and the FAA grounding them the next
+    # day, makes all four false positives). The floor guards against regressions; the set is
+    # not tuned on, or it would stop measuring anything.
+    assert precision >= 0.85
+    assert recall >= RECALL_TARGET

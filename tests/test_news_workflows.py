@@ -240,3 +240,18 @@ async def test_the_daily_quota_is_paced_over_the_day(
         result = await ingest(time_env, "IngestDealNews", task_queue, "deal-paced")
     [feed] = result.feeds
     assert feed.requests == 0 and "paced" in (feed.deferred or "") and sim[1].stats.total_requests == 0
+
+
+async def test_paging_stops_at_the_plan_s_result_cap_and_keeps_what_came(
+    time_env: WorkflowEnvironment, task_queue: str, db: AsyncEngine, news_settings: Any, sim: tuple[str, SimController]
+) -> None:
+    await seed_demo(db)
+    # A paid plan's cap configured against the Developer-plan stand-in: page 2 is refused.
+    settings = news_settings(sim[0], newsapi_max_results=300, news_deal_max_requests=3, news_first_fetch_days=30)
+    async with running_workers(time_env.client, settings, task_queue):
+        result = await ingest(time_env, "IngestDealNews", task_queue, "deal-paging")
+        await time_env.client.get_workflow_handle("alert-monitor-news").terminate("test over")
+    [feed] = result.feeds
+    assert result.failed == {} and feed.requests == 2 and feed.stopped == "the plan's result cap"
+    assert feed.fetched == 100 and feed.stored > 0
+    assert sim[1].stats.by_endpoint["/v2/everything"] == 2

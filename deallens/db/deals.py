@@ -20,7 +20,7 @@ import datetime as dt
 import json
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -59,7 +59,6 @@ class ApplyCounts:
     stale: int = 0
     no_deal: int = 0
     already_checked: int = 0
-    symbols: set[str] = field(default_factory=set)
 
 
 _UNCHECKED = text(
@@ -177,7 +176,6 @@ _EVENT = text(
     VALUES (:deal_id, :event_type, :old_status, :new_status, :news_id, CAST(:details AS jsonb), :occurred_at)
     """
 )
-_COMPANY_SYMBOLS = text("SELECT symbol FROM companies WHERE id = ANY(CAST(:ids AS bigint[]))")
 
 
 def party_key(acquirer: Party, target: Party) -> str:
@@ -237,7 +235,6 @@ class _Outcome:
     created: bool = False
     status_changed: bool = False
     value_changed: bool = False
-    company_ids: tuple[int, ...] = ()
 
 
 class _Applier:
@@ -286,8 +283,7 @@ class _Applier:
         if deal_id is None:  # another writer without the lock: never a second open deal
             return _Outcome("unchanged")
         await self._event(deal_id, "created", None, facts.status, article, facts, {})
-        ids = tuple(i for i in (acquirer.company_id, target.company_id) if i is not None)
-        return _Outcome("created", deal_id, created=True, company_ids=ids)
+        return _Outcome("created", deal_id, created=True)
 
     async def _update(self, row: Any, item: DealArticle, facts: DealFacts, acquirer: Party, target: Party) -> _Outcome:
         article = item.article
@@ -343,8 +339,7 @@ class _Applier:
                 {"old_value": str(row.value), "old_currency": row.currency,
                  "new_value": str(facts.value), "new_currency": facts.currency},
             )
-        ids = tuple(i for i in (acquirer.company_id, target.company_id) if i is not None) if status_changed else ()
-        return _Outcome("changed", row.id, status_changed=status_changed, value_changed=value_changed, company_ids=ids)
+        return _Outcome("changed", row.id, status_changed=status_changed, value_changed=value_changed)
 
     async def _event(
         self, deal_id: int, event_type: str, old: str | None, new: str | None, article: ArticleText,
@@ -402,11 +397,9 @@ async def apply_batch(
         if keys:
             await conn.execute(_LOCK, {"keys": keys})
         applier = _Applier(conn)
-        company_ids: set[int] = set()
         for item, found, acquirer, target in sorted(work, key=lambda w: (w[0].article.published_at, w[0].article.id)):
             outcome = await applier.apply(item, found, acquirer, target)
             outcomes[item.article.id] = outcome
-            company_ids.update(outcome.company_ids)
         if outcomes:
             order = sorted(outcomes)
             await conn.execute(
@@ -424,9 +417,6 @@ async def apply_batch(
             counts.no_deal += outcome.outcome == "no_deal"
             counts.unchanged += outcome.outcome in ("unchanged", "closed")
             counts.stale += outcome.outcome == "stale"
-        if company_ids:
-            symbols = (await conn.execute(_COMPANY_SYMBOLS, {"ids": sorted(company_ids)})).scalars()
-            counts.symbols.update(symbols)
     return counts
 
 

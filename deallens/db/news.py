@@ -17,6 +17,7 @@ One transaction per batch, under one advisory lock:
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from deallens.domain.news.articles import CleanArticle
-from deallens.domain.news.linking import CompanyLinker, LinkTarget
+from deallens.domain.news.linking import CompanyLink, CompanyLinker, LinkTarget
 from deallens.domain.news.stories import DEFAULT_WINDOW, StoryIndex, StoryText
 
 # A company fetched this recently goes to the back of the rotation.
@@ -353,44 +354,17 @@ async def _insert(
         seeds = await _window_rows(conn, fresh, window)
         if cache is not None:
             cache.index, cache.covers_from, cache.companies = index, needed_from, story_companies
-    links = [linker.link(a.title, a.description) for a in fresh]
-
-    def feed(seed: Any) -> None:
-        index.add(seed.story_id, _story_text(seed.title, seed.description, seed.published_at))
-        story_companies.setdefault(seed.story_id, set()).update(seed.companies or ())
-
     if cache is not None:
         cache.max_id = max([cache.max_id, *(row.id for row in seeds)])
     # Story ids are drawn before matching (one per article at most; unused ones are gaps in
     # the sequence), so that the index only ever holds real ids, also when it is kept.
     spare = [row[0] for row in await conn.execute(_STORY_IDS, {"n": len(fresh)})]
-    next_seed = 0
-    real: list[int] = []
-    opened: list[int] = []  # positions in `fresh` that open a story
-    new_ids: list[int] = []
-    for position, article in enumerate(fresh):
-        horizon = article.published_at + window
-        while next_seed < len(seeds) and seeds[next_seed].published_at <= horizon:
-            feed(seeds[next_seed])
-            next_seed += 1
-        story_text = _story_text(article.title, article.description, article.published_at)
-        story = index.match(story_text)
-        mine = {link.company_id for link in links[position]}
-        known = story_companies.get(story, set()) if story is not None else set()
-        if story is not None and mine and known and not mine & known:
-            # Same wording about other companies ("Apple beats estimates" / "Microsoft beats
-            # estimates"): another event, whatever the text similarity says.
-            story = None
-        if story is None:
-            story = spare[len(new_ids)]
-            opened.append(position)
-            new_ids.append(story)
-        real.append(story)
-        # Every stored article is in the index, as seeding from the table would have put it.
-        index.add(story, story_text)
-        story_companies.setdefault(story, set()).update(mine)
-    for seed in seeds[next_seed:]:
-        feed(seed)
+    # Linking and matching are CPU work (milliseconds an article): in a thread, so that the
+    # worker's event loop keeps heartbeating and serving other activities meanwhile. Only
+    # the holder of the story lock touches the index.
+    links, real, opened, new_ids = await asyncio.to_thread(
+        _assign, fresh, seeds, index, story_companies, spare, linker, window
+    )
     if opened:
         await conn.execute(
             _INSERT_STORIES, {"ids": new_ids, "published": [fresh[p].published_at for p in opened]}
@@ -456,3 +430,49 @@ async def _insert(
         )
         outcome.links = len(news_ids)
         outcome.symbols = [row[0] for row in await conn.execute(_SYMBOLS, {"ids": sorted(set(company_ids))})]
+
+
+def _assign(
+    fresh: list[CleanArticle],
+    seeds: list[Any],
+    index: StoryIndex,
+    story_companies: dict[int, set[int]],
+    spare: list[int],
+    linker: CompanyLinker,
+    window: dt.timedelta,
+) -> tuple[list[list[CompanyLink]], list[int], list[int], list[int]]:
+    """(links per article, story per article, positions opening a story, the new story ids)."""
+    links = [linker.link(a.title, a.description) for a in fresh]
+
+    def feed(seed: Any) -> None:
+        index.add(seed.story_id, _story_text(seed.title, seed.description, seed.published_at))
+        story_companies.setdefault(seed.story_id, set()).update(seed.companies or ())
+
+    next_seed = 0
+    real: list[int] = []
+    opened: list[int] = []
+    new_ids: list[int] = []
+    for position, article in enumerate(fresh):
+        horizon = article.published_at + window
+        while next_seed < len(seeds) and seeds[next_seed].published_at <= horizon:
+            feed(seeds[next_seed])
+            next_seed += 1
+        story_text = _story_text(article.title, article.description, article.published_at)
+        story = index.match(story_text)
+        mine = {link.company_id for link in links[position]}
+        known = story_companies.get(story, set()) if story is not None else set()
+        if story is not None and mine and known and not mine & known:
+            # Same wording about other companies ("Apple beats estimates" / "Microsoft beats
+            # estimates"): another event, whatever the text similarity says.
+            story = None
+        if story is None:
+            story = spare[len(new_ids)]
+            opened.append(position)
+            new_ids.append(story)
+        real.append(story)
+        # Every stored article is in the index, as seeding from the table would have put it.
+        index.add(story, story_text)
+        story_companies.setdefault(story, set()).update(mine)
+    for seed in seeds[next_seed:]:
+        feed(seed)
+    return links, real, opened, new_ids

@@ -2,8 +2,8 @@
 
 Every pair of articles of one event is a positive. Negatives are the hand-chosen event pairs
 below: HARD (same company or same deal, different event) and OTHER (different companies, the
-same kind of news), up to CAP article pairs each, picked with a seed named after the pair so
-the file is stable. See README.md for the labelling rules.
+same kind of news), every article pair across the two (CAP=None; a number would keep that many,
+picked with a seed named after the pair so the file is stable). See README.md for the rules.
 """
 from pathlib import Path
 

@@ -14,8 +14,6 @@ from typing import Literal
 from deallens.domain.deals.status import DealStatus
 
 Consideration = Literal["cash", "stock", "mixed"]
-# ISO 4217 codes the patterns recognise; the LLM path accepts any three capital letters.
-CURRENCIES = ("USD", "EUR", "GBP", "JPY", "CAD", "AUD", "CHF", "CNY", "HKD", "INR", "SEK", "KRW")
 # Larger than any deal ever made (about $200 billion so far): a bigger number is a misreading.
 MAX_DEAL_VALUE = Decimal("5e12")
 MAX_PRICE_PER_SHARE = Decimal("1e6")

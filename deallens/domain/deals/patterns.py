@@ -157,8 +157,7 @@ _TENDER = r"(?:launches?|launched|commences?|commenced|begins?|began|starts?|sta
 class _Rule:
     name: str
     status: DealStatus
-    regex: re.Pattern[str]
-    # Parties missing from the pattern but implied ("Y rejects X's bid": roles as named).
+    regex: re.Pattern[str]  # groups a (acquirer) and t (target), in whatever order the shape names them
 
 
 def _rule(name: str, status: DealStatus, pattern: str) -> _Rule:
@@ -219,8 +218,6 @@ RULES: tuple[_Rule, ...] = (
     _rule("complete_named", "completed", rf"{A}\s+{_PRE}{_COMPLETE}\s+{ADJ}{T_BEFORE_NOUN}"),
     _rule("both_complete", "completed",
           rf"{A}\s+and\s+(?P<t>[^,;:|?!]+?)\s+{_PRE}{_COMPLETE}\s+{ADJ}(?:merger|deal|combination|tie-up|transaction)"),
-    _rule("now_part_of", "completed",
-          rf"{A}\s+(?:closes|completes)\s+(?:on\s+)?{ADJ}{T_BEFORE_NOUN}"),
     # rumored before announced: "in talks to acquire" contains "to acquire".
     _rule("talks_to_buy", "rumored", rf"{A}\s+{_TALKS}\s+(?:to|over|about|on)\s+(?:a\s+)?(?:possible\s+|potential\s+)?(?:{_BUY}|(?:deal|bid|takeover|merger|acquisition)\s+(?:for|of|with))\s+{ADJ}{T}"),
     _rule("talks_with", "rumored", rf"{A}\s+{_TALKS}\s+with\s+{T}"),

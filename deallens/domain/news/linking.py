@@ -172,6 +172,8 @@ _NAME_SUFFIX_WORDS = frozenset(
     "nv sa ag se asa ab class a b c cl the & and technologies technology international".split()
 )
 
+_UPPER = re.compile(r"[A-Z]")
+_LOWER = re.compile(r"[a-z]")
 _CASHTAG = re.compile(r"(?<![\w$])\$([A-Za-z][A-Za-z0-9]{0,5}(?:\.[A-Za-z])?)\b")
 _EXCHANGE = re.compile(
     r"\b(?:NYSE(?:\s?American|\s?Arca|\s?MKT)?|NASDAQ(?:GS|GM|CM)?|AMEX|TSXV?|LSE|OTC(?:QX|QB)?|Cboe|BATS)"
@@ -295,8 +297,8 @@ class CompanyLinker:
         for match in _CASHTAG.finditer(text):
             for index in self._by_symbol.get(match.group(1).upper(), ()):
                 _note(evidence, index, "cashtag", place, match.group(0))
-        letters = [c for c in text if c.isalpha()]
-        shouting = bool(letters) and sum(c.isupper() for c in letters) > 0.6 * len(letters)
+        upper, lower = len(_UPPER.findall(text)), len(_LOWER.findall(text))
+        shouting = upper > 1.5 * lower  # more than 60% of the letters in capitals
         if not shouting:
             for match in _TICKER.finditer(text):
                 symbol = match.group(1)
@@ -316,7 +318,6 @@ class CompanyLinker:
         pending: list[tuple[int, str, FoundIn, str]],
     ) -> None:
         folded = _fold(text)
-        title_case = _is_title_case(text)
         found: list[tuple[int, int, _Pattern]] = []
         for end, (length, entries) in self._automaton.iter(folded):
             start = end - length + 1
@@ -341,7 +342,7 @@ class CompanyLinker:
             matched = text[start : end + suffix.end()].strip() if suffix else text[start:end]
             if not pattern.ambiguous or suffix:
                 _note(evidence, pattern.company, kind, place, matched)
-            elif self._may_be_company(text, folded, start, end, title_case or shouting):
+            elif self._may_be_company(text, folded, start, end, shouting or _is_title_case(text)):
                 pending.append((pattern.company, kind, place, matched))
 
     @staticmethod

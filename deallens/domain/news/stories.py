@@ -7,43 +7,47 @@ one company ("Apple beats estimates" / "Apple misses estimates", "X in talks to 
 "X agrees to buy Y" / "X calls off bid for Y"). So the decision has two parts:
 
 1. Vetoes that wording similarity cannot override: opposite polarity (beat/miss, up/down,
-   upgrade/downgrade, raise/cut), different deal stages, different amounts or percentages in
-   the headlines, different quarters or years, and too far apart in time.
-2. A similarity score over canonical tokens (synonyms folded: "tops"/"beats", "buy"/"acquire",
-   "forecasts"/"estimates"; outlet suffixes like " - Reuters" dropped), with rapidfuzz's
-   character ratio on the headline for copies with small edits (C++: cheap enough to call
-   on every candidate).
+   upgrade/downgrade, raise/cut, approve/reject), different deal stages, different amounts,
+   per-share prices, percentages or counts in the headlines, different quarters or years,
+   different companies leading the headlines, different topics, too far apart in time.
+2. A similarity over canonical tokens (synonyms folded: "tops"/"beats", "buy"/"acquire",
+   "forecasts"/"estimates"; outlet suffixes like " - Reuters" dropped), weighted so that names
+   count most, then numbers and topics, with rapidfuzz's character ratio on the headline for
+   copies with small edits (C++: cheap enough to call on every candidate), and a small decay
+   per hour apart (rewrites follow an event within hours; the company's next event comes later).
 
 StoryIndex avoids comparing all pairs: exact headline copies are found by a dict, and the
-rest through MinHash LSH over each article's specific tokens (names, numbers, rare words;
-the generic vocabulary is left out so that rewrites share a larger part of what is left).
-The MinHash and the band index are a few lines of numpy and dicts rather than
-datasketch's MinHashLSH: measured here, datasketch took ~350 µs per article (MinHash object
-plus its storage layer), about 3,000 articles/s, too slow for the 100,000-article benchmark;
-the same algorithm on a signature array costs a small fraction of that. Candidates are
-ranked by how many bands they share (an estimate of their Jaccard similarity) and only the
-best few are scored, so a hot company with thousands of articles in the window does not make
-a lookup quadratic.
+rest through MinHash LSH over each article's names (else its amounts, else its specific
+words). The MinHash and the band index are a few lines of integers and dicts rather than
+datasketch's MinHashLSH: measured here, datasketch took ~350 µs per article (a MinHash object
+plus its storage layer), about 3,000 articles/s before any scoring, too slow for the
+100,000-article benchmark. Candidates are ranked by how many bands they share and only the
+best dozen are scored, and a hot band (a big company's name) is read from its newest end, so
+a company with thousands of articles in the window does not make a lookup quadratic.
 """
 
 from __future__ import annotations
 
+import heapq
+import random
 import re
 import unicodedata
 import zlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
-import numpy as np
+import ahocorasick
 from rapidfuzz import fuzz
 
 DEFAULT_WINDOW = timedelta(hours=48)
 # Chosen on tests/labelled/story_pairs.jsonl (see its README and tests/test_news_stories.py).
 SAME_EVENT_THRESHOLD = 0.4
+# Characters of a title or description read (NewsAPI descriptions are a few hundred).
+_MAX_FIELD = 1_000
 # Amounts within this relative difference are the same amount rounded ("$68.7 billion" / "$69 billion").
 _AMOUNT_TOLERANCE = 0.03
 
@@ -62,34 +66,43 @@ _OUTLET_SUFFIX = re.compile(r"\s+[-|\u2013\u2014]\s+[A-Z][\w.&' ]{1,40}$")
 _SPACE = re.compile(r"\s+")
 
 # Multi-word phrases folded to one concept token before tokenising.
-_PHRASE_LIST: tuple[tuple[str, str], ...] = (
-    (r"\bchief executive(?: officer)?\b", " ceo "),
-    (r"\bchief financial officer\b|\bfinance chief\b", " cfo "),
-    (r"\bwall street\b|\bthe street\b", " street "),
-    (r"\b(?:call|calls|called|calling) off\b", " terminate "),
-    (r"\b(?:walk|walks|walked|walking) away\b", " terminate "),
-    (r"\b(?:drop|drops|dropped|end|ends|ended) (?:its |the )?(?:\w+ )?(?:bid|pursuit|offer|talks)\b", " terminate "),
-    (r"\btalks (?:fail|failed|collapse|collapsed)\b", " terminate "),
-    (r"\b(?:take|takes|took) over\b", " acquire "),
-    (r"\b(?:snap|snaps|snapped) up\b", " acquire "),
-    (r"\b(?:sold|sells|sell) to\b", " acquire "),
-    (r"\b(?:lay|lays|laid|laying) off\b", " layoff "),
-    (r"\bjob cuts?\b", " layoff "),
-    (r"\bshare (?:repurchase|buyback)s?\b", " buyback "),
-    (r"\bwins? (?:eu |us |u\.s\. |uk |regulatory |antitrust )?(?:approval|nod|clearance)\b", " approve "),
-    (r"\bwins? (?:the )?bid\b", " agree "),
-    (r"\b(?:better|stronger)[- ]than[- ]expected\b", " beat "),
-    (r"\b(?:worse|weaker)[- ]than[- ]expected\b", " miss "),
-    (r"\b(?:falls?|fell|come|comes|came) (?:in )?(?:short|below)\b", " miss "),
-    (r"\b(?:per cent|percent|pct)\b", "%"),
-    (r"\b(?:first|1st)[- ]quarter\b|\bq1\b|\b1q\b", " q1 "),
-    (r"\b(?:second|2nd)[- ]quarter\b|\bq2\b|\b2q\b", " q2 "),
-    (r"\b(?:third|3rd)[- ]quarter\b|\bq3\b|\b3q\b", " q3 "),
-    (r"\b(?:fourth|4th)[- ]quarter\b|\bq4\b|\b4q\b", " q4 "),
+# (pattern, replacement, literal substrings one of which the pattern cannot match without):
+# the substring test is what keeps this cheap, since most texts contain none of them.
+_PHRASE_LIST: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    (r"\bchief executive(?: officer)?\b", " ceo ", ("chief exec",)),
+    (r"\bchief financial officer\b|\bfinance chief\b", " cfo ", ("chief fin", "finance chief")),
+    (r"\bwall street\b|\bthe street\b", " street ", ("street",)),
+    (r"\b(?:call|calls|called|calling) off\b", " terminate ", (" off",)),
+    (r"\b(?:walk|walks|walked|walking) away\b", " terminate ", (" away",)),
+    (r"\b(?:drop|drops|dropped|end|ends|ended) (?:its |the )?(?:\w+ )?(?:bid|pursuit|offer|talks)\b", " terminate ",
+     ("bid", "pursuit", "offer", "talks")),
+    (r"\btalks (?:fail|failed|collapse|collapsed)\b", " terminate ", ("talks ",)),
+    (r"\b(?:take|takes|took) over\b", " acquire ", (" over",)),
+    (r"\b(?:snap|snaps|snapped) up\b", " acquire ", ("snap",)),
+    (r"\b(?:sold|sells|sell|sale) to\b", " acquire ", ("sold to", "sells to", "sell to", "sale to")),
+    (r"\b(?:lay|lays|laid|laying) off\b", " layoff ", (" off",)),
+    (r"\bjob cuts?\b", " layoff ", ("job cut",)),
+    (r"\bshare (?:repurchase|buyback)s?\b", " buyback ", ("share re", "share buy")),
+    # "upgrades X to buy (from hold)" is a rating, not an acquisition.
+    (r"\bto (?:strong )?(?:buy|sell)\b(?= from|,| citing| on| rating|$)", " rating ", ("to buy", "to sell", "to strong")),
+    (r"\bwins? (?:eu |us |u\.s\. |uk |regulatory |antitrust )?(?:approval|nod|clearance)\b", " approve ", ("win",)),
+    (r"\bwins? (?:the )?bid\b", " agree ", ("win",)),
+    (r"\b(?:better|stronger)[- ]than[- ]expected\b", " beat ", ("than",)),
+    (r"\b(?:worse|weaker)[- ]than[- ]expected\b", " miss ", ("than",)),
+    (r"\b(?:falls?|fell|come|comes|came) (?:in )?(?:short|below)\b", " miss ", ("short", "below")),
+    (r"\b(?:per cent|percent|pct)\b", "%", ("per cent", "percent", "pct")),
+    (r"\b(?:first|1st)[- ]quarter\b|\bq1\b|\b1q\b", " q1 ", ("quarter", "q1", "1q")),
+    (r"\b(?:second|2nd)[- ]quarter\b|\bq2\b|\b2q\b", " q2 ", ("quarter", "q2", "2q")),
+    (r"\b(?:third|3rd)[- ]quarter\b|\bq3\b|\b3q\b", " q3 ", ("quarter", "q3", "3q")),
+    (r"\b(?:fourth|4th)[- ]quarter\b|\bq4\b|\b4q\b", " q4 ", ("quarter", "q4", "4q")),
 )
-# One alternation, one pass: the replacement is looked up by the group that matched.
-_PHRASES = re.compile("|".join(f"(?P<p{i}>{pattern})" for i, (pattern, _) in enumerate(_PHRASE_LIST)))
-_PHRASE_REPLACEMENTS = {f"p{i}": replacement for i, (_, replacement) in enumerate(_PHRASE_LIST)}
+_PHRASES = tuple((re.compile(pattern), replacement) for pattern, replacement, _ in _PHRASE_LIST)
+# One Aho-Corasick pass finds which triggers occur, hence which phrase patterns to run.
+_TRIGGERS = ahocorasick.Automaton()
+for _index, (_, _, _triggers) in enumerate(_PHRASE_LIST):
+    for _trigger in _triggers:
+        _TRIGGERS.add_word(_trigger, _TRIGGERS.get(_trigger, ()) + (_index,))
+_TRIGGERS.make_automaton()
 
 _CURRENCY = {"$": "usd", "us$": "usd", "usd": "usd", "€": "eur", "eur": "eur", "£": "gbp", "gbp": "gbp", "¥": "jpy"}
 _MONEY = re.compile(
@@ -111,6 +124,10 @@ _NUMBER = re.compile(r"(?<![\w.])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)(?![\w.])")
 _YEAR = re.compile(r"\b(?:fy ?)?((?:19|20)\d\d)\b")
 _QUARTER = re.compile(r"\bq([1-4])\b")
 _WORD = re.compile(r"[a-z0-9][a-z0-9&'.-]*[a-z0-9]|[a-z0-9]")
+# A word with a capital anywhere: "Apple", "eBay", "HPE".
+_CAPITALISED = re.compile(r"\b[a-z0-9]*[A-Z][A-Za-z0-9&'.-]*[A-Za-z0-9]|\b[A-Z]\b")
+# Matches (searched up to a word's start) when the word begins the text or a sentence.
+_SENTENCE_START = re.compile(r"(?:^|[.!?:;]\s+|\"\s*)$")
 _RAW_WORD = re.compile(r"[A-Za-z][A-Za-z0-9&'.-]*[A-Za-z0-9]|[A-Za-z]")
 
 # Words folded into one concept each: rewrites of one headline use different verbs.
@@ -162,8 +179,10 @@ for _topic, _concepts in {
     "jobs": "layoff",
     "deal": "acquire merge deal bid",
     "legal": "lawsuit fine fines fined judge court ruling rule rules settle settlement verdict",
-    "rating": "upgrade downgrade",
-    "payout": "dividend buyback",
+    "rating": "upgrade downgrade rating",
+    "partnership": "partnership partnerships partner partners alliance collaboration collaborate",
+    "dividend": "dividend",
+    "buyback": "buyback",
     "leadership": "ceo cfo appoint resign resigns successor succeed",
     "product": "launch",
     "recall": "recall recalls recalling",
@@ -177,6 +196,7 @@ _STOPWORDS = frozenset(
     "after before over amid into than about says said say new report reports reported sources source "
     "could would will may might can has have had not no more most their his her they them us "
     "what why how who when where which while inc corp co ltd plc company companies group "
+    "corporation incorporated limited llc lp sa ag nv se holding holdings "
     "year quarter quarterly week month day today analyst analysts investors market markets "
     "per despite just again now here there also amid up down out off all".split()
 )
@@ -186,16 +206,13 @@ _GENERIC = frozenset(_SYNONYMS.values()) | frozenset(
     "street ceo cfo billion million percent strong weak record sharply big biggest top key "
     "plans plan move moves set sets first second third fourth new chief executive officer board "
     "price rating hold buy sell neutral demand growth results result annual full-year "
-    "major global big amid higher lower".split()
+    "major global big amid higher lower nasdaq nyse".split()
 )
 # Weights of the similarity: names identify the event, numbers pin it, concepts barely count.
 _NAME_WEIGHT = 3.0
 _NUMBER_WEIGHT = 2.0
 _WORD_WEIGHT = 1.0
 _GENERIC_WEIGHT = 0.3
-# The company both headlines lead with is what made them candidates: it says little about
-# whether they report the same event, so it weighs as a plain word.
-_SUBJECT_WEIGHT = 3.0
 _TOPIC_WEIGHT = 3.0
 _DECAY_AFTER_HOURS = 6.0
 _DECAY_PER_HOUR = 0.008
@@ -243,14 +260,18 @@ def strip_outlet(title: str) -> str:
 
 # --- polarity and deal stage --------------------------------------------------------------
 
-# Pairs of opposite classes, read in the headline after folding: a headline saying one and a
-# headline saying the other are different events, however similar the rest of their wording.
-_POLARITY: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = (
-    (re.compile(r"\bbeat\b|\babove (?:estimate|street)"), re.compile(r"\bmiss\b|\bbelow (?:estimate|street)")),
-    (re.compile(r"\bup\b"), re.compile(r"\bdown\b")),
-    (re.compile(r"\bupgrade\b"), re.compile(r"\bdowngrade\b")),
-    (re.compile(r"\braise (?:\S+ )?(?:guidance|dividend|estimate)"), re.compile(r"\bcut (?:\S+ )?(?:guidance|dividend|estimate)")),
-    (re.compile(r"\bapprove\b"), re.compile(r"\breject\b|\bblock")),
+# Pairs of opposite classes, read in the headline after folding (with the tokens without which
+# neither can match, to skip the search): a headline saying one and a headline saying the
+# other are different events, however similar the rest of their wording.
+_POLARITY: tuple[tuple[re.Pattern[str], re.Pattern[str], frozenset[str]], ...] = tuple(
+    (re.compile(positive), re.compile(negative), frozenset(triggers.split()))
+    for positive, negative, triggers in (
+        (r"\bbeat\b|\babove (?:estimate|street)", r"\bmiss\b|\bbelow (?:estimate|street)", "beat above miss below"),
+        (r"\bup\b", r"\bdown\b", "up down"),
+        (r"\bupgrade\b", r"\bdowngrade\b", "upgrade downgrade"),
+        (r"\braise (?:\S+ )?(?:guidance|dividend|estimate)", r"\bcut (?:\S+ )?(?:guidance|dividend|estimate)", "raise cut"),
+        (r"\bapprove\b", r"\breject\b|\bblock", "approve reject block"),
+    )
 )
 
 # Deal stages, strongest first: a headline gets the first that matches ("completes acquisition
@@ -288,9 +309,9 @@ class _Features:
     tokens: frozenset[str]  # title and description
     names: frozenset[str]  # tokens written as proper names anywhere
     title_names: frozenset[str]
-    subject: str | None  # the first name in the headline: usually the company it is about
+    weights: dict[str, float]  # each token's weight in the similarity, with this article's names
     specific: frozenset[str]  # tokens that identify the event: names, numbers, rare words
-    anchors: frozenset[str]  # what the LSH signature is made of: the names and amounts, else `specific`
+    anchors: frozenset[str]  # what the LSH signature is made of: the names, else amounts, else `specific`
     polarity: tuple[int, ...]  # per _POLARITY pair: +1, -1 or 0 (neither or both)
     stage: str | None
     topics: frozenset[str]
@@ -330,14 +351,19 @@ def _numbers(text: str) -> tuple[dict[str, list[float]], str]:
     return values, text
 
 
-def _names(raw: str, title_case: bool) -> set[str]:
-    """Tokens written as names: capitalised words that are not concepts or stopwords."""
+def _names(raw: str, title_case: bool, sentences: bool = False) -> set[str]:
+    """Tokens written as names: capitalised words that are not concepts or stopwords.
+
+    In running text (`sentences`), a capital at the start of a sentence says nothing
+    ("Customers sued ..."); a headline's first word is usually its company and counts.
+    """
     names = set()
-    for word in _RAW_WORD.findall(raw):
-        if not (word[0].isupper() or any(c.isupper() for c in word[1:])):
-            continue
+    for match in _CAPITALISED.finditer(raw):
+        word = match.group(0)
         if title_case and not word.isupper() and word[1:].islower():
             continue  # "Beats", "Deal": every word is capitalised in a Title Case headline
+        if sentences and word[1:].islower() and _SENTENCE_START.search(raw, 0, match.start()) is not None:
+            continue
         token = _fold_word(word.lower())
         if token and token not in _GENERIC and not token[0].isdigit():
             names.add(token)
@@ -350,14 +376,19 @@ def _is_title_case(raw: str) -> bool:
 
 
 def _fold_text(text: str) -> str:
-    return _PHRASES.sub(lambda m: _PHRASE_REPLACEMENTS[m.lastgroup or ""], text.lower())
+    text = text.lower()
+    for index in sorted({i for _, indexes in _TRIGGERS.iter(text) for i in indexes}):
+        pattern, replacement = _PHRASES[index]
+        text = pattern.sub(replacement, text)
+    return text
 
 
 def _features(story: StoryText) -> _Features:
     if story.published_at.tzinfo is None:
         raise ValueError("StoryText.published_at must be timezone-aware")
-    raw_title = strip_outlet(story.title)
-    raw_description = _clean(story.description or "")
+    raw_title = strip_outlet(story.title[:_MAX_FIELD])
+    # A description is a summary; past its first sentences it adds cost, not evidence.
+    raw_description = _clean((story.description or "")[:_MAX_FIELD])
     title = _fold_text(raw_title)
     description = _fold_text(raw_description)
     title_values, title_text = _numbers(title)
@@ -372,7 +403,7 @@ def _features(story: StoryText) -> _Features:
     title_words += [f"#{t}" for t in sorted(title_topics)]
     description_words += [f"#{t}" for t in sorted(description_topics)]
     tokens = frozenset(title_words) | frozenset(description_words)
-    description_names = _names(raw_description, _is_title_case(raw_description))
+    description_names = _names(raw_description, _is_title_case(raw_description), sentences=True)
     title_case = _is_title_case(raw_title)
     title_names = _names(raw_title, False) if not title_case else set()
     if title_case:
@@ -390,12 +421,14 @@ def _features(story: StoryText) -> _Features:
         tokens=tokens,
         names=names,
         title_names=frozenset(title_names),
-        subject=next((t for t in title_words if t in title_names), None),
+        weights={t: _weight(t, names) for t in tokens},
         specific=specific,
-        anchors=frozenset(t for t in specific if t in names or _is_number_token(t)) or specific,
+        anchors=(names & specific) or frozenset(t for t in specific if _is_number_token(t)) or specific,
         polarity=tuple(
             (1 if positive.search(folded_title) else 0) - (1 if negative.search(folded_title) else 0)
-            for positive, negative in _POLARITY
+            if not triggers.isdisjoint(title_words)
+            else 0
+            for positive, negative, triggers in _POLARITY
         ),
         stage=_stage(folded_title, title),
         topics=title_topics,
@@ -428,19 +461,20 @@ def _vetoed(a: _Features, b: _Features, window: timedelta) -> bool:
         return True
     if a.years and b.years and not (a.years & b.years):
         return True
-    # Different companies in the same template ("Netflix raises prices" / "Spotify raises prices").
-    return bool(a.title_names and b.title_names and not (a.title_names & b.names) and not (b.title_names & a.names))
+    # Different companies in the same template ("Netflix raises prices" / "Spotify raises
+    # prices", "Microsoft and Broadcom announce partnership" / "Microsoft and IBM announce
+    # partnership"): each headline's names are mostly ones the other article never mentions.
+    only_a, only_b = a.title_names - b.names, b.title_names - a.names
+    return bool(only_a and only_b) and 2 * len(only_a) >= len(a.title_names) and 2 * len(only_b) >= len(b.title_names)
 
 
 def _is_number_token(token: str) -> bool:
     return token[0].isdigit() or (token[:1] in "anp" and any(c.isdigit() for c in token))
 
 
-def _weight(token: str, names: frozenset[str], subject: str | None = None) -> float:
+def _weight(token: str, names: frozenset[str]) -> float:
     if token[0] == "#":
         return _TOPIC_WEIGHT
-    if token == subject:
-        return _SUBJECT_WEIGHT
     if token in names:
         return _NAME_WEIGHT
     if token in _GENERIC:
@@ -450,23 +484,22 @@ def _weight(token: str, names: frozenset[str], subject: str | None = None) -> fl
     return _WORD_WEIGHT
 
 
-def _weighted_jaccard(a: frozenset[str], b: frozenset[str], names: frozenset[str], subject: str | None) -> float:
-    union = a | b
-    total = sum(_weight(t, names, subject) for t in union)
-    return sum(_weight(t, names, subject) for t in a & b) / total if total else 0.0
+def _weighted_jaccard(a: frozenset[str], b: frozenset[str], wa: dict[str, float], wb: dict[str, float]) -> float:
+    """Weighted Jaccard; a token is a name when either article writes it as one (the larger weight)."""
+    shared = sum(max(wa[t], wb[t]) for t in a & b)
+    total = shared + sum(wa[t] for t in a - b) + sum(wb[t] for t in b - a)
+    return shared / total if total else 0.0
 
 
 def _similarity(a: _Features, b: _Features) -> float:
     """In [0, 1]: how much of the two articles' wording is the same, synonyms folded."""
     if not (a.specific & b.specific):
         return 0.0  # nothing names the same thing: a company, a product, an amount
-    if a.title_key == b.title_key:
+    if a.title_key and a.title_key == b.title_key:
         return 1.0
-    names = a.names | b.names
-    subject = a.subject if a.subject == b.subject else None
     ratio = fuzz.ratio(a.title_key, b.title_key) / 100.0
-    title = _weighted_jaccard(a.title_tokens, b.title_tokens, names, subject)
-    overall = _weighted_jaccard(a.tokens, b.tokens, names, subject)
+    title = _weighted_jaccard(a.title_tokens, b.title_tokens, a.weights, b.weights)
+    overall = _weighted_jaccard(a.tokens, b.tokens, a.weights, b.weights)
     return max(ratio, title, 0.5 * title + 0.5 * overall)
 
 
@@ -492,26 +525,26 @@ def same_event(a: StoryText, b: StoryText) -> bool:
 _BANDS = 16
 _ROWS = 1
 _PRIME = 4_294_967_311  # the first prime above 2**32
-_rng = np.random.default_rng(20261201)
-_A = _rng.integers(1, 2**32 - 1, size=_BANDS * _ROWS, dtype=np.uint64)
-_B = _rng.integers(0, 2**32 - 1, size=_BANDS * _ROWS, dtype=np.uint64)
+_rng = random.Random(20261201)
+_PERMUTATIONS = tuple((_rng.randrange(1, 2**32), _rng.randrange(0, 2**32)) for _ in range(_BANDS * _ROWS))
 # How many of the candidates sharing the most bands are scored.
-_MAX_CANDIDATES = 24
+_MAX_CANDIDATES = 12
 # A newcomer joins a story when it matches one article well and the story's articles on
 # average (average linkage): matching one member alone lets a story chain from one event
 # into the next through an article that sits between them.
 _MIN_MEAN_SCORE = SAME_EVENT_THRESHOLD
-# A band bucket holding more articles than this is a common word's, skipped when matching.
-_MAX_BUCKET = 200
+# How many of a band bucket's newest articles a lookup reads.
+_MAX_BUCKET = 32
 # How many of a story's articles a newcomer is checked against for vetoes.
-_MAX_MEMBERS_CHECKED = 32
+_MAX_MEMBERS_CHECKED = 8
 
 
 def _band_keys(tokens: frozenset[str]) -> list[int]:
     if not tokens:
         return []
-    hashes = np.fromiter((zlib.crc32(t.encode()) for t in tokens), dtype=np.uint64, count=len(tokens))
-    signature = ((_A[:, None] * hashes[None, :] + _B[:, None]) % _PRIME).min(axis=1).tolist()
+    hashes = [zlib.crc32(t.encode()) for t in tokens]
+    # A handful of anchors a text: plain integers beat numpy's per-call overhead here.
+    signature = [min((a * h + b) % _PRIME for h in hashes) for a, b in _PERMUTATIONS]
     # A 64-bit hash of (band, rows) as the key: a collision only adds a candidate to score.
     return [hash((band, *signature[band * _ROWS : (band + 1) * _ROWS])) for band in range(_BANDS)]
 
@@ -546,17 +579,16 @@ class StoryIndex:
         self._next = 0
         self._newest: datetime | None = None
         # match() then add() of the same article is the usual sequence: compute its features once.
-        self._last: tuple[StoryText, _Features] | None = None
+        self._last: tuple[StoryText, _Features, list[int]] | None = None
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def add(self, story_id: int, text: StoryText) -> None:
         """Record an article that belongs to story `story_id` (new or matched)."""
-        features = self._features(text)
+        features, keys = self._features(text)
         entry_id = self._next
         self._next += 1
-        keys = _band_keys(features.anchors)
         self._entries[entry_id] = _Entry(story_id, features, keys)
         self._order.append(entry_id)
         self._by_title.setdefault(features.title_key, []).append(entry_id)
@@ -569,17 +601,16 @@ class StoryIndex:
 
     def match(self, text: StoryText) -> int | None:
         """The story in the window that reports the same event as `text`, or None."""
-        features = self._features(text)
+        features, keys = self._features(text)
         shared: dict[int, int] = {}
-        for entry_id in self._by_title.get(features.title_key, ()):
+        for entry_id in self._by_title.get(features.title_key, ()) if features.title_key else ():
             shared[entry_id] = _BANDS + 1  # exact copies first
-        for key in _band_keys(features.anchors):
-            bucket = self._bands.get(key, ())
-            if len(bucket) > _MAX_BUCKET:
-                continue  # a word half the window uses ("restructuring", "data"): says nothing
-            for entry_id in bucket:
+        for key in keys:
+            # A hot bucket (a big company's name, a round amount) is read from its newest end
+            # only: copies and rewrites come within hours, and the cost stays bounded.
+            for entry_id in self._bands.get(key, ())[-_MAX_BUCKET:]:
                 shared[entry_id] = shared.get(entry_id, 0) + 1
-        ranked = sorted(shared, key=lambda e: (-shared[e], -e))[:_MAX_CANDIDATES]
+        ranked = heapq.nlargest(_MAX_CANDIDATES, shared, key=lambda e: (shared[e], e))
         best: dict[int, float] = {}
         for entry_id in ranked:
             entry = self._entries[entry_id]
@@ -588,19 +619,20 @@ class StoryIndex:
                 best[entry.story_id] = score
         for story_id in sorted(best, key=lambda s: (-best[s], s)):
             members = self._members.get(story_id, ())[-_MAX_MEMBERS_CHECKED:]
-            if len(members) == 1:
-                return story_id
+            if len(members) == 1 or best[story_id] >= 1.0:
+                return story_id  # one article to match, or a verbatim copy of one of them
             scores = [_score(features, self._entries[m].features, self._window) for m in members]
             if min(scores) > 0.0 and sum(scores) / len(scores) >= _MIN_MEAN_SCORE:
                 return story_id
         return None
 
-    def _features(self, text: StoryText) -> _Features:
+    def _features(self, text: StoryText) -> tuple[_Features, list[int]]:
         if self._last is not None and self._last[0] == text:
-            return self._last[1]
+            return self._last[1], self._last[2]
         features = _features(text)
-        self._last = (text, features)
-        return features
+        keys = _band_keys(features.anchors)
+        self._last = (text, features, keys)
+        return features, keys
 
     def _evict(self) -> None:
         assert self._newest is not None
