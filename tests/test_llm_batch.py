@@ -197,6 +197,7 @@ async def test_retried_submit_and_collect_neither_submit_nor_store_twice(
     again = await make_runner().submit(job_id)  # another worker's attempt
     assert again.batch_id == first.batch_id
     assert (sim.calls("/v1/files"), sim.calls("/v1/batches")) == (1, 1)
+    assert (sim.calls("/v1/files:list"), sim.calls("/v1/batches:list")) == (0, 0)  # a first attempt has no orphan to find
     assert len(await usage_rows(db)) == 3  # reserved once
 
     sim.clock.advance(minutes=31)
@@ -257,6 +258,10 @@ async def test_a_submission_whose_commit_was_lost_is_found_again_not_sent_twice(
     for job_id in (only_file, with_batch):
         job = await llm_batches.get_job(db, job_id)
         assert job is not None
+        # The dead attempt had reserved (API calls come after the reservation's commit).
+        assert await llm_batches.reserve_job(
+            db, job, day=DAY, limit_usd=Decimal(10), estimates={r.custom_id: Decimal("0.0001") for r in requests()}
+        )
         stored = await client.files.create(file=(f"{job.marker}.jsonl", b"{}\n"), purpose="batch")
         if job_id == with_batch:
             orphan = await client.batches.create(
@@ -268,6 +273,7 @@ async def test_a_submission_whose_commit_was_lost_is_found_again_not_sent_twice(
     adopted = await runner.submit(with_batch)
     assert adopted.batch_id == orphan.id
     assert (sim.calls("/v1/files"), sim.calls("/v1/batches")) == (0, 0)
+    assert len(await usage_rows(db)) == 6  # the dead attempts' reservations, not new ones
 
     resumed = await runner.submit(only_file)
     assert sim.calls("/v1/files") == 0 and sim.calls("/v1/batches") == 1  # the uploaded file is reused
@@ -404,3 +410,28 @@ async def test_the_stand_in_fails_a_batch_whose_input_the_real_service_would_ref
     )
     assert cancelled.status == "cancelled" and cancelled.request_counts is not None
     assert cancelled.request_counts.failed == 1
+
+
+async def test_the_stand_in_pages_batches_and_files_like_the_sdk_expects(
+    sim: Sim, make_runner: Callable[..., BatchRunner]
+) -> None:
+    client = make_runner()._client
+    line = {"custom_id": "a", "method": "POST", "url": "/v1/chat/completions",
+            "body": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}}
+    made = []
+    for n in range(3):
+        stored = await client.files.create(file=(f"page-{n}.jsonl", (json.dumps(line) + "\n").encode()), purpose="batch")
+        made.append((await client.batches.create(
+            input_file_id=stored.id, endpoint="/v1/chat/completions", completion_window="24h", metadata={"n": str(n)},
+        )).id)
+    listed = [b.id async for b in client.batches.list(limit=1)]
+    assert listed[:3] == made[::-1]  # newest first, across pages
+    names = [f.filename async for f in client.files.list(purpose="batch", limit=2)]
+    assert names[:3] == ["page-2.jsonl", "page-1.jsonl", "page-0.jsonl"]
+    sim.clock.advance(minutes=31)
+    done = await client.batches.retrieve(made[0])
+    assert done.status == "completed" and done.output_file_id is not None
+    output = (await client.files.content(done.output_file_id)).text.splitlines()
+    answer = json.loads(output[0])
+    assert answer["custom_id"] == "a" and answer["response"]["status_code"] == 200
+    assert answer["response"]["body"]["object"] == "chat.completion"

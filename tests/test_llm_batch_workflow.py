@@ -35,6 +35,7 @@ from tests.batch_support import BatchRunInput, BatchRunResult, BatchRunWorkflow,
 from tests.conftest import ROOT, TEMPORAL_CLI, dev_server_address
 from worker import Resources, build_workers, open_resources
 from workflows import queues
+from workflows.policies import LLM_BATCH_RETRY
 
 MODEL = "gpt-4o-mini"
 COMPANIES = ["Apple Inc.", "Microsoft Corp.", "NVIDIA Corp.", "Alphabet Inc."]
@@ -124,6 +125,29 @@ async def test_a_workflow_waits_hours_on_timers_then_stores_each_result_once(
     assert replay.replay_failure is None
 
 
+async def test_polls_failing_past_their_retries_are_waited_out_on_the_next_timer(
+    db: AsyncEngine, time_env: WorkflowEnvironment, task_queue: str, make_settings: object
+) -> None:
+    start = await time_env.get_current_time()
+    clock = ManualClock(start)
+    app = make_app(seed=9, clock=clock, responders={"Verdict": verdict_responder}, batch_delay=dt.timedelta(hours=3))
+    # One poll's 20 attempts fail, then 3 more: the workflow outlives an outage of its retries.
+    app.state.sim.faults.add("http_503", count=LLM_BATCH_RETRY.maximum_attempts + 3, match="/v1/batches:retrieve")
+    async with serve_asgi(app) as url:
+        settings: Settings = make_settings(openai_api_key="sk-test", openai_base_url=url + "/v1")  # type: ignore[operator]
+        job_id = await llm_batches.create_job(db, purpose="p", workflow="TestBatchRun", requests=job_requests())
+        async with open_resources(settings) as resources, in_process_workers(time_env.client, settings, resources, task_queue):
+            async with clock_following(time_env, clock):
+                handle = await time_env.client.start_workflow(
+                    BatchRunWorkflow.run, BatchRunInput(job_id=job_id), id=f"batch-{job_id}", task_queue=task_queue,
+                )
+                result = await asyncio.wait_for(handle.result(), timeout=240)
+    assert (result.collected.succeeded, result.collected.failed) == (4, 0)
+    assert app.state.sim.stats.faults["http_503"] == LLM_BATCH_RETRY.maximum_attempts + 3
+    events = [e async for e in handle.fetch_history_events()]
+    assert sum(e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED for e in events) == 1
+
+
 def start_worker(env: dict[str, str], queue: str, log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
@@ -131,11 +155,11 @@ def start_worker(env: dict[str, str], queue: str, log: Path) -> subprocess.Popen
         )
 
 
-async def waiting_on_a_timer(handle: WorkflowHandle[object, object]) -> bool:
-    """The workflow's last event is a started timer after a completed poll: nothing is running."""
+async def waiting_on_a_timer(handle: WorkflowHandle[object, object], *, activities: int) -> bool:
+    """The workflow's last event is a started timer after `activities` completed: nothing is running."""
     events = [e async for e in handle.fetch_history_events()]
-    polls = [e for e in events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED]
-    return len(polls) >= 2 and events[-1].event_type == EventType.EVENT_TYPE_TIMER_STARTED
+    done = [e for e in events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED]
+    return len(done) >= activities and events[-1].event_type == EventType.EVENT_TYPE_TIMER_STARTED
 
 
 async def test_a_worker_killed_while_the_workflow_waits_loses_nothing(
@@ -162,12 +186,13 @@ async def test_a_worker_killed_while_the_workflow_waits_loses_nothing(
         try:
             handle = await dev_env.client.start_workflow(
                 BatchRunWorkflow.run,
-                BatchRunInput(job_id=job_id, first_poll_seconds=1, max_poll_seconds=1),
+                # Timers long enough that the kill lands inside one, not on a poll.
+                BatchRunInput(job_id=job_id, first_poll_seconds=3, max_poll_seconds=3),
                 id=f"batch-kill-{job_id}",
                 task_queue=task_queue,
             )
-            for _ in range(400):
-                if await waiting_on_a_timer(handle):  # type: ignore[arg-type]
+            for _ in range(1200):
+                if await waiting_on_a_timer(handle, activities=1):  # type: ignore[arg-type]
                     break
                 await asyncio.sleep(0.05)
             else:
@@ -180,7 +205,7 @@ async def test_a_worker_killed_while_the_workflow_waits_loses_nothing(
             await asyncio.sleep(7)  # the batch finishes with no worker alive
             assert app.state.batches.batches[job.batch_id].status in ("in_progress", "completed")
             workers.append(start_worker(env, task_queue, log))
-            result: BatchRunResult = await asyncio.wait_for(handle.result(), timeout=120)  # type: ignore[assignment]
+            result: BatchRunResult = await asyncio.wait_for(handle.result(), timeout=180)  # type: ignore[assignment]
         finally:
             for worker in workers:
                 if worker.poll() is None:
@@ -247,7 +272,7 @@ async def test_a_temporal_server_restart_while_the_workflow_waits_loses_nothing(
                         task_queue=task_queue,
                     )
                     for _ in range(400):
-                        if await waiting_on_a_timer(handle):  # type: ignore[arg-type]
+                        if await waiting_on_a_timer(handle, activities=2):  # type: ignore[arg-type]
                             break
                         await asyncio.sleep(0.05)
                     else:

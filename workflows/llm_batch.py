@@ -3,7 +3,9 @@
 The waits are workflow timers, so a worker restart (or a Temporal server restart) in the
 middle of a 24 h batch loses nothing: the next worker replays to the timer and polls on. Polls
 back off from `first_poll` doubling to `max_poll`; OpenAI finishes (or expires) a batch within
-its 24 h window, so the loop ends. Only the job id and counts enter the history.
+its 24 h window, so the loop ends. A poll that fails after all its retries (an outage of
+the API) does not end the run: the next timer polls again. Only the job id and counts enter
+the history.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.llm_batch import LLMBatchActivities
@@ -51,16 +54,24 @@ async def run_batch_job(
         delay = first_poll
         while True:
             await workflow.sleep(delay)
-            polled: BatchPollResult = await workflow.execute_activity_method(
-                LLMBatchActivities.poll,
-                BatchPollInput(job_id=job_id),
-                task_queue=llm_queue,
-                start_to_close_timeout=LLM_BATCH_POLL_TIMEOUT,
-                retry_policy=LLM_BATCH_RETRY,
-            )
+            delay = min(delay * 2, max_poll)
+            try:
+                polled: BatchPollResult = await workflow.execute_activity_method(
+                    LLMBatchActivities.poll,
+                    BatchPollInput(job_id=job_id),
+                    task_queue=llm_queue,
+                    start_to_close_timeout=LLM_BATCH_POLL_TIMEOUT,
+                    retry_policy=LLM_BATCH_RETRY,
+                )
+            except ActivityError as error:
+                # The batch lives on at OpenAI whatever happens to a poll: an API outage longer
+                # than the retries is waited out on the next timer; only a permanent error ends the run.
+                if isinstance(error.cause, ApplicationError) and error.cause.non_retryable:
+                    raise
+                workflow.logger.warning("batch job %s: polling failed (%s); polling again later", job_id, error.cause)
+                continue
             if polled.finished:
                 break
-            delay = min(delay * 2, max_poll)
     collected: BatchCollectResult = await workflow.execute_activity_method(
         LLMBatchActivities.collect,
         BatchCollectInput(job_id=job_id),

@@ -5,8 +5,8 @@ submit: reserve the whole job's estimate (at the Batch price) from today's budge
   it (files, purpose "batch"), create the batch (completion window 24h), record the batch id.
   Idempotent: the job's `marker` goes into the batch's metadata and the file's name, so an
   attempt that died after the API call and before the commit is found again (batches and files
-  are listed) rather than paid for twice; a session advisory lock keeps two attempts of the
-  same job from running at once.
+  are listed, by an attempt that finds the job already reserved) rather than paid for twice;
+  a session advisory lock keeps two attempts of the same job from running at once.
 poll: the batch's status and counts, recorded on the job.
 collect: download the output and error files, validate each answer with the request's schema
   (a refusal, a truncated answer or a schema violation is a failed request, billed; an error
@@ -133,9 +133,12 @@ class BatchRunner:
         if reason is not None:
             message = "LLM calls are switched off (LLM_ENABLED=false)" if reason == "disabled" else "OPENAI_API_KEY is not set"
             return await self._reject(job, message)
+        # API calls happen only after the reservation commits: a job still pending has none to find.
+        resumed = job.status == "reserved"
         items = await llm_batches.load_items(self._engine, job_id)
         price = self._price(job.model)
-        lines = [_line(job, item) for item in items]
+        formats: dict[str, dict[str, Any]] = {}
+        lines = [_line(job, item, formats) for item in items]
         if job.status == "pending":
             estimates = {
                 item.custom_id: price.cost(
@@ -154,9 +157,9 @@ class BatchRunner:
                     f"of {job.requests} requests estimated at ${total} (Batch price)"
                 )
         try:
-            batch = await self._find_orphan(job)
+            batch = await self._find_orphan(job) if resumed else None
             if batch is None:
-                file_id = await self._find_file(job) or await self._upload(job, lines)
+                file_id = (await self._find_file(job) if resumed else None) or await self._upload(job, lines)
                 batch = await self._client.batches.create(
                     input_file_id=file_id,
                     endpoint=ENDPOINT,
@@ -289,8 +292,17 @@ class BatchRunner:
         return await llm_batches.store_results(self._engine, job_id, outcomes)
 
 
-def _line(job: BatchJob, item: BatchItem) -> dict[str, Any]:
-    schema = llm_batches.resolve_schema(item.schema_ref)
+def _response_format(schema_ref: str) -> dict[str, Any]:
+    schema = llm_batches.resolve_schema(schema_ref)
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": _schema_name(schema), "schema": to_strict_json_schema(schema), "strict": True},
+    }
+
+
+def _line(job: BatchJob, item: BatchItem, formats: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """One request of the input file; `formats` caches each schema's response_format (built once per job)."""
+    response_format = formats.get(item.schema_ref) or formats.setdefault(item.schema_ref, _response_format(item.schema_ref))
     return {
         "custom_id": item.custom_id,
         "method": "POST",
@@ -298,10 +310,7 @@ def _line(job: BatchJob, item: BatchItem) -> dict[str, Any]:
         "body": {
             "model": job.model,
             "messages": item.messages,
-            "response_format": {
-                "type": "json_schema",
-                "json_schema": {"name": _schema_name(schema), "schema": to_strict_json_schema(schema), "strict": True},
-            },
+            "response_format": response_format,
             "temperature": 0,
             "max_completion_tokens": item.max_output_tokens,
         },

@@ -222,13 +222,13 @@ def _parse_input(content: bytes, endpoint: str) -> tuple[list[dict[str, Any]], l
         try:
             line = json.loads(raw)
         except ValueError:
-            problem(number, "invalid_json_line", f"This line is not parseable as valid JSON.")
+            problem(number, "invalid_json_line", "This line is not parseable as valid JSON.")
             continue
         if not isinstance(line, dict) or not isinstance(line.get("custom_id"), str) or not line["custom_id"]:
             problem(number, "missing_required_parameter", "Missing required parameter: 'custom_id'.", "custom_id")
             continue
         if line["custom_id"] in seen:
-            problem(number, "duplicate_custom_id", f"The custom_id for this request is a duplicate of another request.", "custom_id")
+            problem(number, "duplicate_custom_id", "The custom_id for this request is a duplicate of another request.", "custom_id")
             continue
         if line.get("method") != "POST":
             problem(number, "invalid_value", "Invalid value for 'method': only POST is supported.", "method")
@@ -297,9 +297,13 @@ def batch_routes(store: BatchStore) -> list[Route]:
                 return problem if problem is not None else await handler(request)
 
             def fault(rule: Any, request: Request) -> Response:
-                from deallens.sim.openai import _error_fault
+                from deallens.sim.openai import _LINE_ERROR_FAULTS, _error_fault
 
-                return _error_fault(rule, "batch")
+                if rule.kind in _LINE_ERROR_FAULTS:
+                    return _error_fault(rule, "batch")
+                # A completion fault means nothing to a file or batch request: say so rather than guess.
+                return _error(500, f"fault {rule.kind!r} applies to completions only; aim it with match "
+                                   "'/v1/chat/completions' or 'batch_line'", code="sim_fault")
 
             return await answer(store.controller, key, request, handle, fault)
 
