@@ -262,6 +262,32 @@ async def _notifications_unsubscribe(engine, token: str, list_name: str) -> int:
     return 0
 
 
+async def _costs(engine, days: int, budget) -> int:  # type: ignore[no-untyped-def]
+    """LLM spend by day, model and workflow, tokens, the insight cache's hit rate, budget left today."""
+    import datetime as dt
+
+    from deallens.db import insights as insights_db
+    from deallens.db import llm_budget
+
+    today = dt.datetime.now(dt.UTC).date()
+    async with engine.connect() as conn:
+        rows = await insights_db.spend(conn, today, days)
+        hits, misses, fallbacks = await insights_db.cache_counts(conn, today, days)
+    committed, _ = await llm_budget.committed(engine, today)
+    print(f"LLM spend over the last {days} day(s) (UTC days)")
+    print(f"{'day':<10} {'model':<16} {'workflow':<26} {'calls':>6} {'ok':>5} {'prompt':>9} {'cached':>9} {'output':>8} {'usd':>10}")
+    for r in rows:
+        print(f"{r.day.isoformat():<10} {r.model[:16]:<16} {r.workflow[:26]:<26} {r.calls:>6} {r.ok:>5} "
+              f"{r.prompt_tokens:>9} {r.cached_tokens:>9} {r.completion_tokens:>8} {r.cost_usd:>10.6f}")
+    total = sum((r.cost_usd for r in rows), start=type(committed)(0))
+    print(f"total ${total:.6f} in {sum(r.calls for r in rows)} call(s)")
+    asked = hits + misses + fallbacks
+    rate = f"{hits / asked:.1%}" if asked else "n/a"
+    print(f"insight cache: {hits} hit(s), {misses} analysed, {fallbacks} rule-based; hit rate {rate}")
+    print(f"budget today ({today.isoformat()}): ${committed:.6f} of ${budget} committed, ${max(budget - committed, 0):.6f} left")
+    return 0
+
+
 def _positive_int(value: str) -> int:
     try:
         number = int(value)
@@ -297,6 +323,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     unsub = notify.add_parser("unsubscribe", help="apply an unsubscribe token")
     unsub.add_argument("token")
     unsub.add_argument("--list", default="all", choices=["all", "alerts", "daily", "weekly"], dest="list_name")
+    costs = commands.add_parser("costs", help="LLM spend by day, model and workflow; cache hit rate; budget left today")
+    costs.add_argument("--days", type=_positive_int, default=7, help="UTC days back, today included (default 7)")
     args = parser.parse_args(argv)
 
     try:
@@ -308,6 +336,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_with_engine(settings, _seed))
         if args.command == "health":
             return asyncio.run(_health(settings))
+        if args.command == "costs":
+            return asyncio.run(_with_engine(settings, _costs, args.days, settings.llm_daily_budget_usd))
         if args.command == "notifications":
             if args.action == "failed":
                 return asyncio.run(_with_engine(settings, _notifications_failed, args.limit))

@@ -34,6 +34,7 @@ from activities.notifications import NotificationActivities, NotifyConfig, sms_p
 from activities.llm_batch import LLMBatchActivities
 from activities.news_sentiment import SentimentActivities
 from activities.deals import DealActivities
+from activities.insights import InsightActivities
 from deallens.config import ConfigError, Settings, configure_logging, load_settings
 from deallens.db import retention
 from deallens.db.engine import create_engine, database_problem
@@ -54,6 +55,7 @@ from workflows.notifications import (
 )
 from workflows.market_data import CleanupMarketData, SyncCompanyPrices, SyncDailyOHLC, SyncFundamentals
 from workflows.news import IngestCompanyNews, IngestDealNews, IngestMarketNews
+from workflows.insights import GenerateCompanyInsights, GenerateDealInsights, GenerateMarketSummary
 
 log = logging.getLogger("deallens.worker")
 
@@ -70,6 +72,9 @@ WORKFLOWS = [
     IngestMarketNews,
     IngestCompanyNews,
     IngestDealNews,
+    GenerateCompanyInsights,
+    GenerateDealInsights,
+    GenerateMarketSummary,
 ]
 
 
@@ -186,6 +191,7 @@ def build_workers(
     news = NewsActivities(resources.engine, company_max=settings.news_company_max_companies)
     sentiment = SentimentActivities(resources.engine, resources.llm, batch_size=settings.sentiment_batch_size)
     deals = DealActivities(resources.engine, resources.llm, batch_size=settings.deals_batch_size)
+    insights = InsightActivities(resources.engine, resources.llm)
     llm_batch = LLMBatchActivities(resources.llm)
     av_queue = queues.provider_queue(task_queue, queues.ALPHAVANTAGE_SUFFIX)
     newsapi_queue = queues.provider_queue(task_queue, queues.NEWSAPI_SUFFIX)
@@ -212,6 +218,9 @@ def build_workers(
                 notify.send_digest_batch,
                 notify.park_digests,
                 news.plan_companies,
+                insights.plan_companies,
+                insights.prepare_company_batch,
+                insights.store_batch,
             ],
             max_concurrent_activities=settings.worker_concurrency,
             # The server does not rate-limit eager activities: keep every start going through it.
@@ -240,6 +249,9 @@ def build_workers(
             activities=[
                 sentiment.score_sentiment,
                 deals.track,
+                insights.analyse_companies,
+                insights.analyse_deals,
+                insights.market_summary,
                 # The Batch API steps: a few calls each, far under the rate limit.
                 llm_batch.submit,
                 llm_batch.poll,

@@ -372,8 +372,6 @@ class SendAlertNotificationBatchInput(Model):
     send_heartbeat_seconds: Annotated[int, Field(ge=1, le=600)] | None = None  # as above
 
 
-
-
 # ---------------------------------------------------------------- notifications
 
 NotificationChannel = Literal["email", "push", "sms"]
@@ -516,44 +514,6 @@ class TrackDealsResult(Model):
     symbols: list[str] = []
 
 
-# ---------------------------------------------------------------- LLM Batch API (half-price bulk runs)
-#
-# A job (deallens/db/llm_batches.py: create_job) goes through llm.batch_submit, then
-# llm.batch_poll on durable timers until the batch is finished, then llm.batch_collect. Only
-# the job id and counts travel through Temporal: requests and answers stay in PostgreSQL.
-
-
-class BatchSubmitInput(Model):
-    job_id: Annotated[int, Field(ge=1)]
-
-
-class BatchSubmitResult(Model):
-    batch_id: str | None  # None when the job was not sent (status "rejected")
-    requests: int
-    status: Literal["submitted", "rejected", "collected"] = "submitted"
-    reason: str | None = None  # why it was not sent: no key, the day's budget, a refused submission
-
-
-class BatchPollInput(Model):
-    job_id: Annotated[int, Field(ge=1)]
-
-
-class BatchPollResult(Model):
-    status: str  # OpenAI's batch status, or "pending" / "rejected" / "collected" for jobs not (or no longer) at OpenAI
-    done: int
-    failed: int
-    total: int
-    finished: bool = False  # nothing more will change: collect now
-
-
-class BatchCollectInput(Model):
-    job_id: Annotated[int, Field(ge=1)]
-
-
-class BatchCollectResult(Model):
-    succeeded: int
-    failed: int
-
 # ---------------------------------------------------------------- News ingestion (issue 10)
 
 NewsKind = Literal["market", "company", "deal"]
@@ -623,3 +583,145 @@ class IngestNewsRunResult(Model):
     sentiment: ScoreSentimentResult | None = None
     deals: TrackDealsResult | None = None
     signalled: list[str] = []  # monitor kinds signalled new_data
+
+
+# ---------------------------------------------------------------- AI insights (issue 11)
+
+
+class GenerateCompanyInsightsInput(Model):
+    """`{"company_ids": [..], "force": false, "batch": false}`; no ids: the watchlisted companies
+    (those whose context did not change are cache hits and cost nothing)."""
+
+    company_ids: Annotated[list[Annotated[int, Field(ge=1)]], Field(max_length=5000)] = []
+    force: bool = False  # analyse again even when the context is unchanged
+    batch: bool = False  # through the OpenAI Batch API (half price, within 24 h)
+
+
+class GenerateDealInsightsInput(Model):
+    """`{"deal_ids": [..], "force": false}`; no ids: every open deal (unchanged ones are cache hits)."""
+
+    deal_ids: Annotated[list[Annotated[int, Field(ge=1)]], Field(max_length=1000)] = []
+    force: bool = False
+
+
+class GenerateMarketSummaryInput(Model):
+    """`{"date": "YYYY-MM-DD"}`; no date: the trading day of the run's start (America/New_York)."""
+
+    date: dt.date | None = None
+    force: bool = False
+
+
+class PlanCompanyInsightsInput(Model):
+    company_ids: list[int] = []
+
+
+class PlanCompanyInsightsResult(Model):
+    company_ids: list[int] = []
+    unknown_ids: list[int] = []
+
+
+class AnalyseCompaniesInput(Model):
+    company_ids: Annotated[list[int], Field(max_length=200)]
+    as_of: dt.date
+    force: bool = False
+
+
+class AnalyseDealsInput(Model):
+    deal_ids: list[int] | None = None  # None: every open deal
+    as_of: dt.date
+    force: bool = False
+
+
+class MarketSummaryInput(Model):
+    date: dt.date | None = None  # None: the New York trading day at `at`
+    at: dt.datetime
+    force: bool = False
+
+
+class InsightBatchResult(Model):
+    analysed: int = 0  # new insights from the model
+    reused: int = 0  # cache hits: unchanged context, no call
+    fallback: int = 0  # rule-based (no key, over budget, the LLM failed for good)
+    llm_calls: int = 0
+    changed: int = 0  # recommendations that changed, with the context fields that moved
+    without_context: list[int] = []  # subjects with no data to analyse (no bars, deal not open)
+    insight_ids: list[int] = []
+    skipped: str | None = None  # why nothing was done (the market summary on a non-trading day)
+
+
+class GenerateInsightsResult(Model):
+    kind: Literal["company", "deal", "market_summary"]
+    requested: int = 0
+    analysed: int = 0
+    reused: int = 0
+    fallback: int = 0
+    llm_calls: int = 0
+    changed: int = 0
+    without_context: list[int] = []
+    unknown_ids: list[int] = []
+    failed: dict[str, str] = {}  # batch (first id) -> why it failed
+    skipped: str | None = None
+# ---------------------------------------------------------------- LLM Batch API (half-price bulk runs)
+#
+# A job (deallens/db/llm_batches.py: create_job) goes through llm.batch_submit, then
+# llm.batch_poll on durable timers until the batch is finished, then llm.batch_collect. Only
+# the job id and counts travel through Temporal: requests and answers stay in PostgreSQL.
+
+
+class BatchSubmitInput(Model):
+    job_id: Annotated[int, Field(ge=1)]
+
+
+class BatchSubmitResult(Model):
+    batch_id: str | None  # None when the job was not sent (status "rejected")
+    requests: int
+    status: Literal["submitted", "rejected", "collected"] = "submitted"
+    reason: str | None = None  # why it was not sent: no key, the day's budget, a refused submission
+
+
+class BatchPollInput(Model):
+    job_id: Annotated[int, Field(ge=1)]
+
+
+class BatchPollResult(Model):
+    status: str  # OpenAI's batch status, or "pending" / "rejected" / "collected" for jobs not (or no longer) at OpenAI
+    done: int
+    failed: int
+    total: int
+    finished: bool = False  # nothing more will change: collect now
+
+
+class BatchCollectInput(Model):
+    job_id: Annotated[int, Field(ge=1)]
+
+
+class BatchCollectResult(Model):
+    succeeded: int
+    failed: int
+
+
+# ---------------------------------------------------------------- AI insights through the Batch API
+
+
+class PrepareCompanyBatchInput(Model):
+    company_ids: Annotated[list[int], Field(max_length=5000)]
+    as_of: dt.date
+    force: bool = False
+
+
+class PrepareCompanyBatchResult(Model):
+    job_id: int | None = None  # None: every company was a cache hit (or had no data): nothing to send
+    requests: int = 0
+    reused: int = 0
+    without_context: list[int] = []
+
+
+class StoreBatchInsightsInput(Model):
+    job_id: Annotated[int, Field(ge=1)]
+
+
+class StoreBatchInsightsResult(Model):
+    analysed: int = 0  # stored from the batch's answers
+    fallback: int = 0  # the rules, for requests that failed or were rejected (invented figure)
+    rejected: int = 0  # answers the grounding or leak check refused
+    changed: int = 0

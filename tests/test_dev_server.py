@@ -98,6 +98,7 @@ async def test_schedules_apply_creates_then_updates(dev_env: WorkflowEnvironment
         "sync-company-prices", "sync-daily-ohlc", "sync-fundamentals", "cleanup-market-data",
         "send-daily-digest", "send-weekly-summary",
         "ingest-market-news", "ingest-company-news", "ingest-deal-news",
+        "generate-company-insights", "generate-deal-insights", "generate-market-summary",
     }
     # Applying again updates in place instead of failing on "already exists".
     second = await schedules.apply(client, dry_run=False, task_queue=task_queue)
@@ -111,6 +112,11 @@ async def test_schedules_apply_creates_then_updates(dev_env: WorkflowEnvironment
     assert [[r.start for r in c.hour] for c in daily.calendars] == [[12]]
     assert [[r.start for r in c.day_of_week] for c in weekly.calendars] == [[0]]
     assert [[r.start for r in c.hour] for c in weekly.calendars] == [[14]]
+
+    # The market summary: 17:15 New York time on weekdays (holidays are skipped by the workflow).
+    summary = (await client.get_schedule_handle("generate-market-summary").describe()).schedule.spec
+    assert summary.time_zone_name == "America/New_York"
+    assert [([r.start for r in c.hour], [r.start for r in c.minute]) for c in summary.calendars] == [([17], [15])]
 
     description = await client.get_schedule_handle("sync-company-prices").describe()
     spec = description.schedule.spec

@@ -210,6 +210,17 @@ _DEALS = text(
 )
 
 
+# The weekly summary's deal analyses (issue 11): the newest analysis of each deal that moved.
+_DEAL_INSIGHTS = text(
+    """
+    SELECT DISTINCT ON (i.subject_id) i.subject_id AS deal_id, d.title, i.content, i.created_at
+    FROM ai_insights i JOIN deals d ON d.id = i.subject_id
+    WHERE i.kind = 'deal' AND i.subject_id = ANY(CAST(:deal_ids AS bigint[])) AND i.created_at < :end
+    ORDER BY i.subject_id, i.created_at DESC
+    """
+)
+
+
 def _change(closes: list[Decimal], back: int) -> float | None:
     if len(closes) <= back or closes[-1 - back] == 0:
         return None
@@ -218,10 +229,12 @@ def _change(closes: list[Decimal], back: int) -> float | None:
 
 def _summary(content: Any) -> str:
     if isinstance(content, dict):
+        # A simulated model's text is said to be one (rule-based texts say so themselves).
+        label = "(simulated LLM) " if content.get("generated_by") == "llm-simulated" else ""
         for key in ("summary", "analysis", "text"):
             value = content.get(key)
             if isinstance(value, str) and value.strip():
-                return value.strip()[:400]
+                return (label + value.strip())[:400]
     return ""
 
 
@@ -257,6 +270,7 @@ async def load_batch(
         news: dict[int, list[Any]] = defaultdict(list)
         insights: dict[int, Any] = {}
         deals: list[Any] = []
+        deal_insights: dict[int, Any] = {}
         if company_ids:
             by_company = {"company_ids": company_ids}
             for row in await conn.execute(_CLOSES, {**by_company, "period": period}):
@@ -270,6 +284,11 @@ async def load_batch(
                 insights[row.company_id] = row
             if kind == "weekly":
                 deals = list(await conn.execute(_DEALS, {**by_company, **window_args}))
+                moved = sorted({d.deal_id for d in deals})
+                deal_insights = {
+                    row.deal_id: row
+                    for row in await conn.execute(_DEAL_INSIGHTS, {"deal_ids": moved, "end": end})
+                } if moved else {}
         alerts: dict[int, list[Any]] = defaultdict(list)
         for row in await conn.execute(_ALERTS, {"user_ids": ids, **window_args}):
             if len(alerts[row.user_id]) < MAX_ALERTS:
@@ -352,6 +371,13 @@ async def load_batch(
                     )
                     for c in mine
                     if c in insights
+                ][:MAX_INSIGHTS]
+                + [
+                    InsightRow(subject=row.title, recommendation=None, summary=_summary(row.content),
+                               created_at=row.created_at)
+                    for deal_id, row in deal_insights.items()
+                    if any(d.deal_id == deal_id and (d.acquirer_company_id in mine_set or d.target_company_id in mine_set)
+                           for d in deals)
                 ][:MAX_INSIGHTS],
                 deals=[
                     DealMoveRow(

@@ -258,6 +258,8 @@ class AIInsight(Base):
         ),
         Index("ix_ai_insights_kind_subject_created", "kind", "subject_id", "created_at"),
         Index("ix_ai_insights_input_hash", "input_hash"),
+        # The insight cache (migration 0011, deallens/db/insights.py): one row per cache key.
+        Index("uq_ai_insights_input_hash", "input_hash", unique=True, postgresql_where=text("input_hash IS NOT NULL")),
     )
 
     id: Mapped[int] = _id()
@@ -668,6 +670,17 @@ class BarSyncReceipt(Base):
     created_at: Mapped[dt.datetime] = _created_at()
 
 
+class InsightCacheStats(Base):
+    """Per UTC day and insight kind: insights reused from the cache, analysed anew, and rule-based
+    fallbacks (migration 0011): the cache hit rate of `python starter.py costs`."""
+
+    __tablename__ = "insight_cache_stats"
+
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(24), primary_key=True)
+    hits: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    misses: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    fallbacks: Mapped[int] = mapped_column(Integer, server_default=text("0"))
 class LLMBatchJob(Base):
     """One job for the OpenAI Batch API (migration 0012, deallens/db/llm_batches.py).
 

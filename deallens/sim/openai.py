@@ -89,6 +89,7 @@ MAX_SCHEMA_DEPTH = 12
 # not JSON at all (the HTTP body itself stays valid, unlike the common malformed_json).
 FAULT_KINDS: frozenset[str] = COMMON_KINDS | {
     "rate_limit", "insufficient_quota", "refusal", "length", "schema_violation", "bad_json_content",
+    "invented_figure",
 }
 # The delay the rate-limit sample asks for ("Please try again in 26.604s"), also sent as headers.
 RATE_LIMIT_RESET_SECONDS = 26.604
@@ -520,6 +521,8 @@ def faulty_completion(rule: FaultRule, chat: _Chat) -> dict[str, Any]:
             return chat.completion(json.dumps(_violating(chat.content())))
         case "bad_json_content":
             return chat.completion("Sure! Here is the JSON you asked for: {not json")
+        case "invented_figure":
+            return chat.completion(json.dumps(_inventing(chat.content())))
         case _:
             assert rule.kind == EMPTY, rule.kind
             return chat.completion("")
@@ -538,7 +541,23 @@ def _violating(content: str) -> Any:
     return {"unexpected": True}
 
 
-_COMPLETION_FAULTS = frozenset({"refusal", "length", "schema_violation", "bad_json_content", EMPTY})
+def _inventing(content: str) -> Any:
+    """The answer with a number nobody gave it: a figure it cites, and a sentence stating it."""
+    try:
+        value = json.loads(content)
+    except ValueError:
+        return content
+    if isinstance(value, dict):
+        if isinstance(value.get("figures"), list):
+            value["figures"].append({"name": "forward_pe_ratio", "value": 987.65})
+        prose = [key for key, text in value.items() if isinstance(text, str)]
+        if prose:  # the longest text field: prose, not an enum
+            key = max(prose, key=lambda k: len(value[k]))
+            value[key] = f"{value[key]} The forward P/E is 987.65."
+    return value
+
+
+_COMPLETION_FAULTS = frozenset({"refusal", "length", "schema_violation", "bad_json_content", "invented_figure", EMPTY})
 COMPLETION_FAULTS = _COMPLETION_FAULTS
 # Faults a batch line answers with an error line (the error file) instead of a completion.
 _LINE_ERROR_FAULTS = frozenset({"rate_limit", "http_429", "insufficient_quota", "http_500", "http_503"})
