@@ -40,8 +40,12 @@ from deallens.contracts import (
     DeliveryCounts,
     DeliveryGroup,
     DigestBatchInput,
+    DigestPage,
+    DigestPageInput,
     DigestPlanInput,
     DigestPlanResult,
+    PlanDueDigestsInput,
+    PlanDueDigestsResult,
     ParkAlertsInput,
     ParkDigestsInput,
     PlanAlertsInput,
@@ -80,6 +84,8 @@ class NotifyConfig:
     sms_enabled: bool
     claim_seconds: int = 180
     push_allow_private_hosts: bool = False
+    digest_hour: int = 7
+    weekly_summary_hour: int = 18
 
     @classmethod
     def from_settings(cls, settings: Settings) -> NotifyConfig:
@@ -92,6 +98,8 @@ class NotifyConfig:
             sms_enabled=settings.sms_enabled,
             claim_seconds=settings.notify_claim_seconds,
             push_allow_private_hosts=settings.push_allow_private_hosts,
+            digest_hour=settings.digest_hour,
+            weekly_summary_hour=settings.weekly_summary_hour,
         )
 
 
@@ -232,15 +240,24 @@ class NotificationActivities:
     @activity.defn(name="notifications.plan_alerts")
     async def plan_alerts(self, request: PlanAlertsInput) -> PlanAlertsResult:
         """Record the intents (idempotent), then group what is pending by channel and due time."""
+        next_after_id: int | None = None
         with permanent_database_errors():
             if request.alert_history_ids is not None:
                 ids = request.alert_history_ids
                 firings, _ = await notifications.record_intents(self._engine, ids, sms_enabled=self._config.sms_enabled)
             elif request.kind is not None and request.triggered_at is not None:
-                firings, _ = await notifications.record_intents_for_evaluation(
-                    self._engine, request.kind, request.triggered_at, sms_enabled=self._config.sms_enabled
-                )
+                if request.after_id == 0:
+                    # Every firing's intents in one statement, once: later pages find them.
+                    firings, _ = await notifications.record_intents_for_evaluation(
+                        self._engine, request.kind, request.triggered_at, sms_enabled=self._config.sms_enabled
+                    )
                 ids = await notifications.evaluation_firings(self._engine, request.kind, request.triggered_at)
+                if request.limit is not None:
+                    # A page of the burst: the result stays the same size however many fired.
+                    following = sorted(i for i in ids if i > request.after_id)
+                    ids = following[: request.limit]
+                    next_after_id = ids[-1] if len(following) > request.limit else None
+                    firings = len(ids)
             else:
                 raise ApplicationError(
                     "plan_alerts: give alert_history_ids, or kind and triggered_at", type="InvalidInput", non_retryable=True
@@ -259,6 +276,7 @@ class NotificationActivities:
             firings=firings,
             already_done=already_done,
             groups=[DeliveryGroup(channel=ch, deliver_at=at, alert_history_ids=ids) for (ch, at), ids in ordered],
+            next_after_id=next_after_id,
         )
 
     async def _send_all(self, ledger: Ledger, items: list[_Item], tally: _Tally, *, batch_stops: bool) -> None:
@@ -451,8 +469,34 @@ class NotificationActivities:
 
     # ------------------------------------------------------------ digests
 
+    @activity.defn(name="digests.plan_due")
+    async def plan_due_digests(self, request: PlanDueDigestsInput) -> PlanDueDigestsResult:
+        """The run's pending ledger rows, made in the database; only counts come back."""
+        with permanent_database_errors():
+            periods, pending, done, not_eligible = await digests.plan_due(
+                self._engine,
+                request.kind,
+                at=request.at,
+                period=request.period,
+                user_ids=request.user_ids,
+                default_hour=self._config.digest_hour,
+                weekly_hour=self._config.weekly_summary_hour,
+            )
+        return PlanDueDigestsResult(periods=periods, pending=pending, already_done=done, not_eligible=not_eligible)
+
+    @activity.defn(name="digests.page")
+    async def page_digests(self, request: DigestPageInput) -> DigestPage:
+        with permanent_database_errors():
+            ids = await digests.page(
+                self._engine, request.kind, request.period,
+                after_user_id=request.after_user_id, limit=request.limit, user_ids=request.user_ids,
+            )
+        return DigestPage(user_ids=ids)
+
     @activity.defn(name="digests.plan")
     async def plan_digests(self, request: DigestPlanInput) -> DigestPlanResult:
+        """Runs started before paging (workflow.patched) still call this; new runs never do:
+        its result lists every pending user and outgrows Temporal's payload limit."""
         with permanent_database_errors():
             pending, done, not_eligible = await digests.plan(
                 self._engine, request.kind, request.period, request.user_ids
@@ -470,7 +514,7 @@ class NotificationActivities:
                 self._engine, kind, period, request.user_ids, public_base_url=self._config.public_base_url
             )
             skipped = await digests.skip(self._engine, kind, period, opted_out, "the user opted out")
-            skipped += await digests.skip(self._engine, kind, period, empty, "nothing to report: no watchlist, no alerts")
+            skipped += await digests.skip(self._engine, kind, period, empty, "nothing to report: no new session, alerts or news")
         tally.add(skipped=skipped, already_done=len(set(request.user_ids)) - len(contents) - len(opted_out) - len(empty))
         if not contents:
             return tally.finish("digests")

@@ -260,7 +260,8 @@ async def test_daily_digest_goes_once_to_each_opted_in_user(
     ids = await seed_market(db, ["AAPL", "MSFT", "NVDA"], until=TODAY)
     await watch(db, users + [opted_out], [ids["AAPL"], ids["MSFT"]])
     await watch(db, users[:1], [ids["NVDA"]])
-    send_time = dt.datetime.combine(TODAY + dt.timedelta(days=1), dt.time(11), tzinfo=dt.UTC)
+    # Just before the users' 07:00 (UTC, their zone) digest time: in the window.
+    send_time = dt.datetime.combine(TODAY + dt.timedelta(days=1), dt.time(6, 30), tzinfo=dt.UTC)
     fired = await fire(db, users[0], ids["AAPL"], name="AAPL over 200", at=send_time)
     await fire(db, users[0], ids["AAPL"], name="old news", at=send_time - dt.timedelta(days=3))
     period = TODAY + dt.timedelta(days=1)
