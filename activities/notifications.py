@@ -251,12 +251,14 @@ class NotificationActivities:
                     firings, _ = await notifications.record_intents_for_evaluation(
                         self._engine, request.kind, request.triggered_at, sms_enabled=self._config.sms_enabled
                     )
-                ids = await notifications.evaluation_firings(self._engine, request.kind, request.triggered_at)
-                if request.limit is not None:
+                if request.limit is None:
+                    ids = await notifications.evaluation_firings(self._engine, request.kind, request.triggered_at)
+                else:
                     # A page of the burst: the result stays the same size however many fired.
-                    following = sorted(i for i in ids if i > request.after_id)
-                    ids = following[: request.limit]
-                    next_after_id = ids[-1] if len(following) > request.limit else None
+                    ids, more = await notifications.evaluation_firings_page(
+                        self._engine, request.kind, request.triggered_at, after_id=request.after_id, limit=request.limit
+                    )
+                    next_after_id = ids[-1] if more else None
                     firings = len(ids)
             else:
                 raise ApplicationError(

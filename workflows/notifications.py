@@ -201,6 +201,8 @@ def default_period(kind: DigestKindName, now: datetime) -> date:
 
 
 PAGED_DIGESTS = "digests-local-hour-paged"
+# Most user ids one page (an activity result) carries.
+DIGEST_PAGE_MAX = 20_000
 
 
 async def _send_digests(kind: DigestKindName, raw: Any) -> DigestResult:
@@ -261,7 +263,7 @@ async def _send_due_digests(kind: DigestKindName, request: DigestInput) -> Diges
             NotificationActivities.page_digests,
             DigestPageInput(
                 kind=kind, period=period, after_user_id=cursor.after_user_id,
-                limit=size * request.parallel_batches, user_ids=request.user_ids,
+                limit=min(size * request.parallel_batches, DIGEST_PAGE_MAX), user_ids=request.user_ids,
             ),
             start_to_close_timeout=DB_TIMEOUT,
             retry_policy=DB_RETRY,

@@ -99,8 +99,6 @@ def _plan_sql(kind: DigestKind) -> Any:
     )
 
 
-# A user's zone, when PostgreSQL knows it (a bad value must not fail everyone's digest: UTC).
-_ZONE = "COALESCE((SELECT z.name FROM pg_timezone_names z WHERE z.name = u.timezone LIMIT 1), 'UTC')"
 
 
 def _hour(kind: DigestKind) -> str:
@@ -132,8 +130,11 @@ def _plan_due_sql(kind: DigestKind, *, scheduled: bool) -> Any:
         due = "due AS (SELECT c.id, c.zone, c.hour, CAST(:period AS date) AS period FROM candidates c)"
     return text(
         f"""
-        WITH candidates AS (
-            SELECT u.id, {_ZONE} AS zone, {_hour(kind)} AS hour FROM users u
+        WITH zones AS MATERIALIZED (SELECT name FROM pg_timezone_names),
+        -- A zone PostgreSQL does not know must not fail everyone's digest: that user gets UTC.
+        candidates AS (
+            SELECT u.id, COALESCE(z.name, 'UTC') AS zone, {_hour(kind)} AS hour
+            FROM users u LEFT JOIN zones z ON z.name = u.timezone
             WHERE {_OPT_IN[kind]} AND u.unsubscribed_at IS NULL
               AND (CAST(:user_ids AS bigint[]) IS NULL OR u.id = ANY(CAST(:user_ids AS bigint[])))
         ),
