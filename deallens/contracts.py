@@ -371,6 +371,9 @@ class SendAlertNotificationBatchInput(Model):
     after_id: Annotated[int, Field(ge=0)] = 0
     firings: Annotated[int, Field(ge=0)] = 0
     counts: DeliveryCounts | None = None
+    # Firings per plan (3 channels x 500 ids: about 10 KB) and plans before continue-as-new.
+    page_size: Annotated[int, Field(ge=1, le=2_000)] = 500
+    pages_per_run: Annotated[int, Field(ge=1, le=1_000)] = 40
 
 
 

@@ -129,10 +129,8 @@ class SendAlertNotification:
         return await _deliver(plan)
 
 
-# A burst is planned BURST_PAGE firings at a time (a plan result of at most 3 channels x 500
-# ids, about 10 KB), and continues as new after BURST_PAGES_PER_RUN pages.
-BURST_PAGE = 500
-BURST_PAGES_PER_RUN = 40
+# A burst is planned `page_size` firings at a time and continues as new after
+# `pages_per_run` plans (SendAlertNotificationBatchInput), both small and fixed.
 PAGED_BURSTS = "paged-alert-bursts"
 
 
@@ -157,10 +155,12 @@ class SendAlertNotificationBatch:
         firings = request.firings
         deliveries: list[asyncio.Task[NotificationResult]] = []
         pages = 0
-        while after is not None and pages < BURST_PAGES_PER_RUN:
+        while after is not None and pages < request.pages_per_run:
             plan = await workflow.execute_activity_method(
                 NotificationActivities.plan_alerts,
-                PlanAlertsInput(kind=request.kind, triggered_at=request.triggered_at, after_id=after, limit=BURST_PAGE),
+                PlanAlertsInput(
+                    kind=request.kind, triggered_at=request.triggered_at, after_id=after, limit=request.page_size
+                ),
                 start_to_close_timeout=DB_TIMEOUT,
                 retry_policy=DB_RETRY,
             )
@@ -178,9 +178,7 @@ class SendAlertNotificationBatch:
                 waited_until = max(waited_until or result.waited_until, result.waited_until)
         if after is not None:
             workflow.continue_as_new(
-                SendAlertNotificationBatchInput(
-                    kind=request.kind, triggered_at=request.triggered_at, after_id=after, firings=firings, counts=counts
-                )
+                request.model_copy(update={"after_id": after, "firings": firings, "counts": counts})
             )
         return NotificationResult(firings=firings, counts=counts, waited_until=waited_until)
 

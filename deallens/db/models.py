@@ -367,7 +367,8 @@ class AlertHistory(Base):
     __table_args__ = (
         # One firing per alert and data point, however many evaluations overlap.
         UniqueConstraint("alert_id", "dedup_key"),
-        Index("ix_alert_history_triggered_at", "triggered_at"),
+        # (triggered_at, id): a burst (one evaluation's firings) is paged through by id.
+        Index("ix_alert_history_triggered_at_id", "triggered_at", "id"),
         Index("ix_alert_history_alert_id_triggered_at", "alert_id", "triggered_at"),
     )
 

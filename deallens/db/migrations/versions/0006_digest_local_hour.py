@@ -37,9 +37,15 @@ def upgrade() -> None:
         ["kind", "period", "user_id"],
         postgresql_where=sa.text("status = 'pending'"),
     )
+    # A burst (one evaluation's firings, all at one triggered_at) is planned a page at a time
+    # by id; (triggered_at) alone made each page read and sort the whole burst.
+    op.create_index("ix_alert_history_triggered_at_id", "alert_history", ["triggered_at", "id"])
+    op.drop_index("ix_alert_history_triggered_at", table_name="alert_history")
 
 
 def downgrade() -> None:
+    op.create_index("ix_alert_history_triggered_at", "alert_history", ["triggered_at"])
+    op.drop_index("ix_alert_history_triggered_at_id", table_name="alert_history")
     op.drop_index("ix_digest_deliveries_pending", table_name="digest_deliveries")
     op.drop_column("digest_deliveries", "window_end")
     op.drop_column("digest_deliveries", "window_start")
