@@ -266,7 +266,7 @@ async def test_daily_digest_goes_once_to_each_opted_in_user(
     await fire(db, users[0], ids["AAPL"], name="old news", at=send_time - dt.timedelta(days=3))
     period = TODAY + dt.timedelta(days=1)
     async with running_workers(time_env.client, settings, task_queue):
-        first = await digest(time_env.client, task_queue, "daily", date=period, batch_size=2, record="send_daily_digest")
+        first = await digest(time_env.client, task_queue, "daily", date=period, batch_size=2, record="send_daily_digest_paged")
         second = await digest(time_env.client, task_queue, "daily", date=period, batch_size=2)
 
     assert (first.users, first.batches, first.counts.sent) == (5, 3, 5)
@@ -312,7 +312,7 @@ async def test_digest_for_named_users_respects_their_opt_out(
     sunday = dt.date(2026, 11, 29)
     async with running_workers(time_env.client, settings, task_queue):
         result = await digest(
-            time_env.client, task_queue, "weekly", date=sunday, user_ids=[users[1], out], record="send_weekly_summary"
+            time_env.client, task_queue, "weekly", date=sunday, user_ids=[users[1], out], record="send_weekly_summary_paged"
         )
 
     assert (result.counts.sent, result.not_eligible) == (1, 1)

@@ -176,7 +176,11 @@ async def test_a_long_digest_fan_out_continues_as_new_with_its_cursor(
             result_type=DigestResult,
         )
         result = await handle.result()
-        await record_history(handle, "send_daily_digest_continued")
+        # The first run: its pages, batches and the continue-as-new with the cursor.
+        await record_history(
+            time_env.client.get_workflow_handle(handle.id, run_id=handle.first_execution_run_id),
+            "send_daily_digest_continued",
+        )
 
     # Pages of two users, two pages a run: 2+2 | 2+1 | the empty page that ends it.
     runs, largest = await runs_largest_payload(time_env.client, handle.id, handle.first_execution_run_id or handle.result_run_id)
@@ -268,7 +272,10 @@ async def test_a_burst_is_delivered_page_by_page_and_continues_as_new(
             result_type=NotificationResult,
         )
         result = await handle.result()
-        await record_history(handle, "send_alert_notification_batch")
+        await record_history(
+            time_env.client.get_workflow_handle(handle.id, run_id=handle.first_execution_run_id),
+            "send_alert_notification_batch",
+        )
 
     runs, largest = await runs_largest_payload(time_env.client, handle.id, handle.first_execution_run_id or handle.result_run_id)
     assert runs == 2
