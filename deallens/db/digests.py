@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any, Literal
 from urllib.parse import urlencode
 
+import exchange_calendars.errors
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -51,8 +52,12 @@ def window(kind: DigestKind, period: dt.date) -> tuple[dt.datetime, dt.datetime]
 
 
 def new_session_between(start: dt.datetime, end: dt.datetime) -> bool:
-    """Whether an NYSE session closed in [start, end): a new close for the digest to show."""
-    return session_at(start).last_closed != session_at(end).last_closed
+    """Whether an NYSE session closed in [start, end): a new close for the digest to show.
+    Beyond the calendar's horizon (years ahead) the answer is yes: better a digest too many."""
+    try:
+        return session_at(start).last_closed != session_at(end).last_closed
+    except (exchange_calendars.errors.MinuteOutOfBounds, exchange_calendars.errors.DateOutOfBounds):
+        return True
 
 
 def message_id(kind: DigestKind, period: dt.date, user_id: int, domain: str) -> str:
