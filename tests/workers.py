@@ -43,7 +43,7 @@ def recording(name: str) -> bool:
     wanted = os.environ.get("DEALLENS_RECORD_HISTORIES", "")
     if not wanted:
         return False
-    if wanted == "new":
+    if wanted in ("new", "1"):  # "1" (the old "record everything") no longer overwrites
         return not (HISTORIES / f"{name}.json").exists()
     return any(fnmatch.fnmatchcase(name, pattern.strip()) for pattern in wanted.split(",") if pattern.strip())
 

@@ -48,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
         DB_TIMEOUT,
         DIGEST_BATCH_RETRY,
         DIGEST_BATCH_TIMEOUT,
+        DIGEST_PLAN_TIMEOUT,
         SEND_HEARTBEAT,
         SEND_TIMEOUT,
     )
@@ -242,7 +243,7 @@ async def _send_due_digests(kind: DigestKindName, request: DigestInput) -> Diges
         plan = await workflow.execute_activity_method(
             NotificationActivities.plan_due_digests,
             PlanDueDigestsInput(kind=kind, at=workflow.now(), period=request.date, user_ids=request.user_ids),
-            start_to_close_timeout=DB_TIMEOUT,
+            start_to_close_timeout=DIGEST_PLAN_TIMEOUT,
             retry_policy=DB_RETRY,
         )
         cursor = DigestCursor(

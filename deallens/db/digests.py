@@ -189,6 +189,9 @@ async def plan_due(
         "default_hour": default_hour, "weekly_hour": weekly_hour,
     }
     async with engine.begin() as conn:
+        # All the due users in one statement: with a million due at once (one zone) it can
+        # outlast the 60 s other statements get (the activity's timeout is 10 minutes).
+        await conn.execute(text("SET LOCAL statement_timeout = '600s'"))
         rows = list(await conn.execute(_plan_due_sql(kind, scheduled=period is None), params))
         candidates = rows[0].candidates if rows else None
         if candidates is None and user_ids is not None:
