@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install bench clean-data chromium
+.PHONY: run test install bench clean-data chromium history
 
 run: $(STAMP)
 	$(BIN)/python devstack.py
@@ -23,6 +23,12 @@ chromium:
 	@[ -x /usr/bin/chromium ] || { echo "tests need /usr/bin/chromium: run 'apt-get install chromium' as root"; exit 1; }
 
 install: $(STAMP)
+
+# Re-record one replay history (or a few, or `new`): make history NAME=alert_monitor_price
+# For new, unreleased workflow types only; tests/record.py finds the tests that record it.
+history: $(STAMP)
+	@[ -n "$(NAME)" ] || { echo "usage: make history NAME=<history name, glob, or new>"; exit 2; }
+	$(BIN)/python -m tests.record $(NAME)
 
 # Reinstall when pyproject.toml changes; everything comes from PyPI (no download at run time).
 $(STAMP): pyproject.toml

@@ -134,25 +134,28 @@ SCHEDULES: tuple[ScheduleDef, ...] = (
     ScheduleDef(
         id="send-daily-digest",
         workflow="SendDailyDigest",
-        # No date: the workflow takes the date of its start (UTC), i.e. of the scheduled time.
+        # Hourly: each run sends to the users whose local digest time (DIGEST_HOUR, or their
+        # own digest_hour, in their time zone) has come, once per local date (the ledger).
         input=DigestInput(),
-        crons=("0 12 * * *",),
+        crons=("0 * * * *",),
         time_zone="UTC",
         overlap=ScheduleOverlapPolicy.SKIP,
-        # A digest that missed its hour by a lot is news from yesterday: send within 6 hours or not.
-        catchup=timedelta(hours=6),
-        note="daily digest for opted-in users",
+        # A missed hour is caught up by the next run (it picks users up to 6 hours late).
+        catchup=timedelta(hours=1),
+        note="daily digest at each user's local hour",
         timeout=timedelta(hours=6),
     ),
     ScheduleDef(
         id="send-weekly-summary",
         workflow="SendWeeklySummary",
         input=DigestInput(),
-        crons=("0 14 * * 0",),
+        # Local Sunday evening (WEEKLY_SUMMARY_HOUR) falls on Sunday or Monday in UTC in
+        # every zone from UTC-12 to UTC+14.
+        crons=("0 * * * 0,1",),
         time_zone="UTC",
         overlap=ScheduleOverlapPolicy.SKIP,
-        catchup=timedelta(hours=12),
-        note="weekly summary on Sundays",
+        catchup=timedelta(hours=1),
+        note="weekly summary on each user's Sunday evening",
         timeout=timedelta(hours=6),
     ),
     # News, as the old system had it (UTC): general news every 15 minutes 12:00-23:00, company

@@ -215,6 +215,8 @@ def build_workers(
                 notify.send_sms,
                 notify.park,
                 notify.plan_digests,
+                notify.plan_due_digests,
+                notify.page_digests,
                 notify.send_digest_batch,
                 notify.park_digests,
                 news.plan_companies,

@@ -25,8 +25,12 @@ from deallens.contracts import (
     DeliverAlertsInput,
     DeliveryCounts,
     DigestBatchInput,
+    DigestPage,
+    DigestPageInput,
     DigestPlanInput,
     DigestPlanResult,
+    PlanDueDigestsInput,
+    PlanDueDigestsResult,
     ParkAlertsInput,
     ParkDigestsInput,
     PlanAlertsInput,
@@ -142,8 +146,34 @@ class NotificationActivities:
 
     # ------------------------------------------------------------ digests
 
+    @activity.defn(name="digests.plan_due")
+    async def plan_due_digests(self, request: PlanDueDigestsInput) -> PlanDueDigestsResult:
+        """The run's pending ledger rows, made in the database; only counts come back."""
+        with permanent_database_errors():
+            periods, pending, done, not_eligible = await digests.plan_due(
+                self._engine,
+                request.kind,
+                at=request.at,
+                period=request.period,
+                user_ids=request.user_ids,
+                default_hour=self._config.digest_hour,
+                weekly_hour=self._config.weekly_summary_hour,
+            )
+        return PlanDueDigestsResult(periods=periods, pending=pending, already_done=done, not_eligible=not_eligible)
+
+    @activity.defn(name="digests.page")
+    async def page_digests(self, request: DigestPageInput) -> DigestPage:
+        with permanent_database_errors():
+            ids = await digests.page(
+                self._engine, request.kind, request.period,
+                after_user_id=request.after_user_id, limit=request.limit, user_ids=request.user_ids,
+            )
+        return DigestPage(user_ids=ids)
+
     @activity.defn(name="digests.plan")
     async def plan_digests(self, request: DigestPlanInput) -> DigestPlanResult:
+        """Runs started before paging (workflow.patched) still call this; new runs never do:
+        its result lists every pending user and outgrows Temporal's payload limit."""
         with permanent_database_errors():
             pending, done, not_eligible = await digests.plan(
                 self._engine, request.kind, request.period, request.user_ids

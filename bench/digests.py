@@ -65,8 +65,11 @@ TASK_QUEUE = "bench-digests"
 DEFAULT_SERVER = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 COMPANIES = 200
 WATCHED = 5  # companies per user
-PERIOD = dt.date(2026, 11, 27)  # a Friday: the daily digest's window is [Thu 12:00 UTC, Fri 12:00 UTC)
-START, END = digests.window("daily", PERIOD)
+# A Saturday: the seeded users (UTC, DIGEST_HOUR 7) get the window [Fri 07:00 UTC, Sat 07:00 UTC),
+# which holds Friday's close (a day with no new session would send only to users with alerts).
+PERIOD = dt.date(2026, 11, 28)
+END = dt.datetime.combine(PERIOD, dt.time(7), tzinfo=dt.UTC)
+START = END - dt.timedelta(days=1)
 MAIL_FROM = "DealLens <alerts@deallens.local>"
 TARGET_SECONDS = 60.0
 

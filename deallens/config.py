@@ -181,6 +181,10 @@ class Settings(BaseSettings):
     # Webhooks to loopback, private or link-local addresses are refused unless allowed (a user
     # could otherwise make the worker POST to internal services). `make run` allows them.
     push_allow_private_hosts: bool = False
+    # Digests go at each user's local hour (users.timezone): the daily digest at DIGEST_HOUR
+    # unless users.digest_hour overrides it, the weekly summary on Sunday at WEEKLY_SUMMARY_HOUR.
+    digest_hour: Annotated[int, Field(ge=0, le=23)] = 7
+    weekly_summary_hour: Annotated[int, Field(ge=0, le=23)] = 18
 
     log_level: LogLevel = Field(
         default="INFO", validation_alias=AliasChoices("LOG_LEVEL", "CELERY_LOGLEVEL")

@@ -370,6 +370,14 @@ class SendAlertNotificationBatchInput(Model):
     kind: AlertKindName
     triggered_at: dt.datetime
     send_heartbeat_seconds: Annotated[int, Field(ge=1, le=600)] | None = None  # as above
+    # Carried over continue-as-new by a long burst: firings up to after_id are planned, and
+    # what the earlier runs delivered.
+    after_id: Annotated[int, Field(ge=0)] = 0
+    firings: Annotated[int, Field(ge=0)] = 0
+    counts: DeliveryCounts | None = None
+    # Firings per plan (3 channels x 500 ids: about 10 KB) and plans before continue-as-new.
+    page_size: Annotated[int, Field(ge=1, le=2_000)] = 500
+    pages_per_run: Annotated[int, Field(ge=1, le=1_000)] = 40
 
 
 # ---------------------------------------------------------------- notifications
@@ -383,6 +391,10 @@ class PlanAlertsInput(Model):
     alert_history_ids: list[Annotated[int, Field(gt=0)]] | None = None
     kind: AlertKindName | None = None
     triggered_at: dt.datetime | None = None
+    # A burst is planned a page at a time (firings with ids after after_id, at most limit),
+    # so no result grows with the size of the burst. None: all at once (runs that predate paging).
+    after_id: Annotated[int, Field(ge=0)] = 0
+    limit: Annotated[int, Field(ge=1, le=10_000)] | None = None
 
 
 class DeliveryGroup(Model):
@@ -397,6 +409,8 @@ class PlanAlertsResult(Model):
     firings: int
     already_done: int = 0  # deliveries the ledger says were sent before
     groups: list[DeliveryGroup]
+    # Paged plans: the last firing of this page when more follow, else None.
+    next_after_id: int | None = None
 
 
 class DeliverAlertsInput(Model):
@@ -434,14 +448,31 @@ class NotificationResult(Model):
     waited_until: dt.datetime | None = None
 
 
+class DigestCursor(Model):
+    """Where a digest fan-out stands, carried over continue-as-new (never a list of users)."""
+
+    periods: list[dt.date]  # the local dates the plan made rows for (at most three)
+    index: int = 0  # periods[index] is being sent
+    after_user_id: int = 0  # ... and its users up to this id are done
+    users: int = 0
+    batches: int = 0
+    not_eligible: int = 0
+    counts: DeliveryCounts
+
+
 class DigestInput(Model):
-    """`{"date": "YYYY-MM-DD", "user_ids": [..]}`: no date = today (UTC) at the workflow's start."""
+    """`{"date": "YYYY-MM-DD", "user_ids": [..]}`: without a date, every opted-in user whose
+    local digest time has come at the workflow's start (the hourly schedule's run)."""
 
     date: dt.date | None = None
     user_ids: list[Annotated[int, Field(gt=0)]] | None = None
     # Users per batch activity (one SMTP connection each) and batches in flight.
     batch_size: Annotated[int, Field(ge=1, le=5_000)] = 250
     parallel_batches: Annotated[int, Field(ge=1, le=32)] = 4
+    # Pages (batch_size * parallel_batches users each) before the run continues as new.
+    pages_per_run: Annotated[int, Field(ge=1, le=1_000)] = 50
+    # Set by the workflow itself when it continues as new.
+    resume: DigestCursor | None = None
 
 
 DigestKindName = Literal["daily", "weekly"]
@@ -472,9 +503,41 @@ class ParkDigestsInput(Model):
     error: str
 
 
-class DigestResult(Model):
+class PlanDueDigestsInput(Model):
+    """Make the pending ledger rows of one run: for `period` (every eligible user, or those
+    named), or without it for the users whose local digest time has come at `at`."""
+
+    kind: DigestKindName
+    at: dt.datetime
+    period: dt.date | None = None
+    user_ids: list[int] | None = None
+
+
+class PlanDueDigestsResult(Model):
+    periods: list[dt.date]  # local dates with rows still pending, oldest first
+    pending: int
+    already_done: int
+    not_eligible: int
+
+
+class DigestPageInput(Model):
     kind: DigestKindName
     period: dt.date
+    after_user_id: Annotated[int, Field(ge=0)] = 0
+    # 20,000 ids of up to 8 digits: under 200 KB, well inside Temporal's 2 MB payload limit.
+    limit: Annotated[int, Field(ge=1, le=20_000)]
+    user_ids: list[int] | None = None
+
+
+class DigestPage(Model):
+    user_ids: list[int]  # pending, ascending, at most the page's limit
+
+
+class DigestResult(Model):
+    kind: DigestKindName
+    period: dt.date  # the first of `periods` (or the date asked for)
+    # The users' local dates sent for (a run picks users by local time: up to three dates).
+    periods: list[dt.date] = []
     users: int  # eligible users (pending at the start plus already sent)
     batches: int
     counts: DeliveryCounts
@@ -725,3 +788,6 @@ class StoreBatchInsightsResult(Model):
     fallback: int = 0  # the rules, for requests that failed or were rejected (invented figure)
     rejected: int = 0  # answers the grounding or leak check refused
     changed: int = 0
+
+# Forward references (DeliveryCounts is defined after the models that carry it).
+SendAlertNotificationBatchInput.model_rebuild()

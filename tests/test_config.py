@@ -26,6 +26,19 @@ def test_contract_names_and_celery_aliases(monkeypatch: pytest.MonkeyPatch) -> N
     assert settings.database_url == "postgresql+asyncpg://u@db:5432/deallens"
 
 
+def test_digest_hours_from_the_environment_reach_the_digest_planner(monkeypatch: pytest.MonkeyPatch) -> None:
+    from activities.notifications import NotifyConfig
+
+    monkeypatch.setenv("DIGEST_HOUR", "6")
+    monkeypatch.setenv("WEEKLY_SUMMARY_HOUR", "20")
+    config = NotifyConfig.from_settings(load_settings(_env_file=None))
+    assert (config.digest_hour, config.weekly_summary_hour) == (6, 20)
+    monkeypatch.delenv("DIGEST_HOUR")
+    monkeypatch.delenv("WEEKLY_SUMMARY_HOUR")
+    config = NotifyConfig.from_settings(load_settings(_env_file=None))
+    assert (config.digest_hour, config.weekly_summary_hour) == (7, 18)
+
+
 def test_primary_names_win_over_celery_aliases(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LOG_LEVEL", "ERROR")
     monkeypatch.setenv("CELERY_LOGLEVEL", "DEBUG")
@@ -42,6 +55,8 @@ def test_primary_names_win_over_celery_aliases(monkeypatch: pytest.MonkeyPatch) 
         ("DATABASE_URL", "mysql://x", "DATABASE_URL: expected a PostgreSQL URL"),
         ("ALPHAVANTAGE_BASE_URL", "ftp://x", "ALPHAVANTAGE_BASE_URL: expected an http:// or https:// URL"),
         ("LOG_LEVEL", "LOUD", "LOG_LEVEL: "),
+        ("DIGEST_HOUR", "24", "DIGEST_HOUR: Input should be less than or equal to 23"),
+        ("WEEKLY_SUMMARY_HOUR", "evening", "WEEKLY_SUMMARY_HOUR: "),
     ],
 )
 def test_invalid_values_name_the_variable(

@@ -105,13 +105,19 @@ async def test_schedules_apply_creates_then_updates(dev_env: WorkflowEnvironment
     assert second[: len(created)] == [f"updated {d.id} ({d.note})" for d in schedules.SCHEDULES]
     assert second[len(created):] == monitor_lines  # the same runs: not restarted
 
-    # The digests: 12:00 UTC every day, and Sundays at 14:00 UTC.
+    # The digests: hourly (each run picks the users whose local hour has come), the weekly
+    # summary hourly on Sundays and Mondays UTC (local Sunday evening in every zone).
     daily = (await client.get_schedule_handle("send-daily-digest").describe()).schedule.spec
     weekly = (await client.get_schedule_handle("send-weekly-summary").describe()).schedule.spec
     assert (daily.time_zone_name, weekly.time_zone_name) == ("UTC", "UTC")
-    assert [[r.start for r in c.hour] for c in daily.calendars] == [[12]]
-    assert [[r.start for r in c.day_of_week] for c in weekly.calendars] == [[0]]
-    assert [[r.start for r in c.hour] for c in weekly.calendars] == [[14]]
+
+    def covered(ranges: Any) -> list[int]:
+        return sorted({v for r in ranges for v in range(r.start, max(r.end, r.start) + 1, r.step or 1)})
+
+    assert [covered(c.hour) for c in daily.calendars] == [list(range(24))]
+    assert [covered(c.minute) for c in daily.calendars] == [[0]]
+    assert [covered(c.day_of_week) for c in weekly.calendars] == [[0, 1]]
+    assert [covered(c.hour) for c in weekly.calendars] == [list(range(24))]
 
     # The market summary: 17:15 New York time on weekdays (holidays are skipped by the workflow).
     summary = (await client.get_schedule_handle("generate-market-summary").describe()).schedule.spec

@@ -91,7 +91,7 @@ def environment(attempt: int = 1, maximum_attempts: int = 4) -> ActivityEnvironm
 
 
 async def insert_articles(engine: AsyncEngine, count: int, *, titles: list[str] | None = None) -> ArticleRange:
-    """Articles with main's columns only (the news schema of migration 0007 comes with w5)."""
+    """Articles with the columns sentiment scoring reads."""
     titles = titles or [HEADLINES[i % len(HEADLINES)] + f" ({i})" for i in range(count)]
     async with engine.begin() as conn:
         ids = (await conn.execute(
@@ -260,7 +260,7 @@ async def test_the_worker_runs_score_sentiment_on_the_llm_queue(
 
 @workflow.defn(name="ScoreSentimentProbe", sandboxed=False)
 class ScoreSentimentProbe:
-    """What w5's Ingest* workflows do after storing: score the range on the LLM queue."""
+    """What the Ingest* workflows do after storing: score the range on the LLM queue."""
 
     @workflow.run
     async def run(self, request: ArticleRange) -> ScoreSentimentResult:

@@ -260,12 +260,13 @@ async def test_daily_digest_goes_once_to_each_opted_in_user(
     ids = await seed_market(db, ["AAPL", "MSFT", "NVDA"], until=TODAY)
     await watch(db, users + [opted_out], [ids["AAPL"], ids["MSFT"]])
     await watch(db, users[:1], [ids["NVDA"]])
-    send_time = dt.datetime.combine(TODAY + dt.timedelta(days=1), dt.time(11), tzinfo=dt.UTC)
+    # Just before the users' 07:00 (UTC, their zone) digest time: in the window.
+    send_time = dt.datetime.combine(TODAY + dt.timedelta(days=1), dt.time(6, 30), tzinfo=dt.UTC)
     fired = await fire(db, users[0], ids["AAPL"], name="AAPL over 200", at=send_time)
     await fire(db, users[0], ids["AAPL"], name="old news", at=send_time - dt.timedelta(days=3))
     period = TODAY + dt.timedelta(days=1)
     async with running_workers(time_env.client, settings, task_queue):
-        first = await digest(time_env.client, task_queue, "daily", date=period, batch_size=2, record="send_daily_digest")
+        first = await digest(time_env.client, task_queue, "daily", date=period, batch_size=2, record="send_daily_digest_paged")
         second = await digest(time_env.client, task_queue, "daily", date=period, batch_size=2)
 
     assert (first.users, first.batches, first.counts.sent) == (5, 3, 5)
@@ -311,7 +312,7 @@ async def test_digest_for_named_users_respects_their_opt_out(
     sunday = dt.date(2026, 11, 29)
     async with running_workers(time_env.client, settings, task_queue):
         result = await digest(
-            time_env.client, task_queue, "weekly", date=sunday, user_ids=[users[1], out], record="send_weekly_summary"
+            time_env.client, task_queue, "weekly", date=sunday, user_ids=[users[1], out], record="send_weekly_summary_paged"
         )
 
     assert (result.counts.sent, result.not_eligible) == (1, 1)

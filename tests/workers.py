@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import json
 import os
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -31,15 +32,30 @@ async def running_workers(
         yield
 
 
-async def record_history(handle: WorkflowHandle[Any, Any], name: str) -> str:
-    """The workflow's history as JSON; written to tests/histories/ when recording is asked for.
+def recording(name: str) -> bool:
+    """Whether `name` is to be written: DEALLENS_RECORD_HISTORIES holds names or globs
+    (comma-separated) of the scenarios to re-record, or `new` for histories not committed yet.
 
-    `DEALLENS_RECORD_HISTORIES=1 make test` refreshes the committed histories after a
-    deliberate, replay-safe change (or a workflow.patched() migration).
+    Committed histories are the replay guard of released workflow code: re-record one only
+    while its workflow type is new and unreleased (`make history NAME=...`); a change that
+    breaks an existing history goes behind workflow.patched instead.
+    """
+    wanted = os.environ.get("DEALLENS_RECORD_HISTORIES", "")
+    if not wanted:
+        return False
+    if wanted in ("new", "1"):  # "1" (the old "record everything") no longer overwrites
+        return not (HISTORIES / f"{name}.json").exists()
+    return any(fnmatch.fnmatchcase(name, pattern.strip()) for pattern in wanted.split(",") if pattern.strip())
+
+
+async def record_history(handle: WorkflowHandle[Any, Any], name: str) -> str:
+    """The workflow's history as JSON; written to tests/histories/<name>.json when asked for
+    (see `recording`). Name it after the workflow type in snake_case (`alert_monitor_price`
+    for AlertMonitor): tests/test_replay.py checks every registered type has one.
     """
     history = await handle.fetch_history()
     as_json = history.to_json()
-    if os.environ.get("DEALLENS_RECORD_HISTORIES") == "1":
+    if recording(name):
         HISTORIES.mkdir(exist_ok=True)
         (HISTORIES / f"{name}.json").write_text(json.dumps(json.loads(as_json), indent=1) + "\n")
     return as_json

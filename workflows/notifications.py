@@ -26,7 +26,10 @@ with workflow.unsafe.imports_passed_through():
         DeliveryCounts,
         DeliveryGroup,
         DigestBatchInput,
+        DigestCursor,
         DigestInput,
+        DigestPageInput,
+        PlanDueDigestsInput,
         DigestKindName,
         DigestPlanInput,
         DigestResult,
@@ -45,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
         DB_TIMEOUT,
         DIGEST_BATCH_RETRY,
         DIGEST_BATCH_TIMEOUT,
+        DIGEST_PLAN_TIMEOUT,
         SEND_HEARTBEAT,
         SEND_TIMEOUT,
     )
@@ -132,20 +136,59 @@ class SendAlertNotification:
         return await _deliver(plan, _heartbeat(request.send_heartbeat_seconds))
 
 
+# A burst is planned `page_size` firings at a time and continues as new after
+# `pages_per_run` plans (SendAlertNotificationBatchInput), both small and fixed.
+PAGED_BURSTS = "paged-alert-bursts"
+
+
 @workflow.defn(name="SendAlertNotificationBatch")
 class SendAlertNotificationBatch:
-    """Every firing of one evaluation (a burst): the same, by channel in chunks."""
+    """Every firing of one evaluation (a burst): the same, by channel in chunks, a page of
+    firings at a time so that no payload grows with the burst."""
 
     @workflow.run
     async def run(self, raw: Any = None) -> NotificationResult:
         request = validated(SendAlertNotificationBatchInput, raw)
-        plan = await workflow.execute_activity_method(
-            NotificationActivities.plan_alerts,
-            PlanAlertsInput(kind=request.kind, triggered_at=request.triggered_at),
-            start_to_close_timeout=DB_TIMEOUT,
-            retry_policy=DB_RETRY,
-        )
-        return await _deliver(plan, _heartbeat(request.send_heartbeat_seconds))
+        if not workflow.patched(PAGED_BURSTS):
+            # Runs started before paging: one plan of the whole burst, as they recorded it.
+            plan = await workflow.execute_activity_method(
+                NotificationActivities.plan_alerts,
+                PlanAlertsInput(kind=request.kind, triggered_at=request.triggered_at),
+                start_to_close_timeout=DB_TIMEOUT,
+                retry_policy=DB_RETRY,
+            )
+            return await _deliver(plan, _heartbeat(request.send_heartbeat_seconds))
+        heartbeat = _heartbeat(request.send_heartbeat_seconds)
+        after: int | None = request.after_id
+        firings = request.firings
+        deliveries: list[asyncio.Task[NotificationResult]] = []
+        pages = 0
+        while after is not None and pages < request.pages_per_run:
+            plan = await workflow.execute_activity_method(
+                NotificationActivities.plan_alerts,
+                PlanAlertsInput(
+                    kind=request.kind, triggered_at=request.triggered_at, after_id=after, limit=request.page_size
+                ),
+                start_to_close_timeout=DB_TIMEOUT,
+                retry_policy=DB_RETRY,
+            )
+            # Delivered while the next page is planned: a page held by quiet hours does not
+            # hold back the pages after it.
+            deliveries.append(asyncio.create_task(_deliver(plan, heartbeat)))
+            firings += plan.firings
+            after = plan.next_after_id
+            pages += 1
+        counts = request.counts or DeliveryCounts()
+        waited_until = None
+        for result in await asyncio.gather(*deliveries):
+            counts = counts.plus(result.counts)
+            if result.waited_until is not None:
+                waited_until = max(waited_until or result.waited_until, result.waited_until)
+        if after is not None:
+            workflow.continue_as_new(
+                request.model_copy(update={"after_id": after, "firings": firings, "counts": counts})
+            )
+        return NotificationResult(firings=firings, counts=counts, waited_until=waited_until)
 
 
 # ------------------------------------------------------------------ digests
@@ -163,8 +206,99 @@ def default_period(kind: DigestKindName, now: datetime) -> date:
     return shifted.date() - timedelta(days=(shifted.weekday() + 1) % 7)
 
 
+PAGED_DIGESTS = "digests-local-hour-paged"
+# Most user ids one page (an activity result) carries.
+DIGEST_PAGE_MAX = 20_000
+
+
 async def _send_digests(kind: DigestKindName, raw: Any) -> DigestResult:
     request = validated(DigestInput, raw)
+    if workflow.patched(PAGED_DIGESTS):
+        return await _send_due_digests(kind, request)
+    return await _send_digests_v1(kind, request)
+
+
+async def _send_batch(kind: DigestKindName, period: date, batch: list[int]) -> DeliveryCounts:
+    try:
+        return await workflow.execute_activity_method(
+            NotificationActivities.send_digest_batch,
+            DigestBatchInput(kind=kind, period=period, user_ids=batch),
+            start_to_close_timeout=DIGEST_BATCH_TIMEOUT,
+            heartbeat_timeout=SEND_HEARTBEAT,
+            retry_policy=DIGEST_BATCH_RETRY,
+        )
+    except ActivityError as error:
+        parked = await workflow.execute_activity_method(
+            NotificationActivities.park_digests,
+            ParkDigestsInput(kind=kind, period=period, user_ids=batch, error=_failure_text(error)),
+            start_to_close_timeout=DB_TIMEOUT,
+            retry_policy=DB_RETRY,
+        )
+        workflow.logger.warning("parked %d %s digests as failed: %s", parked, kind, _failure_text(error))
+        return DeliveryCounts(failed=parked)
+
+
+async def _send_due_digests(kind: DigestKindName, request: DigestInput) -> DigestResult:
+    """Plan in the database, then page through the pending rows by user id.
+
+    Nothing that travels grows with the users: the plan returns counts and the (at most
+    three) local dates it made rows for, a page is batch_size * parallel_batches ids, and
+    after pages_per_run pages the run continues as new with its cursor.
+    """
+    cursor = request.resume
+    if cursor is None:
+        plan = await workflow.execute_activity_method(
+            NotificationActivities.plan_due_digests,
+            PlanDueDigestsInput(kind=kind, at=workflow.now(), period=request.date, user_ids=request.user_ids),
+            start_to_close_timeout=DIGEST_PLAN_TIMEOUT,
+            retry_policy=DB_RETRY,
+        )
+        cursor = DigestCursor(
+            periods=plan.periods,
+            users=plan.pending + plan.already_done,
+            not_eligible=plan.not_eligible,
+            counts=DeliveryCounts(already_done=plan.already_done),
+        )
+    size = request.batch_size
+    pages = 0
+    while cursor.index < len(cursor.periods):
+        if pages == request.pages_per_run or workflow.info().is_continue_as_new_suggested():
+            workflow.continue_as_new(request.model_copy(update={"resume": cursor}))
+        period = cursor.periods[cursor.index]
+        page = await workflow.execute_activity_method(
+            NotificationActivities.page_digests,
+            DigestPageInput(
+                kind=kind, period=period, after_user_id=cursor.after_user_id,
+                limit=min(size * request.parallel_batches, DIGEST_PAGE_MAX), user_ids=request.user_ids,
+            ),
+            start_to_close_timeout=DB_TIMEOUT,
+            retry_policy=DB_RETRY,
+        )
+        pages += 1
+        users = page.user_ids
+        if not users:
+            cursor = cursor.model_copy(update={"index": cursor.index + 1, "after_user_id": 0})
+            continue
+        batches = [users[i : i + size] for i in range(0, len(users), size)]
+        counts = cursor.counts
+        for result in await asyncio.gather(*(_send_batch(kind, period, batch) for batch in batches)):
+            counts = counts.plus(result)
+        cursor = cursor.model_copy(
+            update={"after_user_id": users[-1], "batches": cursor.batches + len(batches), "counts": counts}
+        )
+    return DigestResult(
+        kind=kind,
+        period=cursor.periods[0] if cursor.periods else (request.date or workflow.now().date()),
+        periods=cursor.periods,
+        users=cursor.users,
+        batches=cursor.batches,
+        counts=cursor.counts,
+        not_eligible=cursor.not_eligible,
+    )
+
+
+async def _send_digests_v1(kind: DigestKindName, request: DigestInput) -> DigestResult:
+    """Runs started before local hours and paging, replayed as they were recorded."""
     period = request.date or default_period(kind, workflow.now())
     plan = await workflow.execute_activity_method(
         NotificationActivities.plan_digests,

@@ -89,3 +89,7 @@ LLM_BATCH_SUBMIT_TIMEOUT = timedelta(minutes=10)
 LLM_BATCH_POLL_TIMEOUT = timedelta(minutes=2)
 LLM_BATCH_COLLECT_TIMEOUT = timedelta(minutes=30)
 LLM_BATCH_HEARTBEAT = timedelta(minutes=2)
+
+# Planning a digest run is one statement over every due user: about 30 s for 1,000,000 users
+# due at once (all in one zone) on a small machine, so not the 60 s of other database steps.
+DIGEST_PLAN_TIMEOUT = timedelta(minutes=10)

@@ -16,24 +16,32 @@ from decimal import Decimal
 from typing import Any, Literal
 from urllib.parse import urlencode
 
+import exchange_calendars.errors
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from deallens.db.claims import Ledger
+from deallens.domain.market_calendar import session_at
 from deallens.notify.content import DealMoveRow, DigestContent, FiredAlertRow, InsightRow, NewsRow, WatchlistRow
 
 DigestKind = Literal["daily", "weekly"]
 
-# The schedules send the daily digest at 12:00 UTC and the weekly summary on Sundays at
-# 14:00 UTC; the windows end there, whatever time a manual run starts, so a re-run for the
-# same date says the same thing.
+# Runs that predate local hours (workflow.patched) sent at 12:00 UTC and Sundays 14:00 UTC;
+# `window` keeps their meaning for the benchmark and old callers.
 _SEND_TIME = {"daily": dt.time(12, 0), "weekly": dt.time(14, 0)}
 _WINDOW = {"daily": dt.timedelta(days=1), "weekly": dt.timedelta(days=7)}
+_WINDOW_DAYS = {"daily": 1, "weekly": 7}
+# How long after a user's local digest time the hourly run still sends it: a run or two that
+# the schedule skipped (a worker outage, a long run before) is caught up; later is stale news.
+DUE_GRACE = dt.timedelta(hours=6)
 SPARKLINE_SESSIONS = 30
 MAX_ALERTS = 20
 # Rows of the watchlist table: beyond this the digest says how many more there are.
 MAX_WATCHLIST = 30
 MAX_NEWS = 5
+# News is read once per batch over the union of its users' windows (they differ by zone),
+# then cut to each user's own window: a few more per company than one user shows.
+NEWS_CANDIDATES = 4 * MAX_NEWS
 MAX_INSIGHTS = 5
 MAX_DEALS = 10
 
@@ -41,6 +49,15 @@ MAX_DEALS = 10
 def window(kind: DigestKind, period: dt.date) -> tuple[dt.datetime, dt.datetime]:
     end = dt.datetime.combine(period, _SEND_TIME[kind], tzinfo=dt.UTC)
     return end - _WINDOW[kind], end
+
+
+def new_session_between(start: dt.datetime, end: dt.datetime) -> bool:
+    """Whether an NYSE session closed in [start, end): a new close for the digest to show.
+    Beyond the calendar's horizon (years ahead) the answer is yes: better a digest too many."""
+    try:
+        return session_at(start).last_closed != session_at(end).last_closed
+    except (exchange_calendars.errors.MinuteOutOfBounds, exchange_calendars.errors.DateOutOfBounds):
+        return True
 
 
 def message_id(kind: DigestKind, period: dt.date, user_id: int, domain: str) -> str:
@@ -87,6 +104,136 @@ def _plan_sql(kind: DigestKind) -> Any:
     )
 
 
+
+
+def _hour(kind: DigestKind) -> str:
+    return "COALESCE(u.digest_hour, CAST(:default_hour AS int))" if kind == "daily" else "CAST(:weekly_hour AS int)"
+
+
+def _plan_due_sql(kind: DigestKind, *, scheduled: bool) -> Any:
+    """One statement: pick, insert, count. `scheduled`: the users whose local send time of
+    their local date (or of the day before, past midnight) lies in (at - DUE_GRACE, at];
+    the send time is computed by PostgreSQL from the zone, so DST and the zone's history hold.
+    Otherwise every eligible user for :period."""
+    if scheduled:
+        sunday_only = "AND extract(isodow FROM d.local_date) = 7" if kind == "weekly" else ""
+        due = f"""
+        due AS (
+            SELECT c.id, c.zone, c.hour, d.local_date AS period
+            FROM candidates c
+            CROSS JOIN LATERAL (
+                SELECT CAST(CAST(:at AS timestamptz) AT TIME ZONE c.zone AS date) - k AS local_date
+                FROM (VALUES (0), (1)) AS back(k)
+            ) d
+            CROSS JOIN LATERAL (
+                SELECT (d.local_date + make_interval(hours => c.hour)) AT TIME ZONE c.zone AS send_at
+            ) s
+            WHERE s.send_at <= CAST(:at AS timestamptz) AND s.send_at > CAST(:at AS timestamptz) - CAST(:grace AS interval)
+              {sunday_only}
+        )"""
+    else:
+        due = "due AS (SELECT c.id, c.zone, c.hour, CAST(:period AS date) AS period FROM candidates c)"
+    return text(
+        f"""
+        WITH zones AS MATERIALIZED (SELECT name FROM pg_timezone_names),
+        -- A zone PostgreSQL does not know must not fail everyone's digest: that user gets UTC.
+        candidates AS (
+            SELECT u.id, COALESCE(z.name, 'UTC') AS zone, {_hour(kind)} AS hour
+            FROM users u LEFT JOIN zones z ON z.name = u.timezone
+            WHERE {_OPT_IN[kind]} AND u.unsubscribed_at IS NULL
+              AND (CAST(:user_ids AS bigint[]) IS NULL OR u.id = ANY(CAST(:user_ids AS bigint[])))
+        ),
+        {due},
+        inserted AS (
+            INSERT INTO digest_deliveries (user_id, kind, period, status, window_start, window_end)
+            SELECT id, :kind, period, 'pending',
+                   ((period - {_WINDOW_DAYS[kind]}) + make_interval(hours => hour)) AT TIME ZONE zone,
+                   (period + make_interval(hours => hour)) AT TIME ZONE zone
+            FROM due
+            ON CONFLICT (user_id, kind, period) DO NOTHING
+            RETURNING user_id
+        ),
+        -- The CTE's INSERT is not visible below: a new row shows as NULL, i.e. pending.
+        counted AS (
+            SELECT due.period, COALESCE(dd.status, 'pending') AS status
+            FROM due LEFT JOIN digest_deliveries dd ON dd.user_id = due.id AND dd.kind = :kind AND dd.period = due.period
+        )
+        SELECT period,
+               count(*) FILTER (WHERE status = 'pending') AS pending,
+               count(*) FILTER (WHERE status = 'sent') AS sent,
+               (SELECT count(*) FROM candidates) AS candidates,
+               (SELECT count(*) FROM inserted) AS inserted
+        FROM counted GROUP BY period ORDER BY period
+        """
+    )
+
+
+async def plan_due(
+    engine: AsyncEngine,
+    kind: DigestKind,
+    *,
+    at: dt.datetime,
+    period: dt.date | None,
+    user_ids: list[int] | None,
+    default_hour: int,
+    weekly_hour: int,
+) -> tuple[list[dt.date], int, int, int]:
+    """(periods with pending rows, pending, already sent, not eligible): the pending ledger
+    rows of one run, made set-based in one statement; nothing returned grows with the users.
+
+    The ledger is unique per (user, kind, local date), so a user who moves west (and meets
+    the same local date again) or a second run in the same hour never gets a second digest.
+    """
+    params = {
+        "user_ids": user_ids, "kind": kind, "period": period, "at": at, "grace": DUE_GRACE,
+        "default_hour": default_hour, "weekly_hour": weekly_hour,
+    }
+    async with engine.begin() as conn:
+        # All the due users in one statement: with a million due at once (one zone) it can
+        # outlast the 60 s other statements get (the activity's timeout is 10 minutes).
+        await conn.execute(text("SET LOCAL statement_timeout = '600s'"))
+        rows = list(await conn.execute(_plan_due_sql(kind, scheduled=period is None), params))
+        candidates = rows[0].candidates if rows else None
+        if candidates is None and user_ids is not None:
+            # No due rows at all: count the eligible among those named all the same.
+            candidates = (
+                await conn.execute(
+                    text(
+                        f"SELECT count(*) FROM users u WHERE {_OPT_IN[kind]} AND u.unsubscribed_at IS NULL "
+                        "AND u.id = ANY(CAST(:user_ids AS bigint[]))"
+                    ),
+                    {"user_ids": user_ids},
+                )
+            ).scalar_one()
+    not_eligible = len(set(user_ids)) - (candidates or 0) if user_ids is not None else 0
+    periods = [r.period for r in rows if r.pending]
+    return periods, sum(r.pending for r in rows), sum(r.sent for r in rows), not_eligible
+
+
+_PAGE = text(
+    """
+    SELECT user_id FROM digest_deliveries
+    WHERE kind = :kind AND period = :period AND status = 'pending' AND user_id > :after
+      AND (CAST(:user_ids AS bigint[]) IS NULL OR user_id = ANY(CAST(:user_ids AS bigint[])))
+    ORDER BY user_id
+    LIMIT :limit
+    """
+)
+
+
+async def page(
+    engine: AsyncEngine, kind: DigestKind, period: dt.date, *, after_user_id: int, limit: int,
+    user_ids: list[int] | None = None,
+) -> list[int]:
+    """The next `limit` pending users of one period (ix_digest_deliveries_pending), by id."""
+    async with engine.connect() as conn:
+        result = await conn.execute(
+            _PAGE,
+            {"kind": kind, "period": period, "after": after_user_id, "limit": limit, "user_ids": user_ids},
+        )
+        return list(result.scalars())
+
+
 async def plan(
     engine: AsyncEngine, kind: DigestKind, period: dt.date, user_ids: list[int] | None
 ) -> tuple[list[int], int, int]:
@@ -108,7 +255,9 @@ async def plan(
 _USERS = text(
     """
     SELECT d.user_id, u.email, u.name, u.timezone, u.unsubscribe_token, d.attempts,
-           ({opt_in} AND u.unsubscribed_at IS NULL) AS wanted
+           ({opt_in} AND u.unsubscribed_at IS NULL) AS wanted,
+           COALESCE(d.window_start, CAST(:legacy_start AS timestamptz)) AS window_start,
+           COALESCE(d.window_end, CAST(:legacy_end AS timestamptz)) AS window_end
     FROM digest_deliveries d JOIN users u ON u.id = d.user_id
     WHERE d.user_id = ANY(CAST(:user_ids AS bigint[])) AND d.kind = :kind AND d.period = :period
       AND d.status = 'pending'
@@ -146,7 +295,9 @@ _ALERTS = text(
         FROM alerts a
         JOIN alert_history h ON h.alert_id = a.id
         LEFT JOIN companies c ON c.id = a.company_id
-        WHERE a.user_id = ANY(CAST(:user_ids AS bigint[])) AND h.triggered_at >= :start AND h.triggered_at < :end
+        JOIN unnest(CAST(:user_ids AS bigint[]), CAST(:starts AS timestamptz[]), CAST(:ends AS timestamptz[]))
+             AS w(user_id, start_, end_) ON w.user_id = a.user_id
+        WHERE h.triggered_at >= w.start_ AND h.triggered_at < w.end_
     ) ranked
     WHERE rank_ <= {MAX_ALERTS}
     ORDER BY user_id, rank_
@@ -182,7 +333,7 @@ _NEWS = text(
         JOIN news_articles n ON n.id = st.lead_id
         JOIN companies c ON c.id = st.company_id
     ) ranked
-    WHERE rank_ <= {MAX_NEWS}
+    WHERE rank_ <= {NEWS_CANDIDATES}
     """
 )
 
@@ -246,21 +397,28 @@ async def load_batch(
     *,
     public_base_url: str,
 ) -> tuple[list[DigestContent], list[int], list[int]]:
-    """(digests to send, users who opted out since planning, users with nothing to report:
-    no watchlist and no alerts) among this batch's pending users."""
-    start, end = window(kind, period)
-    window_args = {"start": start, "end": end}
+    """(digests to send, users who opted out since planning, users with nothing to report)
+    among this batch's pending users.
+
+    Each user's window is the one planning fixed (their local digest time, yesterday to
+    today). Nothing to report: no alerts and no news in the window, and no new trading
+    session either (or no watchlist to show it for), so a Sunday does not repeat Friday.
+    """
+    legacy_start, legacy_end = window(kind, period)
     async with engine.connect() as conn:
         users = list(
             await conn.execute(
                 text(_USERS.text.format(opt_in=_OPT_IN[kind])),
-                {"user_ids": user_ids, "kind": kind, "period": period},
+                {"user_ids": user_ids, "kind": kind, "period": period,
+                 "legacy_start": legacy_start, "legacy_end": legacy_end},
             )
         )
         wanted = [u for u in users if u.wanted]
         ids = [u.user_id for u in wanted]
         if not ids:
             return [], [u.user_id for u in users if not u.wanted], []
+        # News, insights and deals are read over the union of the batch's windows.
+        window_args = {"start": min(u.window_start for u in wanted), "end": max(u.window_end for u in wanted)}
         watch: dict[int, list[int]] = defaultdict(list)
         for row in await conn.execute(_WATCHLIST, {"user_ids": ids}):
             watch[row.user_id].append(row.company_id)
@@ -278,8 +436,7 @@ async def load_batch(
                 if row.date is not None:
                     closes[row.company_id].append((row.date, row.close))
             for row in await conn.execute(_NEWS, {**by_company, **window_args}):
-                if len(news[row.company_id]) < MAX_NEWS:
-                    news[row.company_id].append(row)
+                news[row.company_id].append(row)
             for row in await conn.execute(_INSIGHTS, {**by_company, **window_args}):
                 insights[row.company_id] = row
             if kind == "weekly":
@@ -290,7 +447,10 @@ async def load_batch(
                     for row in await conn.execute(_DEAL_INSIGHTS, {"deal_ids": moved, "end": end})
                 } if moved else {}
         alerts: dict[int, list[Any]] = defaultdict(list)
-        for row in await conn.execute(_ALERTS, {"user_ids": ids, **window_args}):
+        alert_args = {
+            "user_ids": ids, "starts": [u.window_start for u in wanted], "ends": [u.window_end for u in wanted],
+        }
+        for row in await conn.execute(_ALERTS, alert_args):
             if len(alerts[row.user_id]) < MAX_ALERTS:
                 alerts[row.user_id].append(row)
 
@@ -317,16 +477,21 @@ async def load_batch(
         )
     digests = []
     empty = []
+    sessions: dict[tuple[dt.datetime, dt.datetime], bool] = {}
     for user in wanted:
+        start, end = user.window_start, user.window_end
         mine = watch.get(user.user_id, [])
         mine_set = set(mine)
-        if not mine and not alerts.get(user.user_id):
-            empty.append(user.user_id)
-            continue
         user_news: dict[int, Any] = {}
         for company_id in mine:
             for row in news.get(company_id, []):
-                user_news.setdefault(row.id, row)
+                if start <= row.published_at < end:
+                    user_news.setdefault(row.id, row)
+        if (start, end) not in sessions:
+            sessions[(start, end)] = new_session_between(start, end)
+        if not alerts.get(user.user_id) and not user_news and not (mine and sessions[(start, end)]):
+            empty.append(user.user_id)
+            continue
         top_news = sorted(
             user_news.values(), key=lambda r: (-abs(float(r.sentiment_score or 0)), -r.published_at.timestamp())
         )[:MAX_NEWS]
@@ -370,7 +535,7 @@ async def load_batch(
                         created_at=insights[c].created_at,
                     )
                     for c in mine
-                    if c in insights
+                    if c in insights and start <= insights[c].created_at < end
                 ][:MAX_INSIGHTS]
                 + [
                     InsightRow(subject=row.title, recommendation=None, summary=_summary(row.content),
@@ -388,7 +553,8 @@ async def load_batch(
                         occurred_at=d.occurred_at,
                     )
                     for d in deals
-                    if d.acquirer_company_id in mine_set or d.target_company_id in mine_set
+                    if (d.acquirer_company_id in mine_set or d.target_company_id in mine_set)
+                    and start <= d.occurred_at < end
                 ][:MAX_DEALS],
                 unsubscribe_url=unsubscribe_url(public_base_url, user.unsubscribe_token, kind),
             )

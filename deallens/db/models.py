@@ -29,6 +29,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     Numeric,
+    SmallInteger,
     String,
     Text,
     Time,
@@ -281,6 +282,7 @@ class User(Base):
         CheckConstraint("position('@' in email) > 1", name="email_has_at"),
         CheckConstraint("daily_alert_cap >= 0", name="daily_alert_cap_nonnegative"),
         CheckConstraint("push_format IN ('json', 'ntfy', 'chat')", name="push_format_known"),
+        CheckConstraint("digest_hour IS NULL OR digest_hour BETWEEN 0 AND 23", name="digest_hour_valid"),
     )
 
     id: Mapped[int] = _id()
@@ -296,6 +298,8 @@ class User(Base):
     sms_number: Mapped[str | None] = mapped_column(String(32))
     digest_opt_in: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
     weekly_opt_in: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    # Local hour (in `timezone`) of this user's daily digest; NULL: the worker's DIGEST_HOUR.
+    digest_hour: Mapped[int | None] = mapped_column(SmallInteger)
     quiet_hours_start: Mapped[dt.time | None] = mapped_column(Time)
     quiet_hours_end: Mapped[dt.time | None] = mapped_column(Time)
     daily_alert_cap: Mapped[int] = mapped_column(Integer, server_default=text("50"))
@@ -453,7 +457,8 @@ class AlertHistory(Base):
     __table_args__ = (
         # One firing per alert and data point, however many evaluations overlap.
         UniqueConstraint("alert_id", "dedup_key"),
-        Index("ix_alert_history_triggered_at", "triggered_at"),
+        # (triggered_at, id): a burst (one evaluation's firings) is paged through by id.
+        Index("ix_alert_history_triggered_at_id", "triggered_at", "id"),
         Index("ix_alert_history_alert_id_triggered_at", "alert_id", "triggered_at"),
     )
 
@@ -511,6 +516,8 @@ class DigestDelivery(Base):
         CheckConstraint(f"status IN {DELIVERY_STATUSES!r}", name="status_known"),
         CheckConstraint("attempts >= 0", name="attempts_nonnegative"),
         Index("ix_digest_deliveries_status", "status", postgresql_where=text("status = 'failed'")),
+        # The fan-out pages through one period's pending rows by user id.
+        Index("ix_digest_deliveries_pending", "kind", "period", "user_id", postgresql_where=text("status = 'pending'")),
     )
 
     id: Mapped[int] = _id()
@@ -527,6 +534,9 @@ class DigestDelivery(Base):
     claimed_until: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime] = _created_at()
     updated_at: Mapped[dt.datetime] = _updated_at()
+    # The window the digest covers, fixed at planning from the user's zone and hour then.
+    window_start: Mapped[dt.datetime | None]
+    window_end: Mapped[dt.datetime | None]
 
 
 class ApiUsage(Base):

@@ -77,6 +77,26 @@ async def evaluation_firings(engine: AsyncEngine, kind: str, triggered_at: dt.da
         return list((await conn.execute(_EVALUATION_FIRINGS, {"kind": kind, "at": triggered_at})).scalars())
 
 
+_EVALUATION_PAGE = text(
+    """
+    SELECT h.id FROM alert_history h JOIN alerts a ON a.id = h.alert_id
+    WHERE a.kind = :kind AND h.triggered_at = :at AND h.id > :after
+    ORDER BY h.id
+    LIMIT :limit
+    """
+)
+
+
+async def evaluation_firings_page(
+    engine: AsyncEngine, kind: str, triggered_at: dt.datetime, *, after_id: int, limit: int
+) -> tuple[list[int], bool]:
+    """(up to `limit` firings of one evaluation after `after_id`, whether more follow)."""
+    async with engine.connect() as conn:
+        params = {"kind": kind, "at": triggered_at, "after": after_id, "limit": limit + 1}
+        ids = list((await conn.execute(_EVALUATION_PAGE, params)).scalars())
+    return ids[:limit], len(ids) > limit
+
+
 # ------------------------------------------------------------------ the senders' side
 
 

@@ -69,6 +69,8 @@ class NotifyConfig:
     unsubscribe_mailto: str | None
     sms_enabled: bool
     claim_seconds: int = 180
+    digest_hour: int = 7
+    weekly_summary_hour: int = 18
     email_off: str | None = None  # Settings.email_off_reason: no SMTP configured, email deliveries skipped
 
     @classmethod
@@ -81,6 +83,8 @@ class NotifyConfig:
             unsubscribe_mailto=settings.unsubscribe_mailto,
             sms_enabled=settings.sms_enabled,
             claim_seconds=settings.notify_claim_seconds,
+            digest_hour=settings.digest_hour,
+            weekly_summary_hour=settings.weekly_summary_hour,
             email_off=settings.email_off_reason,
         )
 
@@ -248,14 +252,25 @@ class DeliveryEngine:
     async def plan_alerts(self, request: PlanAlertsInput, now: dt.datetime) -> PlanAlertsResult:
         """Record the intents (idempotent), then group what is pending by channel and due time."""
         sms_enabled = self._config.sms_enabled
+        next_after_id: int | None = None
         if request.alert_history_ids is not None:
             ids = request.alert_history_ids
             firings, _ = await notifications.record_intents(self._engine, ids, sms_enabled=sms_enabled)
         elif request.kind is not None and request.triggered_at is not None:
-            firings, _ = await notifications.record_intents_for_evaluation(
-                self._engine, request.kind, request.triggered_at, sms_enabled=sms_enabled
-            )
-            ids = await notifications.evaluation_firings(self._engine, request.kind, request.triggered_at)
+            if request.after_id == 0:
+                # Every firing's intents in one statement, once: later pages find them.
+                firings, _ = await notifications.record_intents_for_evaluation(
+                    self._engine, request.kind, request.triggered_at, sms_enabled=sms_enabled
+                )
+            if request.limit is None:
+                ids = await notifications.evaluation_firings(self._engine, request.kind, request.triggered_at)
+            else:
+                # A page of the burst: the result stays the same size however many fired.
+                ids, more = await notifications.evaluation_firings_page(
+                    self._engine, request.kind, request.triggered_at, after_id=request.after_id, limit=request.limit
+                )
+                next_after_id = ids[-1] if more else None
+                firings = len(ids)
         else:
             raise InvalidRequest("plan_alerts: give alert_history_ids, or kind and triggered_at")
         rows = await notifications.pending_plan(self._engine, ids)
@@ -263,6 +278,7 @@ class DeliveryEngine:
             firings=firings,
             already_done=sum(1 for row in rows if row.status == "sent"),
             groups=group_by_due_time(rows, now),
+            next_after_id=next_after_id,
         )
 
     async def _pending(self, request: DeliverAlertsInput, tally: Tally) -> list[Any]:
@@ -373,7 +389,7 @@ class DeliveryEngine:
             self._engine, kind, period, request.user_ids, public_base_url=self._config.public_base_url
         )
         skipped = await digests.skip(self._engine, kind, period, out, "the user opted out")
-        skipped += await digests.skip(self._engine, kind, period, empty, "nothing to report: no watchlist, no alerts")
+        skipped += await digests.skip(self._engine, kind, period, empty, "nothing to report: no new session, alerts or news")
         if self._config.email_off:
             skipped += await digests.skip(self._engine, kind, period, [c.user_id for c in contents], self._config.email_off)
         tally.add(skipped=skipped, already_done=len(set(request.user_ids)) - len(contents) - len(out) - len(empty))

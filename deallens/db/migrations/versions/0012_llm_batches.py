@@ -14,9 +14,6 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0012"
-# The brief numbers this after 0004; this branch already holds the gateway's 0008, and the
-# migrations must have one head, so it follows 0008 (the lead re-chains at merge).
-# On w9-insights (which also holds w8's 0009 and w9's 0011) it follows 0011.
 down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
