@@ -96,6 +96,7 @@ class NotificationActivities:
         sms: SmsProvider | None,
     ) -> None:
         self._engine = engine
+        self._config = config
         self._delivery = DeliveryEngine(engine, config, webhooks=webhooks, sms=sms)
 
     async def _run(self, send: Send, request: DeliverAlertsInput | DigestBatchInput, what: str) -> DeliveryCounts:

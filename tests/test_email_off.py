@@ -40,7 +40,7 @@ async def test_without_smtp_host_alert_emails_and_digests_are_skipped_with_the_r
         assert row.status == "skipped" and row.attempts == 0
         assert row.error.startswith("email is OFF: SMTP_HOST is not set")
 
-        period = dt.date(2026, 11, 27)
+        period = dt.date(2026, 11, 25)  # a Wednesday: the window before it holds a session
         companies = await seed_market(db, ["AAPL"], until=period)
         await watch(db, [user], list(companies.values()))
         plan = await _env().run(acts.plan_digests, DigestPlanInput(kind="daily", period=period))
