@@ -352,8 +352,8 @@ async def test_digests_show_watchlist_insights_and_weekly_deal_analyses(db: Asyn
         deal_contexts = await insight_context.deal_contexts(conn, [deal_id], period)
     await insight_runs.run(db, gateway, list(deal_contexts.values()), today=period)
     async with db.begin() as conn:  # as if written in the window
-        await conn.execute(text("UPDATE ai_insights SET created_at = :at"), {"at": dt.datetime(2026, 11, 28, 12, tzinfo=dt.UTC)})
-    daily_period = dt.date(2026, 11, 28) + dt.timedelta(days=1)
+        await conn.execute(text("UPDATE ai_insights SET created_at = :at"), {"at": dt.datetime(2026, 11, 24, 12, tzinfo=dt.UTC)})
+    daily_period = dt.date(2026, 11, 25)  # its window holds the 24th's session and the insight
     await digests.plan(db, "daily", daily_period, [user])
     daily, _, _ = await digests.load_batch(db, "daily", daily_period, [user], public_base_url="https://app.example")
     await digests.plan(db, "weekly", period, [user])

@@ -194,9 +194,10 @@ async def test_the_readme_core_path_works_as_written_on_a_fresh_checkout(tmp_pat
             lambda: any((m["Message-ID"] or "").startswith("<digest-daily-") for m in _mails(checkout)), 60
         )
         digests = [m for m in _mails(checkout) if (m["Message-ID"] or "").startswith("<digest-daily-")]
-        assert {m["To"].split("<")[-1].rstrip(">") for m in digests} == {
-            "ada@deallens.local", "max@deallens.local", "pat@deallens.local",
-        }
+        # Today's digest, for every demo user with something to report: Ada's alert just fired.
+        recipients = {m["To"].split("<")[-1].rstrip(">") for m in digests}
+        assert "ada@deallens.local" in recipients
+        assert recipients <= {"ada@deallens.local", "max@deallens.local", "pat@deallens.local"}
     finally:
         if stack.returncode is None:
             os.killpg(stack.pid, signal.SIGINT)

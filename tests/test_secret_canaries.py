@@ -50,6 +50,13 @@ UNSUBSCRIBE_TOKENS = ("unsub-canary-5b8e2d", "unsub-canary-a4f790")
 CANARIES = (AV_KEY, DB_PASSWORD, *WEBHOOK_SECRETS, PATH_TOKEN, *UNSUBSCRIBE_TOKENS)
 
 
+def _digest_date_now() -> dt.date:
+    """The digest date whose window (the day before it, from 07:00 UTC) holds this moment, so
+    the alerts just fired are in it and the digest is not skipped as having nothing new."""
+    now = dt.datetime.now(dt.UTC)
+    return now.date() + dt.timedelta(days=1) if now.hour >= 7 else now.date()
+
+
 async def _histories(client: Client, handles: list[WorkflowHandle[Any, Any]]) -> list[str]:
     """Each workflow's history as JSON, children included (found through their start events)."""
     seen, out, queue = set(), [], list(handles)
@@ -143,7 +150,7 @@ async def _run_everything(
                     handles.append(notify)
                     await notify.result()
                 daily = await client.start_workflow(
-                    "SendDailyDigest", DigestInput(date=dt.date.today() - dt.timedelta(days=1), user_ids=[good, refusing]),
+                    "SendDailyDigest", DigestInput(date=_digest_date_now(), user_ids=[good, refusing]),
                     id=f"canary-digest-{secrets.token_hex(3)}", task_queue=task_queue, result_type=DigestResult,
                 )
                 handles.append(daily)

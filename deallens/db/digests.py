@@ -444,7 +444,7 @@ async def load_batch(
                 moved = sorted({d.deal_id for d in deals})
                 deal_insights = {
                     row.deal_id: row
-                    for row in await conn.execute(_DEAL_INSIGHTS, {"deal_ids": moved, "end": end})
+                    for row in await conn.execute(_DEAL_INSIGHTS, {"deal_ids": moved, "end": window_args["end"]})
                 } if moved else {}
         alerts: dict[int, list[Any]] = defaultdict(list)
         alert_args = {
