@@ -43,6 +43,7 @@ from deallens.contracts import (
     IngestCompanyNewsInput,
     IngestDealNewsInput,
     IngestMarketNewsInput,
+    RetryParkedInput,
     SyncCompanyPricesInput,
     SyncDailyOHLCInput,
     SyncFundamentalsInput,
@@ -233,6 +234,20 @@ SCHEDULES: tuple[ScheduleDef, ...] = (
         catchup=timedelta(hours=6),
         note="market summary after each trading day's close",
         timeout=timedelta(hours=1),
+    ),
+    # Self-healing: parked deliveries go again a few times over a day (15 min, 2 h, 8 h after
+    # parking) before `notifications failed` lists them as needing a person.
+    ScheduleDef(
+        id="retry-parked-deliveries",
+        workflow="RetryParkedDeliveries",
+        input=RetryParkedInput(),
+        crons=("*/15 * * * *",),
+        time_zone="UTC",
+        overlap=ScheduleOverlapPolicy.SKIP,
+        catchup=timedelta(minutes=15),
+        note="parked deliveries retried automatically, with backoff",
+        timeout=timedelta(minutes=10),
+        jitter=timedelta(minutes=1),
     ),
 )
 

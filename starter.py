@@ -167,18 +167,29 @@ async def _health(settings: Settings) -> int:
 
 async def _notifications_failed(engine, limit: int) -> int:  # type: ignore[no-untyped-def]
     from deallens.db.notifications import failed
+    from deallens.domain.redelivery import MAX_AUTO_RETRIES, next_auto_retry
 
-    rows = await failed(engine, limit)
+    rows = await failed(engine, limit, include_waiting=True)
     if not rows:
         print("no failed deliveries")
         return 0
-    print(f"{'what':<7} {'ref':<24} {'channel':<7} {'status':<7} {'attempts':>8}  {'to':<32} error")
+    print(f"{'what':<7} {'ref':<24} {'channel':<7} {'status':<7} {'attempts':>8}  {'next':<22} {'to':<32} error")
+    waiting = 0
     for row in rows:
         ref = f"alert_history {row.ref}" if row.what == "alert" else f"{row.kind} {row.period} user {row.ref}"
         error = (row.error or "").replace("\n", " ")[:120]
         status = "stuck" if row.status == "pending" else row.status
-        print(f"{row.what:<7} {ref:<24} {row.channel:<7} {status:<7} {row.attempts:>8}  {row.email:<32} {error}")
-    print(f"{len(rows)} failed or stuck; re-send with `python starter.py notifications retry`")
+        due = next_auto_retry(row.updated_at, row.auto_retries) if row.status == "failed" else None
+        if due is not None:
+            waiting += 1
+            upcoming = f"auto {row.auto_retries + 1}/{MAX_AUTO_RETRIES} {due:%m-%d %H:%M}Z"
+        else:
+            upcoming = "needs a person"
+        print(f"{row.what:<7} {ref:<24} {row.channel:<7} {status:<7} {row.attempts:>8}  {upcoming:<22} {row.email:<32} {error}")
+    print(
+        f"{len(rows)} failed or stuck, {len(rows) - waiting} of them need a person (the others are retried "
+        "automatically); re-send now with `python starter.py notifications retry`"
+    )
     return 0
 
 

@@ -35,6 +35,7 @@ from activities.llm_batch import LLMBatchActivities
 from activities.news_sentiment import SentimentActivities
 from activities.deals import DealActivities
 from activities.insights import InsightActivities
+from activities.redelivery import RedeliveryActivities
 from deallens.config import ConfigError, Settings, configure_logging, load_settings
 from deallens.db import retention
 from deallens.db.engine import create_engine, database_problem
@@ -56,6 +57,7 @@ from workflows.notifications import (
 from workflows.market_data import CleanupMarketData, SyncCompanyPrices, SyncDailyOHLC, SyncFundamentals
 from workflows.news import IngestCompanyNews, IngestDealNews, IngestMarketNews
 from workflows.insights import GenerateCompanyInsights, GenerateDealInsights, GenerateMarketSummary
+from workflows.redelivery import RetryParkedDeliveries
 
 log = logging.getLogger("deallens.worker")
 
@@ -75,6 +77,7 @@ WORKFLOWS = [
     GenerateCompanyInsights,
     GenerateDealInsights,
     GenerateMarketSummary,
+    RetryParkedDeliveries,
 ]
 
 
@@ -193,6 +196,7 @@ def build_workers(
     deals = DealActivities(resources.engine, resources.llm, batch_size=settings.deals_batch_size)
     insights = InsightActivities(resources.engine, resources.llm)
     llm_batch = LLMBatchActivities(resources.llm)
+    redelivery = RedeliveryActivities(resources.engine)
     av_queue = queues.provider_queue(task_queue, queues.ALPHAVANTAGE_SUFFIX)
     newsapi_queue = queues.provider_queue(task_queue, queues.NEWSAPI_SUFFIX)
     llm_queue = queues.provider_queue(task_queue, queues.LLM_SUFFIX)
@@ -219,6 +223,7 @@ def build_workers(
                 notify.page_digests,
                 notify.send_digest_batch,
                 notify.park_digests,
+                redelivery.requeue_parked,
                 news.plan_companies,
                 insights.plan_companies,
                 insights.prepare_company_batch,

@@ -32,15 +32,23 @@ def to_application_error(error: ProviderError) -> ApplicationError:
 
 @contextlib.contextmanager
 def permanent_database_errors() -> Iterator[None]:
-    """Data the database rejects (a broken CHECK, an overflowing number) fails the same way
-    on every retry: fail non-retryable, naming the constraint, instead of retrying forever.
-    Connection errors and timeouts stay retryable."""
+    """Data the database rejects (a broken CHECK, an overflowing number) or a schema this code
+    does not match fails the same way on every retry: fail non-retryable, naming the cause,
+    instead of retrying forever. Connection errors and timeouts stay retryable."""
     try:
         yield
     except (exc.IntegrityError, exc.DataError) as error:
         detail = str(error.orig).splitlines()[0] if error.orig is not None else type(error).__name__
         raise ApplicationError(
             f"the database rejected the data: {detail}", type="PermanentDatabaseError", non_retryable=True
+        ) from None
+    except exc.ProgrammingError as error:
+        # A missing table or column: the schema is not what this code expects, on every retry.
+        detail = str(error.orig).splitlines()[0] if error.orig is not None else type(error).__name__
+        raise ApplicationError(
+            f"the database schema does not match this code ({detail}): run `python starter.py migrate`",
+            type="PermanentDatabaseError",
+            non_retryable=True,
         ) from None
 
 

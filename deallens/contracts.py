@@ -298,6 +298,11 @@ class AlertMonitorInput(Model):
     fired_total: int = 0
     last_evaluation_at: dt.datetime | None = None
     last_evaluation_fired: int | None = None
+    # Evaluations that failed in a row (their retries ran out), since when, and the last reason:
+    # the monitor keeps running and says so (status query, `starter.py health`).
+    failed_evaluations: int = 0
+    failing_since: dt.datetime | None = None
+    last_error: Annotated[str, Field(max_length=500)] | None = None
 
 
 class PauseInput(Model):
@@ -333,6 +338,9 @@ class MonitorStatus(Model):
     fired_total: int
     last_evaluation_at: dt.datetime | None
     last_evaluation_fired: int | None
+    failed_evaluations: int = 0
+    failing_since: dt.datetime | None = None
+    last_error: str | None = None
 
 
 class EvaluateAlertsInput(Model):
@@ -791,3 +799,31 @@ class StoreBatchInsightsResult(Model):
 
 # Forward references (DeliveryCounts is defined after the models that carry it).
 SendAlertNotificationBatchInput.model_rebuild()
+
+
+# ---------------------------------------------------------------- RetryParkedDeliveries
+
+
+class RetryParkedInput(Model):
+    """One run of the self-healing schedule: at most `limit` firings and `limit` digests."""
+
+    limit: Annotated[int, Field(ge=1, le=500)] = 200
+
+
+class ParkedDigestGroup(Model):
+    kind: DigestKindName
+    period: dt.date
+    user_ids: list[int]
+
+
+class RequeuedDeliveries(Model):
+    alert_history_ids: list[int] = []
+    digests: list[ParkedDigestGroup] = []
+
+
+class RetryParkedResult(Model):
+    alerts_started: int = 0
+    # Firings whose notify-<id> was still running: it sends what it can; the rest is picked up
+    # again once parked.
+    alerts_running: int = 0
+    digests_requeued: int = 0

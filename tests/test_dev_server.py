@@ -99,6 +99,7 @@ async def test_schedules_apply_creates_then_updates(dev_env: WorkflowEnvironment
         "send-daily-digest", "send-weekly-summary",
         "ingest-market-news", "ingest-company-news", "ingest-deal-news",
         "generate-company-insights", "generate-deal-insights", "generate-market-summary",
+        "retry-parked-deliveries",
     }
     # Applying again updates in place instead of failing on "already exists".
     second = await schedules.apply(client, dry_run=False, task_queue=task_queue)
@@ -141,6 +142,10 @@ async def test_schedules_apply_creates_then_updates(dev_env: WorkflowEnvironment
     daily = (await client.get_schedule_handle("sync-daily-ohlc").describe()).schedule
     assert [(c.hour[0].start, c.minute[0].start) for c in daily.spec.calendars] == [(16, 30)]
     assert daily.policy.catchup_window == dt.timedelta(hours=12)
+    # Self-healing every 15 minutes, UTC.
+    healing = (await client.get_schedule_handle("retry-parked-deliveries").describe()).schedule
+    assert [covered(c.minute) for c in healing.spec.calendars] == [[0, 15, 30, 45]]
+    assert healing.action.workflow == "RetryParkedDeliveries"
     for definition in schedules.SCHEDULES:
         await client.get_schedule_handle(definition.id).delete()
     for kind in schedules.ALERT_KINDS:

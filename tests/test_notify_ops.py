@@ -118,8 +118,9 @@ async def test_failed_deliveries_are_listed_and_resent_by_the_cli(
         )
         await conn.execute(
             text(
-                "INSERT INTO digest_deliveries (user_id, kind, period, status, attempts, error) "
-                "VALUES (:u, 'daily', '2026-11-28', 'failed', 6, 'smtp: connection refused')"
+                # Its automatic retries are used up (RetryParkedDeliveries): it needs a person.
+                "INSERT INTO digest_deliveries (user_id, kind, period, status, attempts, error, auto_retries) "
+                "VALUES (:u, 'daily', '2026-11-28', 'failed', 6, 'smtp: connection refused', 3)"
             ),
             {"u": users[1]},
         )
@@ -132,9 +133,13 @@ async def test_failed_deliveries_are_listed_and_resent_by_the_cli(
     listed = starter(env, "notifications", "failed")
     assert listed.returncode == 0, listed.stderr
     lines = listed.stdout.splitlines()
-    assert any(f"alert_history {history_id}" in line and "failed" in line and "421 4.7.0 too busy" in line for line in lines)
+    assert any(
+        f"alert_history {history_id}" in line and "failed" in line and "auto 1/3" in line and "421 4.7.0 too busy" in line
+        for line in lines
+    )
     assert any(f"alert_history {stuck_id}" in line and " stuck " in line for line in lines)
-    assert any("daily 2026-11-28 user" in line and "user2@example.com" in line for line in lines)
+    assert any("daily 2026-11-28 user" in line and "needs a person" in line and "user2@example.com" in line for line in lines)
+    assert lines[-1].startswith("3 failed or stuck, 2 of them need a person")
 
     with smtp_sink() as sink:
         settings = make_settings(smtp_host="127.0.0.1", smtp_port=sink.port)

@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.exceptions import ActivityError, ApplicationError, WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
@@ -31,7 +31,7 @@ with workflow.unsafe.imports_passed_through():
         SendAlertNotificationInput,
     )
     from workflows.inputs import validated
-    from workflows.policies import DB_RETRY, DB_TIMEOUT
+    from workflows.policies import DB_RETRY, DB_TIMEOUT, MONITOR_EVAL_RETRY
     from workflows.shared import market_session
 
 MARKET_HOURS_KINDS = frozenset({"price", "volume"})
@@ -123,17 +123,33 @@ class AlertMonitor:
         return (await market_session()).is_open
 
     async def _evaluate(self, symbols: list[str] | None) -> None:
-        result = await workflow.execute_activity_method(
-            AlertActivities.evaluate,
-            EvaluateAlertsInput(
-                kind=self._state.kind,
-                at=workflow.now(),
-                symbols=symbols,
-                min_cooldown_seconds=self._settings.cooldown_seconds,
-            ),
-            start_to_close_timeout=DB_TIMEOUT,
-            retry_policy=DB_RETRY,
+        request = EvaluateAlertsInput(
+            kind=self._state.kind,
+            at=workflow.now(),
+            symbols=symbols,
+            min_cooldown_seconds=self._settings.cooldown_seconds,
         )
+        if not workflow.patched("monitor-survives-failed-evaluations"):
+            result = await workflow.execute_activity_method(
+                AlertActivities.evaluate, request, start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY
+            )
+        else:
+            try:
+                result = await workflow.execute_activity_method(
+                    AlertActivities.evaluate,
+                    request,
+                    start_to_close_timeout=DB_TIMEOUT,
+                    retry_policy=MONITOR_EVAL_RETRY,
+                    summary=f"evaluate {self._state.kind} alerts" + (f" for {', '.join(symbols[:10])}" if symbols else ""),
+                )
+            except ActivityError as error:
+                self._record_failure(error)
+                return
+        if self._state.failed_evaluations:
+            workflow.logger.info(
+                "%s alert evaluation works again after %d failed", self._state.kind, self._state.failed_evaluations
+            )
+        self._state = self._state.model_copy(update={"failed_evaluations": 0, "failing_since": None, "last_error": None})
         self._state = self._state.model_copy(
             update={
                 "evaluations": self._state.evaluations + 1,
@@ -173,6 +189,22 @@ class AlertMonitor:
             # the notification_deliveries ledger, unique per firing and channel, makes a
             # second run deliver nothing twice.)
             pass
+
+    def _record_failure(self, error: ActivityError) -> None:
+        cause = error.cause
+        reason = f"{getattr(cause, 'type', None) or type(cause).__name__}: {getattr(cause, 'message', str(cause))}"
+        self._state = self._state.model_copy(
+            update={
+                "failed_evaluations": self._state.failed_evaluations + 1,
+                "failing_since": self._state.failing_since or workflow.now(),
+                "last_error": reason[:500],
+            }
+        )
+        workflow.logger.warning(
+            "%s alert evaluation failed (%d in a row since %s): %s; the monitor keeps running and tries again "
+            "at its next wake-up",
+            self._state.kind, self._state.failed_evaluations, self._state.failing_since, reason,
+        )
 
     def _carry_over(self) -> AlertMonitorInput:
         return self._state.model_copy(
@@ -245,4 +277,7 @@ class AlertMonitor:
             fired_total=self._state.fired_total,
             last_evaluation_at=self._state.last_evaluation_at,
             last_evaluation_fired=self._state.last_evaluation_fired,
+            failed_evaluations=self._state.failed_evaluations,
+            failing_since=self._state.failing_since,
+            last_error=self._state.last_error,
         )

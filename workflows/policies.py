@@ -14,6 +14,16 @@ DB_RETRY = RetryPolicy(
     non_retryable_error_types=["PermanentDatabaseError", "InvalidInput"],
 )
 DB_TIMEOUT = timedelta(seconds=60)
+# The alert monitors' evaluation: retried for about three minutes, then the monitor records the
+# failure (status query, health) and tries again at its next wake-up, instead of stalling in
+# silent retries behind a permanent error. The alert cursors make the next evaluation replay
+# every quote the failed ones missed.
+MONITOR_EVAL_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=10,
+    non_retryable_error_types=["PermanentDatabaseError", "InvalidInput"],
+)
 
 # Best-effort side signals (waking the alert monitors): a few tries, then let the monitors'
 # own polling catch up rather than hold a finished sync open.

@@ -485,6 +485,7 @@ class NotificationDelivery(Base):
         CheckConstraint(f"channel IN {DELIVERY_CHANNELS!r}", name="channel_known"),
         CheckConstraint(f"status IN {DELIVERY_STATUSES!r}", name="status_known"),
         CheckConstraint("attempts >= 0", name="attempts_nonnegative"),
+        CheckConstraint("auto_retries >= 0", name="auto_retries_nonnegative"),
         Index("ix_notification_deliveries_status", "status", postgresql_where=text("status = 'failed'")),
     )
 
@@ -493,6 +494,8 @@ class NotificationDelivery(Base):
     channel: Mapped[str] = mapped_column(String(8))
     status: Mapped[str] = mapped_column(String(8), server_default=text("'pending'"))
     attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    # Times a parked (failed) row was re-queued by RetryParkedDeliveries (deallens/domain/redelivery.py).
+    auto_retries: Mapped[int] = mapped_column(SmallInteger, server_default=text("0"))
     message_id: Mapped[str | None] = mapped_column(String(255))
     error: Mapped[str | None] = mapped_column(Text)
     sent_at: Mapped[dt.datetime | None]
@@ -515,6 +518,7 @@ class DigestDelivery(Base):
         CheckConstraint(f"kind IN {DIGEST_KINDS!r}", name="kind_known"),
         CheckConstraint(f"status IN {DELIVERY_STATUSES!r}", name="status_known"),
         CheckConstraint("attempts >= 0", name="attempts_nonnegative"),
+        CheckConstraint("auto_retries >= 0", name="auto_retries_nonnegative"),
         Index("ix_digest_deliveries_status", "status", postgresql_where=text("status = 'failed'")),
         # The fan-out pages through one period's pending rows by user id.
         Index("ix_digest_deliveries_pending", "kind", "period", "user_id", postgresql_where=text("status = 'pending'")),
@@ -526,6 +530,8 @@ class DigestDelivery(Base):
     period: Mapped[dt.date] = mapped_column(Date)
     status: Mapped[str] = mapped_column(String(8), server_default=text("'pending'"))
     attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    # Times a parked (failed) row was re-queued by RetryParkedDeliveries (deallens/domain/redelivery.py).
+    auto_retries: Mapped[int] = mapped_column(SmallInteger, server_default=text("0"))
     message_id: Mapped[str | None] = mapped_column(String(255))
     error: Mapped[str | None] = mapped_column(Text)
     sent_at: Mapped[dt.datetime | None]

@@ -14,6 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from deallens.db.claims import Ledger
+from deallens.domain.redelivery import MAX_AUTO_RETRIES
 
 # The channels a user has: email unless disabled or unsubscribed, push with a webhook URL,
 # SMS with a number (and only when SMS is switched on).
@@ -196,28 +197,37 @@ def _needs_retry(alias: str) -> str:
     )
 
 
+def _for_a_person(alias: str) -> str:
+    """Not still waiting for an automatic retry (RetryParkedDeliveries), unless all are asked for."""
+    return f"(:include_waiting OR NOT ({alias}.status = 'failed' AND {alias}.auto_retries < :max_auto))"
+
+
 _FAILED = text(
     f"""
     SELECT 'alert' AS what, d.alert_history_id AS ref, d.channel, d.status, u.email, d.attempts, d.error,
-           d.updated_at, NULL::text AS kind, NULL::date AS period
+           d.updated_at, NULL::text AS kind, NULL::date AS period, d.auto_retries
     FROM notification_deliveries d
     JOIN alert_history h ON h.id = d.alert_history_id
     JOIN alerts a ON a.id = h.alert_id
     JOIN users u ON u.id = a.user_id
-    WHERE {_needs_retry("d")}
+    WHERE {_needs_retry("d")} AND {_for_a_person("d")}
     UNION ALL
-    SELECT 'digest', g.user_id, 'email', g.status, u.email, g.attempts, g.error, g.updated_at, g.kind, g.period
+    SELECT 'digest', g.user_id, 'email', g.status, u.email, g.attempts, g.error, g.updated_at, g.kind, g.period,
+           g.auto_retries
     FROM digest_deliveries g JOIN users u ON u.id = g.user_id
-    WHERE {_needs_retry("g")}
+    WHERE {_needs_retry("g")} AND {_for_a_person("g")}
     ORDER BY updated_at DESC
     LIMIT :limit
     """
 )
 
 
-async def failed(engine: AsyncEngine, limit: int = 200) -> list[Any]:
+async def failed(engine: AsyncEngine, limit: int = 200, *, include_waiting: bool = False) -> list[Any]:
+    """What needs a person: parked deliveries whose automatic retries are used up, and stuck ones.
+    `include_waiting` adds the parked ones that RetryParkedDeliveries will still try again."""
+    params = {"limit": limit, "stuck": STUCK_AFTER, "include_waiting": include_waiting, "max_auto": MAX_AUTO_RETRIES}
     async with engine.connect() as conn:
-        return list((await conn.execute(_FAILED, {"limit": limit, "stuck": STUCK_AFTER})).mappings())
+        return list((await conn.execute(_FAILED, params)).mappings())
 
 
 _CANDIDATE_ALERTS = text(
