@@ -231,7 +231,8 @@ def test_a_huge_article_is_read_in_bounded_time() -> None:
 
     started = time.perf_counter()
     patterns.extract("Pfizer to acquire " + "Seagen and " * 1_000_000, "x" * 10_000_000, PUBLISHED)
-    assert time.perf_counter() - started < 2.0
+    # Linear reading takes well under a second; catastrophic backtracking would take hours.
+    assert time.perf_counter() - started < 20.0
 
 
 @pytest.mark.parametrize(
@@ -245,7 +246,7 @@ def test_crafted_text_cannot_make_the_rules_slow(crafted: str) -> None:
 
     started = time.perf_counter()
     patterns.extract(crafted, crafted, PUBLISHED)
-    assert time.perf_counter() - started < 0.5
+    assert time.perf_counter() - started < 5.0  # milliseconds when bounded; hours when not
 
 
 def test_names_are_clean_and_bounded() -> None:

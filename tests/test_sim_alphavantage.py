@@ -128,12 +128,10 @@ async def test_time_series_daily_compact_and_full(av: Sim) -> None:
         assert int(bar["5. volume"]) > 0
 
 
-def test_every_symbol_has_consistent_weekday_history_and_is_fast() -> None:
+def test_every_symbol_has_consistent_weekday_history() -> None:
     market = Market(SEED)
     for company in SIM_COMPANIES:
-        started = time.perf_counter()
         bars = market.daily_bars(company, NOW)
-        assert time.perf_counter() - started < 5.0, company.symbol  # a guard against pathological slowness only; speed lives in bench/
         assert len(bars) == weekday_index(date(2026, 3, 10)) + 1
         for previous, bar in zip(bars, bars[1:]):
             assert bar.day > previous.day and bar.day.weekday() < 5
