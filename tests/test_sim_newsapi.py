@@ -249,3 +249,32 @@ async def test_server_errors_empty_and_malformed(news: Sim) -> None:
     stats = (await news.client.get("/_sim/stats")).json()
     assert stats["by_endpoint"] == {"/v2/everything": 4}
     assert stats["faults"] == {"empty": 1, "http_500": 1, "http_503": 1, "malformed_json": 1}
+
+
+def test_each_deal_moves_forward_through_its_stages_without_churn() -> None:
+    """The stand-in's deal news reports one stage a day, in order, and every headline of a
+    stage reads (to the rules extractor) as that stage: a tracked deal never flips between two
+    statuses on one day's news, as it did when review and approval shared a stage."""
+    from datetime import date
+
+    from deallens.domain.deals import patterns
+    from deallens.domain.deals.status import _RANK  # the forward order of statuses
+    from deallens.sim.newsapi import _STAGE_TEMPLATES, DEAL_CYCLE_DAYS, deal_stage, deals_for
+
+    start = date(2026, 11, 2)
+    for number, _deal in enumerate(deals_for(7)):
+        stages = [deal_stage(7, number, start + timedelta(days=d)) for d in range(2 * DEAL_CYCLE_DAYS)]
+        # One whole cycle, from its first rumour: ranks never go down until it closes.
+        first = next(i for i in range(1, len(stages)) if stages[i] == "rumored" and stages[i - 1] != "rumored")
+        cycle = stages[first:first + DEAL_CYCLE_DAYS]
+        ranked = [_RANK.get(stage, 5) for stage in cycle]
+        assert ranked == sorted(ranked), cycle
+        assert cycle[-1] in ("completed", "terminated")
+        assert {"announced", "pending_regulatory", "approved"} <= set(cycle)
+    values = {"A": "Pfizer", "T": "Seagen", "V": "43", "A_full": "Pfizer Inc", "T_full": "Seagen Inc"}
+    for stage, templates in _STAGE_TEMPLATES.items():
+        for title, description in templates:
+            facts = patterns.extract(title.format(**values), description.format(**values), start)
+            if stage == "rumored" and facts is None:
+                continue  # a rumour may be too vague for the rules; never another stage
+            assert facts is not None and facts.status == stage, (stage, title)

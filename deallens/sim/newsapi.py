@@ -250,21 +250,28 @@ def _mention(company: DemoCompany, rng: random.Random) -> str:
 
 
 # M&A stories move over days: each deal runs through rumor, announcement, regulatory
-# review and completion (even-numbered deals) or termination (odd ones), a cycle of
-# DEAL_CYCLE_DAYS, and a day's articles about a deal report its stage of that day.
+# review, approval and completion (even-numbered deals) or termination (odd ones), a cycle of
+# DEAL_CYCLE_DAYS, and a day's articles about a deal report its stage of that day. Each stage
+# has only headlines of that stage, so a deal's tracked status moves forward and never churns
+# between two stages on one day's news.
 DEAL_CYCLE_DAYS = 20
-_DEAL_STAGES: tuple[tuple[int, str], ...] = ((0, "rumored"), (4, "announced"), (8, "pending_regulatory"), (13, "closed"))
+_DEAL_STAGES: tuple[tuple[int, str], ...] = (
+    (0, "rumored"), (4, "announced"), (8, "pending_regulatory"), (11, "approved"), (13, "closed"),
+)
 _STAGE_TEMPLATES: dict[str, tuple[tuple[str, str], ...]] = {
     "rumored": (_DEAL_TEMPLATES[1], _DEAL_TEMPLATES[4]),
     "announced": (_DEAL_TEMPLATES[0],),
     "pending_regulatory": (
         ("Regulators open in-depth review of {A}'s ${V} billion deal for {T}",
          "Competition authorities opened an in-depth investigation into {A_full}'s planned ${V} billion purchase of {T_full}."),
-        _DEAL_TEMPLATES[5],
+        # A suit to block is still a review (the deal may settle and close), not the end of it.
+        _DEAL_TEMPLATES[3],
     ),
+    "approved": (_DEAL_TEMPLATES[5],),
     "completed": (_DEAL_TEMPLATES[2],),
     "terminated": (
-        _DEAL_TEMPLATES[3],
+        ("{A} and {T} terminate ${V} billion merger agreement",
+         "{A_full} and {T_full} agreed to end their ${V} billion merger agreement after failing to win regulatory approval."),
         ("{A} calls off ${V} billion bid for {T}",
          "{A_full} said it had abandoned its ${V} billion offer for {T_full}, ending months of talks."),
     ),
