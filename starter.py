@@ -113,58 +113,6 @@ def _backtest_days(value: str) -> int:
     return int(value)
 
 
-async def _health(settings: Settings) -> int:
-    from temporal_client import connect
-
-    failures = 0
-    from deallens.config import DEVSTACK_ENV_FILE, devstack_env_file
-
-    source = f"; with the settings of `make run` in {DEVSTACK_ENV_FILE}" if devstack_env_file() else ""
-    print(f"config: ok (log level {settings.log_level}{source})")
-    try:
-        settings.check_providers()
-        misconfigured = None
-    except ConfigError as error:
-        failures += 1
-        misconfigured = str(error)
-    for name, simulated, url in (
-        ("alphavantage", settings.alphavantage_simulated, settings.alphavantage_base_url),
-        ("newsapi", settings.newsapi_simulated, settings.newsapi_base_url),
-        ("openai", settings.openai_simulated, settings.openai_base_url),
-    ):
-        if misconfigured and simulated and url.startswith("https://"):
-            print(f"provider {name}: MISCONFIGURED: no API key, and the URL is the real provider's ({url})")
-        else:
-            print(f"provider {name}: {'simulated' if simulated else 'real'} at {url}")
-    if settings.email_enabled:
-        print(f"email: SMTP {settings.smtp_host}:{settings.smtp_port} ({settings.smtp_tls})")
-    else:
-        print(f"email: OFF: {settings.email_off_reason.removeprefix('email is OFF: ')}")  # type: ignore[union-attr]
-    try:
-        engine = create_engine(_database_url(settings), pool_size=1)
-        try:
-            current, head = await current_revision(engine), head_revision()
-        finally:
-            await engine.dispose()
-        state = "ok" if current == head else f"BEHIND (at {current or 'empty'}, code needs {head})"
-        failures += current != head
-        print(f"database: {state}")
-    except ConfigError as error:
-        failures += 1
-        print(f"database: FAILED: {error}")
-    except (OSError, DBAPIError, ArgumentError, ValueError) as error:
-        failures += 1
-        print(f"database: FAILED: {database_problem(error)}")
-    try:
-        client = await connect(settings)
-        await client.service_client.check_health()
-        print(f"temporal: ok at {settings.temporal_address} namespace {settings.temporal_namespace}")
-    except RuntimeError as error:
-        failures += 1
-        print(f"temporal: FAILED at {settings.temporal_address}: {error}")
-    return 1 if failures else 0
-
-
 async def _notifications_failed(engine, limit: int) -> int:  # type: ignore[no-untyped-def]
     from deallens.db.notifications import failed
 
@@ -303,7 +251,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("migrate", help="apply database migrations")
     commands.add_parser("seed-demo", help="seed the demo universe into an empty database")
-    commands.add_parser("health", help="check configuration, database and Temporal")
+    health = commands.add_parser("health", help="check Temporal, workers, schedules, monitors, database, email, providers, deliveries, freshness")
+    health.add_argument("--json", action="store_true", dest="as_json", help="one JSON document for machines")
+    health.add_argument("--task-queue", default="deallens", help="the queue the workers serve (default deallens)")
     alerts = commands.add_parser("alerts", help="manage alerts").add_subparsers(dest="action", required=True)
     add = alerts.add_parser("add", help="create an alert from a JSON definition; prints its id")
     add.add_argument("definition", help='e.g. \'{"user_id": 1, "type": "price_above", "symbol": "AAPL", "threshold": 200}\'')
@@ -335,7 +285,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "seed-demo":
             return asyncio.run(_with_engine(settings, _seed))
         if args.command == "health":
-            return asyncio.run(_health(settings))
+            from cli import health as health_cli
+
+            return asyncio.run(health_cli.run(settings, as_json=args.as_json, task_queue=args.task_queue))
         if args.command == "costs":
             return asyncio.run(_with_engine(settings, _costs, args.days, settings.llm_daily_budget_usd))
         if args.command == "notifications":
