@@ -2,7 +2,9 @@
 
   migrate                 apply database migrations
   seed-demo               seed the demo universe into an empty database
-  health                  check configuration, database and Temporal; exit 1 if any fails
+  health [--json]         Temporal, workers per queue, schedules, monitors, database, SMTP,
+                          providers and quota, parked/stuck deliveries, data freshness;
+                          exit 0 healthy, 1 degraded, 2 down
   alerts add '<json>'     create an alert, print its id (e.g. '{"user_id": 1, "type":
                           "price_above", "symbol": "AAPL", "threshold": 200}'), and wake
                           its kind's monitor so it is evaluated on the stored data at once
@@ -15,7 +17,13 @@
   notifications unsubscribe TOKEN [--list all|alerts|daily|weekly]
                           apply an unsubscribe token (e.g. from a mailto: unsubscribe)
 
-Workflows are started with `temporal workflow start --type NAME --task-queue deallens
+Workflows by name (each with --task-queue, --wait for the result, --show-command for the
+equivalent `temporal` command): sync prices|ohlc|fundamentals [SYMBOL ...] [--force],
+news ingest market|company|deals, insights company|deal|market, notify ALERT_HISTORY_ID,
+digest daily|weekly [--date] [--user-id N], backfill ohlc --from D [--to D] (progress bar);
+monitors status|pause|resume|adjust, schedules list|trigger|pause|unpause.
+
+Workflows are also started with `temporal workflow start --type NAME --task-queue deallens
 --input '{...}'` or from the Web UI; schedules with `python schedules.py apply`.
 """
 
@@ -28,6 +36,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 
 from sqlalchemy.exc import ArgumentError, DBAPIError
+from temporalio.service import RPCError
 
 from deallens.config import ConfigError, Settings, configure_logging, load_settings
 from deallens.db.alert_backtest import MAX_DAYS, BacktestError, backtest, format_report
@@ -275,6 +284,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     unsub.add_argument("--list", default="all", choices=["all", "alerts", "daily", "weekly"], dest="list_name")
     costs = commands.add_parser("costs", help="LLM spend by day, model and workflow; cache hit rate; budget left today")
     costs.add_argument("--days", type=_positive_int, default=7, help="UTC days back, today included (default 7)")
+    from cli import operate, start
+
+    start.register(commands)
+    operate.register(commands)
     args = parser.parse_args(argv)
 
     try:
@@ -288,6 +301,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             from cli import health as health_cli
 
             return asyncio.run(health_cli.run(settings, as_json=args.as_json, task_queue=args.task_queue))
+        if args.command in start.COMMANDS:
+            return asyncio.run(start.run(args, settings))
+        if args.command == "monitors":
+            return asyncio.run(operate.monitors(args, settings))
+        if args.command == "schedules":
+            return asyncio.run(operate.schedules(args, settings))
         if args.command == "costs":
             return asyncio.run(_with_engine(settings, _costs, args.days, settings.llm_daily_budget_usd))
         if args.command == "notifications":
@@ -308,6 +327,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"starter: {error}", file=sys.stderr)
         return 2
+    except RPCError as error:
+        print(f"starter: Temporal refused: {error.message}", file=sys.stderr)
+        return 1
     except (OSError, DBAPIError, ArgumentError, ValueError) as error:
         print(f"starter: cannot use the database: {database_problem(error)}", file=sys.stderr)
         return 2
