@@ -37,6 +37,7 @@ from deallens.ops.health import (
 )
 
 TIMEOUT = 10.0
+QUERY_TIMEOUT = 5.0
 
 
 def _first_line(error: BaseException) -> str:
@@ -184,7 +185,13 @@ async def _temporal(settings: Settings, task_queue: str) -> list[Check]:
         if described is None or described.status != WorkflowExecutionStatus.RUNNING:
             checks.append(monitor_check(MonitorState(kind, running=False)))
             continue
-        status = await asyncio.wait_for(handle.query("status", result_type=MonitorStatus), timeout=TIMEOUT)
+        try:
+            status = await handle.query("status", result_type=MonitorStatus, rpc_timeout=dt.timedelta(seconds=QUERY_TIMEOUT))
+        except (RPCError, TimeoutError) as error:
+            # Running in history, but no worker answers: its queue has no poller (see above).
+            checks.append(Check(f"monitor {kind}", Status.DEGRADED,
+                                f"NOT ANSWERING its status query (is a worker polling its queue?): {_first_line(error)}"))
+            continue
         checks.append(monitor_check(MonitorState(
             kind, running=True, paused=status.paused, reason=status.pause_reason,
             evaluations=status.evaluations, last_evaluation_at=status.last_evaluation_at,
