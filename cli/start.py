@@ -173,7 +173,27 @@ async def _backfill(start: Start, settings: Settings, task_queue: str, args: arg
         print(f"starter: {start.workflow_id} failed: {getattr(error.cause, 'message', None) or error.cause}", file=sys.stderr)
         return 1
     print_result(result)
+    await _report_coverage(settings, start.argument.symbols, args.start, args.end or result.get("session_date"))  # type: ignore[attr-defined]
     return 0
+
+
+async def _report_coverage(settings: Settings, symbols: list[str], since: dt.date, until: Any) -> None:
+    """What the range holds now, per company: the backfill's effect, read from the database."""
+    from deallens.db.engine import create_engine
+    from deallens.db.ohlc import coverage
+
+    if settings.database_url is None or until is None:
+        return
+    end = until if isinstance(until, dt.date) else dt.date.fromisoformat(str(until))
+    engine = create_engine(settings.database_url, pool_size=1)
+    try:
+        rows = await coverage(engine, symbols, since, end)
+    finally:
+        await engine.dispose()
+    print(f"daily bars stored from {since} to {end}:")
+    for row in rows:
+        span = f"{row.first} .. {row.last}" if row.bars else "none"
+        print(f"  {row.symbol:<8} {row.bars:>6} bar(s)  {span}")
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:

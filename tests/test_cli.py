@@ -151,7 +151,10 @@ async def test_backfill_follows_the_workflows_progress_query(
     assert code == 0, err
     first, _, result = out.partition("\n")
     assert first.startswith("started SyncDailyOHLC cli-backfill-ohlc-") and "(last 100 sessions)" in first
-    assert json.loads(result)["bars_inserted"] > 0
+    document, _, stored = result.partition("daily bars stored from ")
+    assert json.loads(document)["bars_inserted"] > 0
+    per_symbol = {line.split()[0]: int(line.split()[1]) for line in stored.splitlines()[1:]}
+    assert set(per_symbol) == {"AAPL", "IBM", "MSFT"} and all(15 <= n <= 23 for n in per_symbol.values()), stored
     # The bar ended at the planned count, as the `progress` query told it.
     assert "3/3" in err.replace(" ", ""), err
 
