@@ -157,3 +157,15 @@ def test_freshness_is_measured_in_market_time() -> None:
     assert stale["freshness quote"].status is Status.DEGRADED and stale["freshness quote"].data["market_minutes"] == 151
     assert stale["freshness bar"].status is Status.DEGRADED and stale["freshness bar"].data["sessions_behind"] == 2
     assert stale["freshness article"].status is Status.DEGRADED
+
+
+def test_verdicts_a_used_up_quota_and_a_provider_queue_without_workers_degrade() -> None:
+    from deallens.ops.health import Pollers, queue_check, quota_check
+
+    used_up = quota_check("alphavantage", simulated=False, url="https://www.alphavantage.co", calls_per_day=25, used_today=25)
+    assert used_up.status is Status.DEGRADED and "QUOTA USED UP today (25 of 25 calls)" in used_up.detail
+    assert quota_check("newsapi", simulated=True, url=STAND_IN, calls_per_day=100, used_today=40).data["left_today"] == 60
+    idle_provider = queue_check(Pollers("deallens-llm", 0, 0), main=False)
+    idle_main = queue_check(Pollers("deallens", 0, 2), main=True)
+    assert (idle_provider.status, idle_main.status) == (Status.DEGRADED, Status.DOWN)
+    assert exit_code([used_up, idle_provider]) == 1 and exit_code([used_up, idle_main]) == 2 and exit_code([]) == 0
