@@ -21,6 +21,7 @@ from cli import health as health_cli
 from deallens.db import health as db_health
 from deallens.ops.health import (
     Status,
+    deliveries_check,
     exit_code,
     freshness_checks,
     stuck_margin,
@@ -137,7 +138,11 @@ async def test_a_stuck_delivery_is_flagged_once_its_lease_and_margin_have_passed
     assert (counts.parked, counts.stuck) == (1, 1)
     async with db.begin() as conn:  # a day and more unclaimed: stuck too
         await conn.execute(text("UPDATE notification_deliveries SET updated_at = now() - interval '27 hours' WHERE alert_history_id = :h"), {"h": ids[3]})
-    assert (await db_health.deliveries(db, margin=margin)).stuck == 2
+    counts = await db_health.deliveries(db, margin=margin)
+    assert counts.stuck == 2
+    check = deliveries_check(counts.parked, counts.stuck, lease_seconds=lease, margin=margin)
+    assert check.status is Status.DEGRADED
+    assert check.detail.startswith("1 PARKED (retries ran out)") and "; 2 STUCK (pending, claim lapsed over 180s + 180s ago" in check.detail
 
 
 def test_freshness_is_measured_in_market_time() -> None:

@@ -153,10 +153,15 @@ def deliveries_check(parked: int, stuck: int, *, lease_seconds: int, margin: dt.
         return Check("deliveries", Status.OK, "ok, none parked or stuck", data)
     parts = []
     if parked:
-        parts.append(f"{parked} PARKED (retries ran out)")
+        parts.append(f"{parked} PARKED (retries ran out): see `python starter.py notifications failed`")
     if stuck:
-        parts.append(f"{stuck} STUCK (pending, claim lapsed over {lease_seconds}s + {int(margin.total_seconds())}s ago)")
-    return Check("deliveries", Status.DEGRADED, "; ".join(parts) + ": see `python starter.py notifications failed`", data)
+        # Sooner than `notifications failed` (26 h): a lapsed claim means the sender died and
+        # no retry took the row back, which is worth a look at the worker and notify-<id> now.
+        parts.append(
+            f"{stuck} STUCK (pending, claim lapsed over {lease_seconds}s + {int(margin.total_seconds())}s ago: "
+            "is the worker up? look at its notify-<alert_history id> workflow)"
+        )
+    return Check("deliveries", Status.DEGRADED, "; ".join(parts), data)
 
 
 def stuck_margin(lease_seconds: int) -> dt.timedelta:
