@@ -2,7 +2,9 @@
 
   migrate                 apply database migrations
   seed-demo               seed the demo universe into an empty database
-  health                  check configuration, database and Temporal; exit 1 if any fails
+  health [--json]         Temporal, workers per queue, schedules, monitors, database, SMTP,
+                          providers and quota, parked/stuck deliveries, data freshness;
+                          exit 0 healthy, 1 degraded, 2 down
   alerts add '<json>'     create an alert, print its id (e.g. '{"user_id": 1, "type":
                           "price_above", "symbol": "AAPL", "threshold": 200}'), and wake
                           its kind's monitor so it is evaluated on the stored data at once
@@ -15,7 +17,13 @@
   notifications unsubscribe TOKEN [--list all|alerts|daily|weekly]
                           apply an unsubscribe token (e.g. from a mailto: unsubscribe)
 
-Workflows are started with `temporal workflow start --type NAME --task-queue deallens
+Workflows by name (each with --task-queue, --wait for the result, --show-command for the
+equivalent `temporal` command): sync prices|ohlc|fundamentals [SYMBOL ...] [--force],
+news ingest market|company|deals, insights company|deal|market, notify ALERT_HISTORY_ID,
+digest daily|weekly [--date] [--user-id N], backfill ohlc --from D [--to D] (progress bar);
+monitors status|pause|resume|adjust, schedules list|trigger|pause|unpause.
+
+Workflows are also started with `temporal workflow start --type NAME --task-queue deallens
 --input '{...}'` or from the Web UI; schedules with `python schedules.py apply`.
 """
 
@@ -28,6 +36,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 
 from sqlalchemy.exc import ArgumentError, DBAPIError
+from temporalio.service import RPCError
 
 from deallens.config import ConfigError, Settings, configure_logging, load_settings
 from deallens.db.alert_backtest import MAX_DAYS, BacktestError, backtest, format_report
@@ -111,58 +120,6 @@ def _backtest_days(value: str) -> int:
     if not value.isdigit() or not 1 <= int(value) <= MAX_DAYS:
         raise argparse.ArgumentTypeError(f"must be a whole number of days from 1 to {MAX_DAYS}, got {value!r}")
     return int(value)
-
-
-async def _health(settings: Settings) -> int:
-    from temporal_client import connect
-
-    failures = 0
-    from deallens.config import DEVSTACK_ENV_FILE, devstack_env_file
-
-    source = f"; with the settings of `make run` in {DEVSTACK_ENV_FILE}" if devstack_env_file() else ""
-    print(f"config: ok (log level {settings.log_level}{source})")
-    try:
-        settings.check_providers()
-        misconfigured = None
-    except ConfigError as error:
-        failures += 1
-        misconfigured = str(error)
-    for name, simulated, url in (
-        ("alphavantage", settings.alphavantage_simulated, settings.alphavantage_base_url),
-        ("newsapi", settings.newsapi_simulated, settings.newsapi_base_url),
-        ("openai", settings.openai_simulated, settings.openai_base_url),
-    ):
-        if misconfigured and simulated and url.startswith("https://"):
-            print(f"provider {name}: MISCONFIGURED: no API key, and the URL is the real provider's ({url})")
-        else:
-            print(f"provider {name}: {'simulated' if simulated else 'real'} at {url}")
-    if settings.email_enabled:
-        print(f"email: SMTP {settings.smtp_host}:{settings.smtp_port} ({settings.smtp_tls})")
-    else:
-        print(f"email: OFF: {settings.email_off_reason.removeprefix('email is OFF: ')}")  # type: ignore[union-attr]
-    try:
-        engine = create_engine(_database_url(settings), pool_size=1)
-        try:
-            current, head = await current_revision(engine), head_revision()
-        finally:
-            await engine.dispose()
-        state = "ok" if current == head else f"BEHIND (at {current or 'empty'}, code needs {head})"
-        failures += current != head
-        print(f"database: {state}")
-    except ConfigError as error:
-        failures += 1
-        print(f"database: FAILED: {error}")
-    except (OSError, DBAPIError, ArgumentError, ValueError) as error:
-        failures += 1
-        print(f"database: FAILED: {database_problem(error)}")
-    try:
-        client = await connect(settings)
-        await client.service_client.check_health()
-        print(f"temporal: ok at {settings.temporal_address} namespace {settings.temporal_namespace}")
-    except RuntimeError as error:
-        failures += 1
-        print(f"temporal: FAILED at {settings.temporal_address}: {error}")
-    return 1 if failures else 0
 
 
 async def _notifications_failed(engine, limit: int) -> int:  # type: ignore[no-untyped-def]
@@ -314,7 +271,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("migrate", help="apply database migrations")
     commands.add_parser("seed-demo", help="seed the demo universe into an empty database")
-    commands.add_parser("health", help="check configuration, database and Temporal")
+    health = commands.add_parser("health", help="check Temporal, workers, schedules, monitors, database, email, providers, deliveries, freshness")
+    health.add_argument("--json", action="store_true", dest="as_json", help="one JSON document for machines")
+    health.add_argument("--task-queue", default="deallens", help="the queue the workers serve (default deallens)")
     alerts = commands.add_parser("alerts", help="manage alerts").add_subparsers(dest="action", required=True)
     add = alerts.add_parser("add", help="create an alert from a JSON definition; prints its id")
     add.add_argument("definition", help='e.g. \'{"user_id": 1, "type": "price_above", "symbol": "AAPL", "threshold": 200}\'')
@@ -336,6 +295,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     unsub.add_argument("--list", default="all", choices=["all", "alerts", "daily", "weekly"], dest="list_name")
     costs = commands.add_parser("costs", help="LLM spend by day, model and workflow; cache hit rate; budget left today")
     costs.add_argument("--days", type=_positive_int, default=7, help="UTC days back, today included (default 7)")
+    from cli import operate, start
+
+    start.register(commands)
+    operate.register(commands)
     args = parser.parse_args(argv)
 
     try:
@@ -346,7 +309,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "seed-demo":
             return asyncio.run(_with_engine(settings, _seed))
         if args.command == "health":
-            return asyncio.run(_health(settings))
+            from cli import health as health_cli
+
+            return asyncio.run(health_cli.run(settings, as_json=args.as_json, task_queue=args.task_queue))
+        if args.command in start.COMMANDS:
+            return asyncio.run(start.run(args, settings))
+        if args.command == "monitors":
+            return asyncio.run(operate.monitors(args, settings))
+        if args.command == "schedules":
+            return asyncio.run(operate.schedules(args, settings))
         if args.command == "costs":
             return asyncio.run(_with_engine(settings, _costs, args.days, settings.llm_daily_budget_usd))
         if args.command == "notifications":
@@ -367,6 +338,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"starter: {error}", file=sys.stderr)
         return 2
+    except RPCError as error:
+        print(f"starter: Temporal refused: {error.message}", file=sys.stderr)
+        return 1
     except (OSError, DBAPIError, ArgumentError, ValueError) as error:
         print(f"starter: cannot use the database: {database_problem(error)}", file=sys.stderr)
         return 2

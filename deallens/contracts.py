@@ -171,6 +171,15 @@ class SyncDailyOHLCInput(Model):
         return normalize_symbols(value)
 
 
+class OHLCProgress(Model):
+    """SyncDailyOHLC's `progress` query: companies planned, done so far (failed included)."""
+
+    planned: int = 0
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0  # asked for but not synced (unknown, quarantined, up to date)
+
+
 class BarsSyncResult(Model):
     inserted: int = 0
     updated: int = 0

@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
         FetchBulkQuotesInput,
         FetchedQuote,
         FetchQuoteInput,
+        OHLCProgress,
         PlanDailyBarsInput,
         PlanFundamentalsInput,
         PlanPriceSyncInput,
@@ -221,6 +222,24 @@ class SyncCompanyPrices:
 class SyncDailyOHLC:
     """Daily bars through the last closed session; catches up every company that is behind."""
 
+    def __init__(self) -> None:
+        # For the `progress` query (`starter.py backfill ohlc` draws its bar from it). A query
+        # reads state and adds nothing to history, so old histories replay unchanged.
+        self._planned = self._done = self._failed = self._skipped = 0
+
+    @workflow.query(name="progress")
+    def progress(self) -> OHLCProgress:
+        return OHLCProgress(planned=self._planned, done=self._done, failed=self._failed, skipped=self._skipped)
+
+    async def _counted(self, call: Awaitable[R]) -> R:
+        try:
+            return await call
+        except BaseException:
+            self._failed += 1
+            raise
+        finally:
+            self._done += 1
+
     @workflow.run
     async def run(self, raw: Any = None) -> SyncDailyOHLCResult:
         request = validated(SyncDailyOHLCInput, raw)
@@ -235,9 +254,10 @@ class SyncDailyOHLC:
             retry_policy=DB_RETRY,
         )
         results: dict[str, SymbolResult] = {r.symbol: r for r in plan.skipped}
+        self._planned, self._skipped = len(plan.jobs), len(plan.skipped)
         synced = await _settle(
             [
-                _provider_call(
+                self._counted(_provider_call(
                     AlphaVantageActivities.sync_daily_bars,
                     SyncBarsInput(
                         company_id=job.company_id,
@@ -246,7 +266,7 @@ class SyncDailyOHLC:
                         session_date=session.session_date,
                         session_closes_at=session.closes_at,
                     ),
-                )
+                ))
                 for job in plan.jobs
             ]
         )

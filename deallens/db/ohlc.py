@@ -342,3 +342,30 @@ async def _copy(conn: AsyncConnection, table: str, bars: list[BarRow]) -> None:
         raise exc.IntegrityError(f"COPY {table}", None, error) from error
     except asyncpg.DataError as error:
         raise exc.DataError(f"COPY {table}", None, error) from error
+
+
+@dataclass(frozen=True, slots=True)
+class Coverage:
+    symbol: str
+    bars: int
+    first: dt.date | None
+    last: dt.date | None
+
+
+_COVERAGE = text(
+    """
+    SELECT c.symbol, count(o.date) AS bars, min(o.date) AS first, max(o.date) AS last
+    FROM companies c
+    LEFT JOIN ohlc_data o ON o.company_id = c.id AND o.date BETWEEN :start AND :end
+    WHERE CAST(:symbols AS text[]) IS NULL OR c.symbol = ANY(CAST(:symbols AS text[]))
+    GROUP BY c.symbol ORDER BY c.symbol
+    """
+)
+
+
+async def coverage(engine: AsyncEngine, symbols: list[str] | None, start: dt.date, end: dt.date) -> list[Coverage]:
+    """Daily bars stored per company between `start` and `end` (inclusive): what a backfill
+    of that range left behind (`starter.py backfill ohlc` reports it)."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(_COVERAGE, {"symbols": symbols or None, "start": start, "end": end})
+        return [Coverage(r.symbol, r.bars, r.first, r.last) for r in rows]

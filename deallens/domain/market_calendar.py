@@ -69,3 +69,30 @@ def session_at(at: dt.datetime) -> MarketSession:
 
 def is_trading_day(day: dt.date) -> bool:
     return bool(_calendar().is_session(pd.Timestamp(day)))
+
+
+def market_minutes_between(start: dt.datetime, end: dt.datetime) -> int:
+    """Minutes NYSE was open in [start, end): how stale a quote is in the market's own time.
+
+    A quote from Friday's close is 0 market minutes old on Sunday night; the span is capped at
+    30 days back from `end` (anything older is stale by any measure)."""
+    if start.tzinfo is None or end.tzinfo is None:
+        raise ValueError("market_minutes_between needs timezone-aware datetimes")
+    if end <= start:
+        return 0
+    start = max(start, end - dt.timedelta(days=30))
+    calendar = _calendar()
+    first = pd.Timestamp(start).tz_convert("UTC").ceil("min")
+    last = pd.Timestamp(end).tz_convert("UTC").floor("min") - pd.Timedelta(minutes=1)
+    if last < first:
+        return 0
+    return int(len(calendar.minutes_in_range(first, last)))
+
+
+def sessions_closed_after(day: dt.date, at: dt.datetime) -> int:
+    """Sessions that closed after `day` and by `at`: how many daily bars behind `day` is."""
+    last_closed = session_at(at).last_closed
+    if day >= last_closed:
+        return 0
+    sessions = _calendar().sessions_in_range(pd.Timestamp(day) + pd.Timedelta(days=1), pd.Timestamp(last_closed))
+    return int(len(sessions))

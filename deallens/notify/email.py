@@ -290,3 +290,27 @@ def _is_4xx(code: int) -> bool:
 
 def _reply(code: int, message: str) -> str:
     return f"{code} {message}".strip()
+
+
+async def probe(config: SmtpConfig, *, timeout: float = 5.0) -> str:
+    """Connect, EHLO and QUIT (no AUTH, nothing sent): the server's EHLO reply's first line.
+
+    For `starter.py health`: proves the server is there and speaks SMTP. Raises
+    aiosmtplib's errors (or OSError) when it is not."""
+    smtp = aiosmtplib.SMTP(
+        hostname=config.host,
+        port=config.port,
+        timeout=min(timeout, config.timeout),
+        use_tls=config.tls == "tls",
+        start_tls=config.tls == "starttls",
+        validate_certs=config.validate_certs,
+    )
+    await smtp.connect()
+    try:
+        response = await smtp.ehlo()
+        return response.message.splitlines()[0] if response.message else str(response.code)
+    finally:
+        try:
+            await smtp.quit()
+        except (aiosmtplib.SMTPException, OSError):
+            smtp.close()
