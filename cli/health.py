@@ -100,7 +100,9 @@ async def _database(settings: Settings, now: dt.datetime) -> tuple[list[Check], 
         checks = [Check("database", Status.OK, "ok", {"revision": current})]
         margin = stuck_margin(settings.notify_claim_seconds)
         counts = await db_health.deliveries(engine, margin=margin)
-        checks.append(deliveries_check(counts.parked, counts.stuck, lease_seconds=settings.notify_claim_seconds, margin=margin))
+        checks.append(deliveries_check(
+            counts.parked, counts.stuck, lease_seconds=settings.notify_claim_seconds, margin=margin, retrying=counts.retrying
+        ))
         newest = await db_health.newest(engine)
         checks += freshness_checks(now, quote_at=newest.quote_at, bar_date=newest.bar_date,
                                    article_at=newest.article_at, insight_at=newest.insight_at)
@@ -193,6 +195,7 @@ async def _temporal(settings: Settings, task_queue: str) -> list[Check]:
         return monitor_check(MonitorState(
             kind, running=True, paused=status.paused, reason=status.pause_reason,
             evaluations=status.evaluations, last_evaluation_at=status.last_evaluation_at,
+            failed_evaluations=status.failed_evaluations, failing_since=status.failing_since, last_error=status.last_error,
         ))
 
     # Side by side: a monitor whose worker is gone costs one query timeout, not one each.

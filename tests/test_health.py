@@ -20,8 +20,10 @@ from activities.alerts import monitor_id
 from cli import health as health_cli
 from deallens.db import health as db_health
 from deallens.ops.health import (
+    MonitorState,
     Status,
     deliveries_check,
+    monitor_check,
     exit_code,
     freshness_checks,
     stuck_margin,
@@ -133,16 +135,25 @@ async def test_a_stuck_delivery_is_flagged_once_its_lease_and_margin_have_passed
                 "INSERT INTO notification_deliveries (alert_history_id, channel, status, claimed_by, claimed_until, updated_at) "
                 f"VALUES (:h, 'email', 'pending', 'x#1', {claimed_until}, {updated})"
             ), {"h": history_id})
-        await conn.execute(text("UPDATE notification_deliveries SET status = 'failed' WHERE alert_history_id = :h"), {"h": ids[0]})
+        # Parked: its automatic retries are used up (a person's), or not yet (RetryParkedDeliveries').
+        await conn.execute(text("UPDATE notification_deliveries SET status = 'failed', auto_retries = 3 WHERE alert_history_id = :h"), {"h": ids[0]})
+        extra = await fire(db, user, None, message="parked a minute ago")
+        await conn.execute(text(
+            "INSERT INTO notification_deliveries (alert_history_id, channel, status) VALUES (:h, 'email', 'failed')"
+        ), {"h": extra})
     counts = await db_health.deliveries(db, margin=margin)
-    assert (counts.parked, counts.stuck) == (1, 1)
+    assert (counts.parked, counts.stuck, counts.retrying) == (1, 1, 1)
     async with db.begin() as conn:  # a day and more unclaimed: stuck too
         await conn.execute(text("UPDATE notification_deliveries SET updated_at = now() - interval '27 hours' WHERE alert_history_id = :h"), {"h": ids[3]})
     counts = await db_health.deliveries(db, margin=margin)
     assert counts.stuck == 2
-    check = deliveries_check(counts.parked, counts.stuck, lease_seconds=lease, margin=margin)
+    check = deliveries_check(counts.parked, counts.stuck, lease_seconds=lease, margin=margin, retrying=counts.retrying)
     assert check.status is Status.DEGRADED
-    assert check.detail.startswith("1 PARKED (retries ran out)") and "; 2 STUCK (pending, claim lapsed over 180s + 180s ago" in check.detail
+    assert check.detail.startswith("1 PARKED (retries and automatic retries ran out)")
+    assert "; 2 STUCK (pending, claim lapsed over 180s + 180s ago" in check.detail
+    assert check.detail.endswith("; 1 parked, to be retried automatically (retry-parked-deliveries)")
+    healing = deliveries_check(0, 0, lease_seconds=lease, margin=margin, retrying=4)
+    assert healing.status is Status.OK and "4 parked, to be retried automatically" in healing.detail
 
 
 def test_freshness_is_measured_in_market_time() -> None:
@@ -174,3 +185,17 @@ def test_verdicts_a_used_up_quota_and_a_provider_queue_without_workers_degrade()
     idle_main = queue_check(Pollers("deallens", 0, 2), main=True)
     assert (idle_provider.status, idle_main.status) == (Status.DEGRADED, Status.DOWN)
     assert exit_code([used_up, idle_provider]) == 1 and exit_code([used_up, idle_main]) == 2 and exit_code([]) == 0
+
+
+def test_a_monitor_whose_evaluations_keep_failing_is_degraded_with_the_reason() -> None:
+    since = dt.datetime(2026, 12, 1, 14, 0, tzinfo=dt.UTC)
+    failing = monitor_check(MonitorState(
+        "deal", running=True, evaluations=0, failed_evaluations=3, failing_since=since,
+        last_error="PermanentDatabaseError: the database schema does not match this code",
+    ))
+    assert failing.status is Status.DEGRADED
+    assert failing.detail == (
+        "FAILING: 3 evaluation(s) in a row since 2026-12-01T14:00:00+00:00: "
+        "PermanentDatabaseError: the database schema does not match this code"
+    )
+    assert monitor_check(MonitorState("deal", running=True, evaluations=2)).status is Status.OK

@@ -17,6 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from deallens.db.notifications import STUCK_AFTER
+from deallens.domain.redelivery import MAX_AUTO_RETRIES
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,8 +30,9 @@ class Newest:
 
 @dataclass(frozen=True, slots=True)
 class DeliveryCounts:
-    parked: int  # status failed: retries ran out, waiting for `notifications retry`
+    parked: int  # status failed and its automatic retries used up: waiting for a person
     stuck: int  # pending, nobody sending it (see the module docstring)
+    retrying: int = 0  # status failed, RetryParkedDeliveries will try it again (deallens/domain/redelivery.py)
 
 
 _NEWEST = text(
@@ -53,8 +55,10 @@ def _stuck(alias: str) -> str:
 
 _DELIVERIES = text(
     f"""
-    SELECT (SELECT count(*) FROM notification_deliveries WHERE status = 'failed')
-         + (SELECT count(*) FROM digest_deliveries WHERE status = 'failed') AS parked,
+    SELECT (SELECT count(*) FROM notification_deliveries WHERE status = 'failed' AND auto_retries >= :max_auto)
+         + (SELECT count(*) FROM digest_deliveries WHERE status = 'failed' AND auto_retries >= :max_auto) AS parked,
+           (SELECT count(*) FROM notification_deliveries WHERE status = 'failed' AND auto_retries < :max_auto)
+         + (SELECT count(*) FROM digest_deliveries WHERE status = 'failed' AND auto_retries < :max_auto) AS retrying,
            (SELECT count(*) FROM notification_deliveries d WHERE {_stuck("d")})
          + (SELECT count(*) FROM digest_deliveries g WHERE {_stuck("g")}) AS stuck
     """
@@ -72,8 +76,10 @@ async def newest(engine: AsyncEngine) -> Newest:
 async def deliveries(engine: AsyncEngine, *, margin: dt.timedelta) -> DeliveryCounts:
     """`margin`: past the lease's end (lease plus this since the claim) a pending row is stuck."""
     async with engine.connect() as conn:
-        row = (await conn.execute(_DELIVERIES, {"margin": margin, "unclaimed": STUCK_AFTER})).one()
-    return DeliveryCounts(parked=row.parked, stuck=row.stuck)
+        row = (
+            await conn.execute(_DELIVERIES, {"margin": margin, "unclaimed": STUCK_AFTER, "max_auto": MAX_AUTO_RETRIES})
+        ).one()
+    return DeliveryCounts(parked=row.parked, stuck=row.stuck, retrying=row.retrying)
 
 
 async def calls_today(engine: AsyncEngine, day: dt.date) -> dict[str, int]:

@@ -113,6 +113,9 @@ class MonitorState:
     reason: str | None = None
     evaluations: int = 0
     last_evaluation_at: dt.datetime | None = None
+    failed_evaluations: int = 0
+    failing_since: dt.datetime | None = None
+    last_error: str | None = None
 
 
 def monitor_check(state: MonitorState) -> Check:
@@ -124,6 +127,12 @@ def monitor_check(state: MonitorState) -> Check:
     if state.paused:
         why = f" ({state.reason})" if state.reason else ""
         return Check(name, Status.DEGRADED, f"PAUSED{why}: resume with `python starter.py monitors resume {state.kind}`", data)
+    if state.failed_evaluations:
+        data.update(failed_evaluations=state.failed_evaluations, last_error=state.last_error,
+                    failing_since=state.failing_since.isoformat() if state.failing_since else None)
+        since = state.failing_since.isoformat(timespec="seconds") if state.failing_since else "?"
+        return Check(name, Status.DEGRADED,
+                     f"FAILING: {state.failed_evaluations} evaluation(s) in a row since {since}: {state.last_error}", data)
     last = state.last_evaluation_at.isoformat(timespec="seconds") if state.last_evaluation_at else "none yet"
     return Check(name, Status.OK, f"running, {state.evaluations} evaluation(s) this run, last {last}", data)
 
@@ -147,13 +156,17 @@ def quota_check(name: str, *, simulated: bool, url: str, calls_per_day: int | No
 # ------------------------------------------------------------------ deliveries
 
 
-def deliveries_check(parked: int, stuck: int, *, lease_seconds: int, margin: dt.timedelta) -> Check:
-    data = {"parked": parked, "stuck": stuck, "lease_seconds": lease_seconds, "margin_seconds": int(margin.total_seconds())}
+def deliveries_check(
+    parked: int, stuck: int, *, lease_seconds: int, margin: dt.timedelta, retrying: int = 0
+) -> Check:
+    data = {"parked": parked, "stuck": stuck, "retrying": retrying, "lease_seconds": lease_seconds,
+            "margin_seconds": int(margin.total_seconds())}
+    waiting = f"; {retrying} parked, to be retried automatically (retry-parked-deliveries)" if retrying else ""
     if not parked and not stuck:
-        return Check("deliveries", Status.OK, "ok, none parked or stuck", data)
+        return Check("deliveries", Status.OK, f"ok, none needs a person{waiting}" if retrying else "ok, none parked or stuck", data)
     parts = []
     if parked:
-        parts.append(f"{parked} PARKED (retries ran out): see `python starter.py notifications failed`")
+        parts.append(f"{parked} PARKED (retries and automatic retries ran out): see `python starter.py notifications failed`")
     if stuck:
         # Sooner than `notifications failed` (26 h): a lapsed claim means the sender died and
         # no retry took the row back, which is worth a look at the worker and notify-<id> now.
@@ -161,7 +174,7 @@ def deliveries_check(parked: int, stuck: int, *, lease_seconds: int, margin: dt.
             f"{stuck} STUCK (pending, claim lapsed over {lease_seconds}s + {int(margin.total_seconds())}s ago: "
             "is the worker up? look at its notify-<alert_history id> workflow)"
         )
-    return Check("deliveries", Status.DEGRADED, "; ".join(parts), data)
+    return Check("deliveries", Status.DEGRADED, "; ".join(parts) + waiting, data)
 
 
 def stuck_margin(lease_seconds: int) -> dt.timedelta:
