@@ -78,8 +78,10 @@ def _fresh_checkout(tmp_path: Path) -> Path:
 
 
 def _terminal_env(home: Path) -> dict[str, str]:
-    """A second terminal: no DATABASE_URL, no TEMPORAL_ADDRESS, nothing exported."""
-    return {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(home), "LANG": "C.UTF-8"}
+    """A second terminal: no DATABASE_URL, no TEMPORAL_ADDRESS, nothing exported. The PATH is a
+    root shell's (Debian's default): the embedded PostgreSQL creates its system user with
+    useradd on a machine that has none yet."""
+    return {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(home), "LANG": "C.UTF-8"}
 
 
 def _sh(command: str, cwd: Path, env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess[str]:
