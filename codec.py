@@ -183,7 +183,8 @@ def create_codec_app(settings: Settings) -> Starlette:
                 result = await (codec.encode(payloads.payloads) if encode else codec.decode(payloads.payloads))
             except (CodecError, ApplicationError) as error:
                 return PlainTextResponse(str(error), status_code=400)
-            return JSONResponse(json_format.MessageToDict(Payloads(payloads=result)))
+            # Built by hand so that an empty batch still answers {"payloads": []}.
+            return JSONResponse({"payloads": [json_format.MessageToDict(p) for p in result]})
 
         return handle
 

@@ -15,7 +15,7 @@ import sys
 from temporalio.client import Client, Interceptor
 from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.converter import DataConverter
-from temporalio.envconfig import ClientConfig
+from temporalio.envconfig import ClientConfig, ClientConnectConfig
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from codec import data_converter
@@ -38,8 +38,9 @@ def _runtime(settings: Settings) -> Runtime | None:
     return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=settings.temporal_metrics_bind)))
 
 
-async def connect(settings: Settings) -> Client:
-    # Settings (which include .env) under the process environment, which wins.
+def connect_config(settings: Settings) -> ClientConnectConfig:
+    """Client.connect's keyword arguments: Settings (which include .env, and the mTLS paths
+    under their short aliases) under the process environment, which wins."""
     env = {
         "TEMPORAL_ADDRESS": settings.temporal_address,
         "TEMPORAL_NAMESPACE": settings.temporal_namespace,
@@ -55,7 +56,11 @@ async def connect(settings: Settings) -> Client:
         },
         **os.environ,
     }
-    config = ClientConfig.load_client_connect_config(override_env_vars=env)
+    return ClientConfig.load_client_connect_config(override_env_vars=env)
+
+
+async def connect(settings: Settings) -> Client:
+    config = connect_config(settings)
     runtime = _runtime(settings)
     return await Client.connect(
         **config,

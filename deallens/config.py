@@ -136,7 +136,10 @@ class Settings(BaseSettings):
     # Temporal Cloud / a TLS cluster; passed on to temporalio.envconfig (TEMPORAL_TLS* too).
     temporal_api_key: SecretStr | None = None
     # host:port for the worker's Prometheus metrics endpoint (SDK metrics); unset = off.
-    temporal_metrics_bind: str | None = None
+    # (METRICS_BIND is the name the production compose file uses.)
+    temporal_metrics_bind: str | None = Field(
+        default=None, validation_alias=AliasChoices("TEMPORAL_METRICS_BIND", "METRICS_BIND")
+    )
     # mTLS to Temporal Cloud or a self-hosted cluster: PEM file paths, handed to
     # temporalio.envconfig as TEMPORAL_TLS_CLIENT_CERT_PATH/KEY_PATH (TEMPORAL_TLS_CERT/KEY also
     # read); the CA only for a private CA. An API key (TEMPORAL_API_KEY) needs none of these.
@@ -234,6 +237,8 @@ class Settings(BaseSettings):
     # Where recipients reach the unsubscribe page (deallens/web/unsubscribe.py): the
     # List-Unsubscribe links point here. `make run` serves it on 127.0.0.1:8090.
     public_base_url: str = "http://127.0.0.1:8090"
+    # host:port that `python -m deallens.web` (the unsubscribe page in production) listens on.
+    web_bind: str = "127.0.0.1:8090"
     # Optional mailbox for mailto: unsubscribes (List-Unsubscribe's second form).
     unsubscribe_mailto: str | None = None
 
