@@ -6,7 +6,7 @@ Two jobs on the way out, one on the way in:
   data) and sealed with AES-GCM (deallens/security/payload_cipher.py), so that the history
   on Temporal's database holds `binary/encrypted` blobs and a key id, never the values;
 * refuse oversize payloads early: Temporal rejects a payload field over 2 MiB (the server's
-  blob size limit; it warns from 512 KiB). The SDK would find out only when the server (or
+  blob size limit). The SDK would find out only when the server (or
   core) refuses it, with a retryable `PayloadsTooLarge` that retries the same oversize
   result again; here it fails once, non-retryable, with one line naming the activity or
   workflow and the size, measured after encryption (what the server would see);
@@ -23,7 +23,6 @@ the crypto and the token check are in deallens/security.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import sys
 from collections.abc import Sequence
 
@@ -56,12 +55,10 @@ from deallens.security.payload_cipher import (
     bearer_token_matches,
 )
 
-log = logging.getLogger("deallens.codec")
-
-# Temporal's defaults (dynamic config limit.blobSize.error / .warn): the same figures the SDK
-# core checks, so the guard refuses exactly what the server would refuse, only earlier.
+# Temporal's default (dynamic config limit.blobSize.error): the figure the SDK core checks, so
+# the guard refuses exactly what the server would refuse, only earlier. (From 512 KiB, the
+# warning size, the SDK core already logs a warning of its own.)
 PAYLOAD_ERROR_BYTES = 2 * 1024 * 1024
-PAYLOAD_WARN_BYTES = 512 * 1024
 PAYLOAD_TOO_LARGE = "PayloadTooLarge"
 # A /decode request carries one history page's payloads; more than this is not the Web UI.
 CODEC_SERVER_MAX_BODY = 64 * 1024 * 1024
@@ -77,7 +74,7 @@ def _where(context: SerializationContext | None) -> str:
         return what
     if isinstance(context, WorkflowSerializationContext):
         return f"workflow {context.workflow_id}"
-    return "a Temporal payload"
+    return "a call (no workflow or activity named by the SDK)"
 
 
 class DealLensCodec(PayloadCodec, WithSerializationContext):
@@ -128,8 +125,6 @@ class DealLensCodec(PayloadCodec, WithSerializationContext):
                 type=PAYLOAD_TOO_LARGE,
                 non_retryable=True,
             )
-        if size > PAYLOAD_WARN_BYTES:
-            log.warning("payload of %s is %s bytes, over Temporal's 512 KiB warning size", _where(self.context), f"{size:,}")
 
 
 def data_converter(settings: Settings | None) -> DataConverter:
