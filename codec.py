@@ -25,13 +25,14 @@ from __future__ import annotations
 import dataclasses
 import sys
 from collections.abc import Sequence
+from urllib.parse import parse_qs
 
 from google.protobuf import json_format
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -47,13 +48,14 @@ from temporalio.converter import (
 from temporalio.exceptions import ApplicationError
 
 from deallens.config import ConfigError, Settings
-from deallens.security.payload_cipher import (
-    ENCRYPTED_ENCODING,
-    KEY_ID_METADATA,
-    CodecError,
-    PayloadCipher,
+from deallens.security.codec_auth import (
+    SESSION_COOKIE,
+    SESSION_SECONDS,
     bearer_token_matches,
+    new_session,
+    session_valid,
 )
+from deallens.security.payload_cipher import ENCRYPTED_ENCODING, KEY_ID_METADATA, CodecError, PayloadCipher
 
 # Temporal's default (dynamic config limit.blobSize.error): the figure the SDK core checks, so
 # the guard refuses exactly what the server would refuse, only earlier. (From 512 KiB, the
@@ -146,9 +148,16 @@ def data_converter(settings: Settings | None) -> DataConverter:
 # ------------------------------------------------------------------ codec server
 
 
+_LOGIN_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>DealLens codec server</title></head>
+<body style="font-family:sans-serif;max-width:420px;margin:40px auto"><h1 style="font-size:20px">DealLens codec server</h1>
+<p>{message}</p><form method="post" action="login"><input type="password" name="token" autocomplete="off"
+placeholder="TEMPORAL_CODEC_SERVER_TOKEN" style="width:100%"><button type="submit">Sign in</button></form></body></html>"""
+
+
 def create_codec_app(settings: Settings) -> Starlette:
     """The remote codec endpoint. Refuses to exist without keys and a token: an open decoder
-    would hand every history's contents to whoever reaches the port."""
+    would hand every history's contents to whoever reaches the port. Callers prove the token
+    with a bearer header (CLI) or a session cookie from /login (the Web UI's browser)."""
     cipher = settings.payload_cipher()
     if cipher is None:
         raise ConfigError("TEMPORAL_CODEC_KEYS: not set; the codec server needs the keys the workers use")
@@ -159,9 +168,12 @@ def create_codec_app(settings: Settings) -> Starlette:
 
     def endpoint(encode: bool):  # type: ignore[no-untyped-def]
         async def handle(request: Request) -> Response:
-            if not bearer_token_matches(request.headers.get("authorization"), token):
+            if not (
+                bearer_token_matches(request.headers.get("authorization"), token)
+                or session_valid(request.cookies.get(SESSION_COOKIE), token)
+            ):
                 return PlainTextResponse(
-                    "unauthorized: send Authorization: Bearer <TEMPORAL_CODEC_SERVER_TOKEN>",
+                    "unauthorized: send Authorization: Bearer <TEMPORAL_CODEC_SERVER_TOKEN>, or sign in at /login",
                     status_code=401,
                     headers={"WWW-Authenticate": "Bearer"},
                 )
@@ -186,11 +198,32 @@ def create_codec_app(settings: Settings) -> Starlette:
     async def health(_: Request) -> PlainTextResponse:
         return PlainTextResponse("ok")
 
+    async def login_form(_: Request) -> HTMLResponse:
+        return HTMLResponse(_LOGIN_PAGE.format(message="Sign in so that the Temporal Web UI can show decoded payloads."))
+
+    async def login(request: Request) -> HTMLResponse:
+        # A form post (application/x-www-form-urlencoded), parsed here: no multipart needed.
+        form = parse_qs((await request.body())[:4096].decode(errors="replace"))
+        if not bearer_token_matches(f"Bearer {form.get('token', [''])[0]}", token):
+            return HTMLResponse(_LOGIN_PAGE.format(message="That is not the codec server's token."), status_code=401)
+        page = HTMLResponse(_LOGIN_PAGE.format(message="Signed in: the Web UI can now decode payloads (12 hours)."))
+        page.set_cookie(
+            SESSION_COOKIE,
+            new_session(token),
+            max_age=SESSION_SECONDS,
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+        )
+        return page
+
     return Starlette(
         routes=[
             Route("/encode", endpoint(True), methods=["POST"]),
             Route("/decode", endpoint(False), methods=["POST"]),
             Route("/healthz", health, methods=["GET"]),
+            Route("/login", login_form, methods=["GET"]),
+            Route("/login", login, methods=["POST"]),
         ],
         middleware=[
             Middleware(

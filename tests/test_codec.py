@@ -24,7 +24,8 @@ from temporalio.worker import Replayer, Worker
 
 from codec import PAYLOAD_TOO_LARGE, create_codec_app, data_converter
 from deallens.config import ConfigError, Settings, load_settings
-from deallens.security.payload_cipher import CodecError, CodecIntegrityError, CodecKeyError, bearer_token_matches
+from deallens.security.codec_auth import SESSION_COOKIE, bearer_token_matches, new_session, session_valid
+from deallens.security.payload_cipher import CodecError, CodecIntegrityError, CodecKeyError
 from deallens.sim.serve import serve_asgi
 from temporal_client import DATA_CONVERTER, interceptors
 from tests.codec_support import EchoInput, EchoResult, EchoWorkflow, echo
@@ -145,6 +146,18 @@ def test_the_bearer_token_check() -> None:
     assert not bearer_token_matches("Bearer ", "")
 
 
+def test_a_session_is_signed_with_the_token_and_expires() -> None:
+    session = new_session(TOKEN, now=1_000_000)
+    assert TOKEN not in session
+    assert session_valid(session, TOKEN, now=1_000_000 + 3600)
+    assert not session_valid(session, TOKEN, now=1_000_000 + 13 * 3600)  # 12 hours
+    assert not session_valid(session, TOKEN + "x", now=1_000_000)  # a new token ends sessions
+    expires, _, signature = session.partition(".")
+    assert not session_valid(f"{int(expires) + 86400}.{signature}", TOKEN, now=1_000_000)  # extended
+    assert not session_valid(f"{expires}.{'0' * len(signature)}", TOKEN, now=1_000_000)
+    assert not session_valid(None, TOKEN) and not session_valid("garbage", TOKEN)
+
+
 def test_the_codec_server_refuses_to_start_open() -> None:
     with pytest.raises(ConfigError, match="TEMPORAL_CODEC_SERVER_TOKEN: not set"):
         create_codec_app(load_settings(_env_file=None, temporal_codec_keys=f"k1:{K1}"))
@@ -252,6 +265,32 @@ async def test_the_codec_server_answers_the_ui_preflight_and_only_for_its_origin
         refused = await http.post("/decode", json={"payloads": []}, headers={"Origin": UI_ORIGIN})
         assert refused.status_code == 401
         assert refused.headers["access-control-allow-origin"] == UI_ORIGIN
+
+
+async def test_the_web_ui_signs_in_once_and_decodes_with_its_cookie() -> None:
+    (sealed,) = await data_converter(codec_settings()).encode(["seen in the UI"])
+    body = json_format.MessageToDict(Payloads(payloads=[sealed]))
+    async with serve_asgi(create_codec_app(codec_settings())) as url, httpx.AsyncClient(base_url=url) as http:
+        form = await http.get("/login")
+        assert form.status_code == 200 and 'name="token"' in form.text
+
+        wrong = await http.post("/login", data={"token": TOKEN[:-1]})
+        assert wrong.status_code == 401 and "set-cookie" not in wrong.headers
+        assert (await http.post("/decode", json=body, headers={"Origin": UI_ORIGIN})).status_code == 401
+
+        signed_in = await http.post("/login", data={"token": TOKEN})
+        assert signed_in.status_code == 200
+        cookie = signed_in.headers["set-cookie"]
+        assert cookie.startswith(f"{SESSION_COOKIE}=") and "HttpOnly" in cookie and "SameSite=strict" in cookie
+        assert TOKEN not in cookie
+        # What the UI's fetch(..., {credentials: "include"}) sends: the cookie, no Authorization.
+        decoded = await http.post("/decode", json=body, headers={"Origin": UI_ORIGIN})
+        assert decoded.status_code == 200
+        assert decoded.headers["access-control-allow-origin"] == UI_ORIGIN
+        assert base64.b64decode(decoded.json()["payloads"][0]["data"]) == b'"seen in the UI"'
+
+        http.cookies.set(SESSION_COOKIE, "9999999999." + "0" * 64)
+        assert (await http.post("/decode", json=body, headers={"Origin": UI_ORIGIN})).status_code == 401
 
 
 async def test_recorded_and_encrypted_histories_replay_with_the_codec_on(

@@ -122,6 +122,8 @@ def test_the_ui_reads_payloads_through_the_codec_server() -> None:
     ui = services["temporal-ui"]
     assert str(ui["image"]).startswith("temporalio/ui:")
     assert "localhost:8091" in ui["environment"]["TEMPORAL_CODEC_ENDPOINT"]
+    # The browser sends the codec server's session cookie (the UI cannot send a fixed header).
+    assert ui["environment"]["TEMPORAL_CODEC_INCLUDE_CREDENTIALS"] == "true"
     codec = services["codec-server"]
     assert codec["command"] == ["python", "-m", "codec", "serve"]
     assert codec["environment"]["TEMPORAL_CODEC_BIND"].endswith(":8091")

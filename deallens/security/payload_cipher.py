@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hmac
 import os
 import re
 from dataclasses import dataclass
@@ -118,13 +117,3 @@ class PayloadCipher:
                 f"payload under key id {key_id!r} failed authentication: tampered with, or key {key_id!r} "
                 "is not the key it was encrypted with"
             ) from None
-
-
-def bearer_token_matches(header: str | None, token: str) -> bool:
-    """`Authorization: Bearer <token>`, compared in constant time (no early exit on a prefix)."""
-    if not header or not token:
-        return False
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "bearer":
-        return False
-    return hmac.compare_digest(value.strip().encode(), token.encode())
