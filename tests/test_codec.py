@@ -8,6 +8,7 @@ Web UI's remote codec endpoint decodes for a caller with the token, and for nobo
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import secrets
 from collections.abc import AsyncIterator
@@ -324,3 +325,32 @@ async def test_an_oversize_result_fails_once_with_one_line_under_the_codec(
     assert isinstance(cause, ApplicationError) and cause.type == PAYLOAD_TOO_LARGE and cause.non_retryable
     assert "activity TestCodecEcho of workflow TestCodecEcho" in cause.message
     assert "over Temporal's 2,097,152-byte (2 MiB) limit" in cause.message
+
+
+async def test_the_keys_and_the_token_appear_in_no_history_log_or_error(
+    codec_env: WorkflowEnvironment, task_queue: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    seen: list[str] = []
+    _, history = await run_echo(codec_env.client, task_queue, EchoInput(note=canary()))
+    seen.append(history.to_json())
+    seen.append(raw_history_bytes(history).decode("latin-1"))
+    settings = codec_settings()
+    seen += [repr(settings), str(settings.model_dump()), settings.model_dump_json()]
+    (sealed,) = await data_converter(settings).encode(["x"])
+    for converter in (DATA_CONVERTER, data_converter(codec_settings(f"k9:{new_key()}"))):
+        with pytest.raises(CodecError) as raised:
+            await converter.decode([sealed])
+        seen.append(str(raised.value))
+    for bad in (f"k1:{K1[:-4]}", f"k1:{K1},k1:{K2}"):
+        with pytest.raises(ConfigError) as config_error:
+            load_settings(_env_file=None, temporal_codec_keys=bad)
+        seen.append(str(config_error.value))
+    async with serve_asgi(create_codec_app(settings)) as url, httpx.AsyncClient(base_url=url) as http:
+        refused = await http.post("/decode", json={"payloads": []}, headers={"Authorization": f"Bearer {TOKEN[:-2]}"})
+        seen.append(refused.text + str(refused.headers))
+    seen += [record.getMessage() + str(record.__dict__) for record in caplog.records]
+    text = "\n".join(seen)
+    assert len(text) > 1000
+    for secret in (K1, K2, TOKEN, K1[:-4]):
+        assert secret not in text
