@@ -1,6 +1,6 @@
 # The DealLens image: the worker by default; the same image runs the migrations
 # (`python -m starter migrate`), the unsubscribe page (`python -m deallens.web`) and the codec
-# server (`python -m codec serve`). docker-compose.temporal.yml builds and runs it.
+# server (`python -m codec_server`). docker-compose.temporal.yml builds and runs it.
 #
 #   docker build -t deallens .
 #
@@ -13,12 +13,12 @@ WORKDIR /src
 # Dependencies first: this layer is rebuilt only when pyproject.toml changes.
 COPY pyproject.toml README.md ./
 RUN mkdir deallens workflows activities && touch deallens/__init__.py workflows/__init__.py activities/__init__.py \
-    worker.py starter.py schedules.py devstack.py temporal_client.py codec.py \
+    worker.py starter.py schedules.py devstack.py temporal_client.py codec.py codec_server.py \
     && /opt/deallens/bin/pip install . && /opt/deallens/bin/pip uninstall -y deallens-workers
 COPY deallens deallens
 COPY workflows workflows
 COPY activities activities
-COPY worker.py starter.py schedules.py devstack.py temporal_client.py codec.py ./
+COPY worker.py starter.py schedules.py devstack.py temporal_client.py codec.py codec_server.py ./
 RUN /opt/deallens/bin/pip install --no-deps .
 
 FROM python:3.11-slim

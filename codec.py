@@ -6,18 +6,16 @@ Two jobs on the way out, one on the way in:
   data) and sealed with AES-GCM (deallens/security/payload_cipher.py), so that the history
   on Temporal's database holds `binary/encrypted` blobs and a key id, never the values;
 * refuse oversize payloads early: Temporal rejects a payload field over 2 MiB (the server's
-  blob size limit). The SDK would find out only when the server (or
-  core) refuses it, with a retryable `PayloadsTooLarge` that retries the same oversize
-  result again; here it fails once, non-retryable, with one line naming the activity or
-  workflow and the size, measured after encryption (what the server would see);
+  blob size limit). Without this the SDK core refuses it with a retryable
+  `PayloadsTooLarge`, and the next attempt builds the same oversize result again; here it
+  fails once, non-retryable, with one line naming the activity or workflow and the size,
+  measured after encryption (what the server would see);
 * decrypt on the way in, passing unencrypted payloads through unchanged: histories recorded
   before the codec was switched on (tests/histories/) still decode and replay.
 
-The codec server (`python codec.py serve`) speaks the Web UI's and CLI's "remote codec"
-protocol: POST /decode and /encode with `{"payloads": [...]}` (protobuf JSON, base64 data),
-behind `Authorization: Bearer <TEMPORAL_CODEC_SERVER_TOKEN>`, with CORS for the UI origins.
-It lives here rather than in deallens/web because it speaks Temporal's Payload protobuf;
-the crypto and the token check are in deallens/security.
+The codec server (codec_server.py) runs this codec for the Web UI and the CLI. It lives at
+the top level with the temporalio imports; the crypto is in deallens/security.
+`python codec.py new-key [ID]` prints a new TEMPORAL_CODEC_KEYS entry.
 """
 
 from __future__ import annotations
@@ -25,16 +23,8 @@ from __future__ import annotations
 import dataclasses
 import sys
 from collections.abc import Sequence
-from urllib.parse import parse_qs
 
-from google.protobuf import json_format
-from starlette.applications import Starlette
-from starlette.middleware import Middleware
-from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
-from temporalio.api.common.v1 import Payload, Payloads
+from temporalio.api.common.v1 import Payload
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import (
     ActivitySerializationContext,
@@ -47,23 +37,14 @@ from temporalio.converter import (
 )
 from temporalio.exceptions import ApplicationError
 
-from deallens.config import ConfigError, Settings
-from deallens.security.codec_auth import (
-    SESSION_COOKIE,
-    SESSION_SECONDS,
-    bearer_token_matches,
-    new_session,
-    session_valid,
-)
-from deallens.security.payload_cipher import ENCRYPTED_ENCODING, KEY_ID_METADATA, CodecError, PayloadCipher
+from deallens.config import Settings
+from deallens.security.payload_cipher import ENCRYPTED_ENCODING, KEY_ID_METADATA, CodecError, PayloadCipher, new_key
 
 # Temporal's default (dynamic config limit.blobSize.error): the figure the SDK core checks, so
 # the guard refuses exactly what the server would refuse, only earlier. (From 512 KiB, the
 # warning size, the SDK core already logs a warning of its own.)
 PAYLOAD_ERROR_BYTES = 2 * 1024 * 1024
 PAYLOAD_TOO_LARGE = "PayloadTooLarge"
-# A /decode request carries one history page's payloads; more than this is not the Web UI.
-CODEC_SERVER_MAX_BODY = 64 * 1024 * 1024
 
 
 def _where(context: SerializationContext | None) -> str:
@@ -145,124 +126,12 @@ def data_converter(settings: Settings | None) -> DataConverter:
     )
 
 
-# ------------------------------------------------------------------ codec server
-
-
-_LOGIN_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>DealLens codec server</title></head>
-<body style="font-family:sans-serif;max-width:420px;margin:40px auto"><h1 style="font-size:20px">DealLens codec server</h1>
-<p>{message}</p><form method="post" action="login"><input type="password" name="token" autocomplete="off"
-placeholder="TEMPORAL_CODEC_SERVER_TOKEN" style="width:100%"><button type="submit">Sign in</button></form></body></html>"""
-
-
-def create_codec_app(settings: Settings) -> Starlette:
-    """The remote codec endpoint. Refuses to exist without keys and a token: an open decoder
-    would hand every history's contents to whoever reaches the port. Callers prove the token
-    with a bearer header (CLI) or a session cookie from /login (the Web UI's browser)."""
-    cipher = settings.payload_cipher()
-    if cipher is None:
-        raise ConfigError("TEMPORAL_CODEC_KEYS: not set; the codec server needs the keys the workers use")
-    if settings.temporal_codec_server_token is None:
-        raise ConfigError("TEMPORAL_CODEC_SERVER_TOKEN: not set; the codec server refuses to run unauthenticated")
-    token = settings.temporal_codec_server_token.get_secret_value()
-    codec = DealLensCodec(cipher)
-
-    def endpoint(encode: bool):  # type: ignore[no-untyped-def]
-        async def handle(request: Request) -> Response:
-            if not (
-                bearer_token_matches(request.headers.get("authorization"), token)
-                or session_valid(request.cookies.get(SESSION_COOKIE), token)
-            ):
-                return PlainTextResponse(
-                    "unauthorized: send Authorization: Bearer <TEMPORAL_CODEC_SERVER_TOKEN>, or sign in at /login",
-                    status_code=401,
-                    headers={"WWW-Authenticate": "Bearer"},
-                )
-            body = await request.body()
-            if len(body) > CODEC_SERVER_MAX_BODY:
-                return PlainTextResponse(f"request body over {CODEC_SERVER_MAX_BODY:,} bytes", status_code=413)
-            payloads = Payloads()
-            try:
-                json_format.Parse(body, payloads)
-            except json_format.ParseError as error:
-                first = str(error).splitlines()[0] if str(error) else "invalid JSON"
-                return PlainTextResponse(f'expected {{"payloads": [...]}} (protobuf JSON): {first}', status_code=400)
-            try:
-                result = await (codec.encode(payloads.payloads) if encode else codec.decode(payloads.payloads))
-            except (CodecError, ApplicationError) as error:
-                return PlainTextResponse(str(error), status_code=400)
-            # Built by hand so that an empty batch still answers {"payloads": []}.
-            return JSONResponse({"payloads": [json_format.MessageToDict(p) for p in result]})
-
-        return handle
-
-    async def health(_: Request) -> PlainTextResponse:
-        return PlainTextResponse("ok")
-
-    async def login_form(_: Request) -> HTMLResponse:
-        return HTMLResponse(_LOGIN_PAGE.format(message="Sign in so that the Temporal Web UI can show decoded payloads."))
-
-    async def login(request: Request) -> HTMLResponse:
-        # A form post (application/x-www-form-urlencoded), parsed here: no multipart needed.
-        form = parse_qs((await request.body())[:4096].decode(errors="replace"))
-        if not bearer_token_matches(f"Bearer {form.get('token', [''])[0]}", token):
-            return HTMLResponse(_LOGIN_PAGE.format(message="That is not the codec server's token."), status_code=401)
-        page = HTMLResponse(_LOGIN_PAGE.format(message="Signed in: the Web UI can now decode payloads (12 hours)."))
-        page.set_cookie(
-            SESSION_COOKIE,
-            new_session(token),
-            max_age=SESSION_SECONDS,
-            httponly=True,
-            samesite="strict",
-            secure=request.url.scheme == "https",
-        )
-        return page
-
-    return Starlette(
-        routes=[
-            Route("/encode", endpoint(True), methods=["POST"]),
-            Route("/decode", endpoint(False), methods=["POST"]),
-            Route("/healthz", health, methods=["GET"]),
-            Route("/login", login_form, methods=["GET"]),
-            Route("/login", login, methods=["POST"]),
-        ],
-        middleware=[
-            Middleware(
-                CORSMiddleware,
-                allow_origins=settings.codec_cors_origins,
-                allow_methods=["POST"],
-                allow_headers=["Authorization", "Content-Type", "X-Namespace"],
-                # The UI's "include cross-origin credentials" option sends cookies / its token.
-                allow_credentials=True,
-                max_age=600,
-            )
-        ],
-    )
-
-
 def main(argv: list[str]) -> int:
-    """`python codec.py serve` runs the codec server; `python codec.py new-key [ID]` prints a
-    TEMPORAL_CODEC_KEYS entry."""
-    from deallens.config import configure_logging, load_settings
-    from deallens.security.payload_cipher import new_key
-
-    command = argv[0] if argv else "serve"
-    if command == "new-key":
-        print(f"{argv[1] if len(argv) > 1 else 'k1'}:{new_key()}")
-        return 0
-    if command != "serve":
-        print(f"unknown command {command!r}: expected serve or new-key", file=sys.stderr)
+    """`python codec.py new-key [ID]`: a TEMPORAL_CODEC_KEYS entry with a fresh random key."""
+    if not argv or argv[0] != "new-key" or len(argv) > 2:
+        print("usage: python codec.py new-key [KEY_ID]   (the codec server: python codec_server.py)", file=sys.stderr)
         return 2
-    try:
-        settings = load_settings()
-        app = create_codec_app(settings)
-    except ConfigError as error:
-        print(f"codec server: {error}", file=sys.stderr)
-        return 2
-    import uvicorn
-
-    configure_logging(settings.log_level)
-    host, _, port = settings.temporal_codec_bind.rpartition(":")
-    uvicorn.run(app, host=host.strip("[]") or "0.0.0.0", port=int(port), log_level="warning")
+    print(f"{argv[1] if len(argv) > 1 else 'k1'}:{new_key()}")
     return 0
 
 

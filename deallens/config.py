@@ -155,7 +155,7 @@ class Settings(BaseSettings):
     # active key first, every key accepted for decryption; unset = payloads in clear.
     # Client, worker and codec server must all hold the same keys.
     temporal_codec_keys: SecretStr | None = None
-    # The codec server (`python codec.py serve`) that lets the Web UI and CLI show decrypted
+    # The codec server (`python codec_server.py`) that lets the Web UI and CLI show decrypted
     # payloads: its bearer token, the UI origins allowed by CORS, and where it listens.
     temporal_codec_server_token: SecretStr | None = None
     temporal_codec_cors_origins: str = "http://localhost:8233,http://127.0.0.1:8233"

@@ -23,7 +23,8 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
 
-from codec import PAYLOAD_TOO_LARGE, create_codec_app, data_converter
+from codec import PAYLOAD_TOO_LARGE, data_converter
+from codec_server import create_codec_app
 from deallens.config import ConfigError, Settings, load_settings
 from deallens.security.codec_auth import SESSION_COOKIE, bearer_token_matches, new_session, session_valid
 from deallens.security.payload_cipher import CodecError, CodecIntegrityError, CodecKeyError

@@ -125,7 +125,7 @@ def test_the_ui_reads_payloads_through_the_codec_server() -> None:
     # The browser sends the codec server's session cookie (the UI cannot send a fixed header).
     assert ui["environment"]["TEMPORAL_CODEC_INCLUDE_CREDENTIALS"] == "true"
     codec = services["codec-server"]
-    assert codec["command"] == ["python", "-m", "codec", "serve"]
+    assert codec["command"] == ["python", "-m", "codec_server"]
     assert codec["environment"]["TEMPORAL_CODEC_BIND"].endswith(":8091")
     assert "127.0.0.1:8091:8091" in codec["ports"]
     # The codec server's CORS origin is where the UI is published.
@@ -347,7 +347,7 @@ def test_the_codec_server_command_serves_behind_its_token() -> None:
         "TEMPORAL_CODEC_SERVER_TOKEN": token,
         "TEMPORAL_CODEC_BIND": f"127.0.0.1:{port}",
     }
-    with serving(["codec.py", "serve"], env, port) as url:
+    with serving(["codec_server.py"], env, port) as url:
         assert httpx.post(f"{url}/decode", json={"payloads": []}, timeout=5).status_code == 401
         answer = httpx.post(
             f"{url}/decode", json={"payloads": []}, headers={"Authorization": f"Bearer {token}"}, timeout=5

@@ -1,7 +1,7 @@
 """What the payload codec costs: encode + decode of typical payloads with encryption on,
 against the same converter without it, measured in the same run.
 
-    .venv/bin/python bench/codec.py [--rounds 200]
+    .venv/bin/python bench/payload_codec.py [--rounds 200]
 
 Prints, per payload size, microseconds per encode+decode round trip for each converter (best
 of five interleaved runs) and their ratio, and the bytes the encryption adds (nonce, tag, key id, the wrapped metadata).
