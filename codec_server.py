@@ -15,6 +15,7 @@ deallens/security/codec_auth.py.
 from __future__ import annotations
 
 import sys
+from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qs
 
 from google.protobuf import json_format
@@ -60,7 +61,7 @@ def create_codec_app(settings: Settings) -> Starlette:
     token = settings.temporal_codec_server_token.get_secret_value()
     codec = DealLensCodec(cipher)
 
-    def endpoint(encode: bool):  # type: ignore[no-untyped-def]
+    def endpoint(encode: bool) -> Callable[[Request], Awaitable[Response]]:
         async def handle(request: Request) -> Response:
             if not (
                 bearer_token_matches(request.headers.get("authorization"), token)
@@ -71,6 +72,9 @@ def create_codec_app(settings: Settings) -> Starlette:
                     status_code=401,
                     headers={"WWW-Authenticate": "Bearer"},
                 )
+            declared = request.headers.get("content-length", "0")
+            if declared.isdigit() and int(declared) > CODEC_SERVER_MAX_BODY:
+                return PlainTextResponse(f"request body over {CODEC_SERVER_MAX_BODY:,} bytes", status_code=413)
             body = await request.body()
             if len(body) > CODEC_SERVER_MAX_BODY:
                 return PlainTextResponse(f"request body over {CODEC_SERVER_MAX_BODY:,} bytes", status_code=413)

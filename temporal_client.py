@@ -3,8 +3,9 @@
 Connection settings follow temporalio.envconfig (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE,
 TEMPORAL_API_KEY, TEMPORAL_TLS*, config-file profiles), with `.env` values from Settings
 layered under the process environment. The data converter (codec.py) encrypts payloads when
-TEMPORAL_CODEC_KEYS is set and refuses oversize ones in every process. The data converter and interceptors here must be the
-worker's *and* the Replayer's, or recorded histories will not replay.
+TEMPORAL_CODEC_KEYS is set and refuses oversize ones in every process. The data converter
+and interceptors here must be the worker's *and* the Replayer's, or recorded histories will
+not replay.
 """
 
 from __future__ import annotations
