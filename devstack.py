@@ -328,13 +328,13 @@ async def _demo_backfill(env: dict[str, str], settings: Settings) -> list[str]:
     from temporalio.client import Client
 
     from deallens.db.engine import create_engine
-    from temporal_client import DATA_CONVERTER
+    from temporal_client import data_converter
 
     simulated = {"alphavantage": settings.alphavantage_simulated, "newsapi": settings.newsapi_simulated}
     steps = [(name, step) for name, step in DEMO_BACKFILL if simulated.get(name, False)]
     if not steps:
         return []
-    client = await Client.connect(env["TEMPORAL_ADDRESS"], namespace=settings.temporal_namespace, data_converter=DATA_CONVERTER)
+    client = await Client.connect(env["TEMPORAL_ADDRESS"], namespace=settings.temporal_namespace, data_converter=data_converter(settings))
     engine = create_engine(env["DATABASE_URL"], pool_size=1)
     started = []
     try:

@@ -32,6 +32,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from deallens.security.payload_cipher import PayloadCipher, parse_keys
+
 ALPHAVANTAGE_DEFAULT_URL = "https://www.alphavantage.co"
 NEWSAPI_DEFAULT_URL = "https://newsapi.org"
 OPENAI_DEFAULT_URL = "https://api.openai.com/v1"
@@ -134,7 +136,30 @@ class Settings(BaseSettings):
     # Temporal Cloud / a TLS cluster; passed on to temporalio.envconfig (TEMPORAL_TLS* too).
     temporal_api_key: SecretStr | None = None
     # host:port for the worker's Prometheus metrics endpoint (SDK metrics); unset = off.
-    temporal_metrics_bind: str | None = None
+    # (METRICS_BIND is the name the production compose file uses.)
+    temporal_metrics_bind: str | None = Field(
+        default=None, validation_alias=AliasChoices("TEMPORAL_METRICS_BIND", "METRICS_BIND")
+    )
+    # mTLS to Temporal Cloud or a self-hosted cluster: PEM file paths, handed to
+    # temporalio.envconfig as TEMPORAL_TLS_CLIENT_CERT_PATH/KEY_PATH (TEMPORAL_TLS_CERT/KEY also
+    # read); the CA only for a private CA. An API key (TEMPORAL_API_KEY) needs none of these.
+    temporal_tls_client_cert_path: Path | None = Field(
+        default=None, validation_alias=AliasChoices("TEMPORAL_TLS_CLIENT_CERT_PATH", "TEMPORAL_TLS_CERT")
+    )
+    temporal_tls_client_key_path: Path | None = Field(
+        default=None, validation_alias=AliasChoices("TEMPORAL_TLS_CLIENT_KEY_PATH", "TEMPORAL_TLS_KEY")
+    )
+    temporal_tls_server_ca_cert_path: Path | None = None
+
+    # Payload encryption (codec.py, deallens/security/payload_cipher.py): `id:base64,...`,
+    # active key first, every key accepted for decryption; unset = payloads in clear.
+    # Client, worker and codec server must all hold the same keys.
+    temporal_codec_keys: SecretStr | None = None
+    # The codec server (`python codec_server.py`) that lets the Web UI and CLI show decrypted
+    # payloads: its bearer token, the UI origins allowed by CORS, and where it listens.
+    temporal_codec_server_token: SecretStr | None = None
+    temporal_codec_cors_origins: str = "http://localhost:8233,http://127.0.0.1:8233"
+    temporal_codec_bind: str = "127.0.0.1:8091"
 
     alphavantage_api_key: SecretStr | None = None
     alphavantage_base_url: str = ALPHAVANTAGE_DEFAULT_URL
@@ -212,6 +237,8 @@ class Settings(BaseSettings):
     # Where recipients reach the unsubscribe page (deallens/web/unsubscribe.py): the
     # List-Unsubscribe links point here. `make run` serves it on 127.0.0.1:8090.
     public_base_url: str = "http://127.0.0.1:8090"
+    # host:port that `python -m deallens.web` (the unsubscribe page in production) listens on.
+    web_bind: str = "127.0.0.1:8090"
     # Optional mailbox for mailto: unsubscribes (List-Unsubscribe's second form).
     unsubscribe_mailto: str | None = None
 
@@ -303,6 +330,41 @@ class Settings(BaseSettings):
                 "network in clear text; set SMTP_TLS=starttls (or tls on port 465), or SMTP_ALLOW_PLAINTEXT_AUTH=true"
             )
         return self
+
+    @field_validator("temporal_codec_keys")
+    @classmethod
+    def _codec_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        parse_keys(value.get_secret_value())  # ValueError names the key id, never the key
+        return value
+
+    @field_validator("temporal_codec_server_token")
+    @classmethod
+    def _codec_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        if len(value.get_secret_value()) < 16:
+            raise ValueError("too short: use at least 16 characters (e.g. `openssl rand -hex 32`)")
+        return value
+
+    @field_validator("temporal_codec_cors_origins")
+    @classmethod
+    def _origins(cls, value: str) -> str:
+        for origin in (o.strip() for o in value.split(",") if o.strip()):
+            if not re.fullmatch(r"https?://[A-Za-z0-9.\-\[\]:]+", origin):
+                raise ValueError(f"{origin!r} is not an origin such as https://temporal-ui.example.com (no path)")
+        return value
+
+    @property
+    def codec_cors_origins(self) -> list[str]:
+        return [o.strip().rstrip("/") for o in self.temporal_codec_cors_origins.split(",") if o.strip()]
+
+    def payload_cipher(self) -> PayloadCipher | None:
+        """The cipher of TEMPORAL_CODEC_KEYS, or None when payloads go in clear."""
+        if self.temporal_codec_keys is None:
+            return None
+        return PayloadCipher.from_spec(self.temporal_codec_keys.get_secret_value())
 
     @field_validator("sms_provider_url")
     @classmethod

@@ -16,8 +16,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.api.common.v1 import Payload
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
+from temporalio.worker import Worker
 
 from activities.notifications import NotificationActivities, NotifyConfig
 from deallens.contracts import (
@@ -33,7 +35,9 @@ from deallens.contracts import (
     SendAlertNotificationBatchInput,
 )
 from deallens.notify.push import WebhookSender
+from codec import PAYLOAD_TOO_LARGE
 from temporal_client import DATA_CONVERTER
+from tests.codec_support import EchoInput, EchoWorkflow, echo
 from tests.notify_data import deliveries, digest_ledger, make_users, seed_market, watch
 from tests.smtp_sink import Sink, smtp_sink
 from tests.workers import record_history, running_workers
@@ -286,3 +290,53 @@ async def test_a_burst_is_delivered_page_by_page_and_continues_as_new(
     assert len(sink.messages) == len(set(sink.message_ids())) == 30
     assert {r.status for r in await deliveries(db)} == {"sent"}
     assert largest < LIMIT
+
+
+# ------------------------------------------------------------------ Temporal's 2 MiB limit
+
+
+async def activity_attempts(handle: Any) -> list[tuple[int, str]]:
+    """(attempt, failure message) of each failed or completed activity attempt in the history."""
+    seen = []
+    async for event in handle.fetch_history_events():
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+            seen.append((event.activity_task_started_event_attributes.attempt, ""))
+        elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED:
+            seen[-1] = (seen[-1][0], event.activity_task_failed_event_attributes.failure.message)
+    return seen
+
+
+async def test_an_activity_result_over_2_mib_fails_once_with_one_clear_line(dev_env: WorkflowEnvironment, task_queue: str) -> None:
+    """Without the guard the SDK core refuses it with a retryable "PayloadsTooLarge" (and the
+    next attempt builds the same result again); the guard fails it once, naming the activity."""
+    async with Worker(dev_env.client, task_queue=task_queue, workflows=[EchoWorkflow], activities=[echo]):
+        handle = await dev_env.client.start_workflow(
+            EchoWorkflow.run, EchoInput(note="big", result_chars=2_200_000), id=f"big-{secrets.token_hex(4)}", task_queue=task_queue
+        )
+        with pytest.raises(WorkflowFailureError) as raised:
+            await handle.result()
+        cause = raised.value.cause.cause
+        assert isinstance(cause, ApplicationError) and cause.type == PAYLOAD_TOO_LARGE and cause.non_retryable
+        line = cause.message
+        assert "\n" not in line
+        assert line.startswith(f"payload of activity TestCodecEcho of workflow TestCodecEcho ({handle.id}) is 2,200,0")
+        assert line.endswith("bytes, over Temporal's 2,097,152-byte (2 MiB) limit: refused before sending; pass database ids or pages instead")
+        # One attempt of the three the retry policy allows, failed with that line (not the server's).
+        assert await activity_attempts(handle) == [(1, line)]
+
+
+async def test_an_activity_result_of_1_mb_passes(dev_env: WorkflowEnvironment, task_queue: str) -> None:
+    async with Worker(dev_env.client, task_queue=task_queue, workflows=[EchoWorkflow], activities=[echo]):
+        result = await dev_env.client.execute_workflow(
+            EchoWorkflow.run, EchoInput(note="fits", result_chars=1_000_000), id=f"fits-{secrets.token_hex(4)}", task_queue=task_queue
+        )
+    assert result.note == "FITS" and len(result.filler) == 1_000_000
+
+
+async def test_an_oversize_workflow_input_is_refused_by_the_client_before_sending(dev_env: WorkflowEnvironment, task_queue: str) -> None:
+    workflow_id = f"huge-input-{secrets.token_hex(4)}"
+    with pytest.raises(ApplicationError, match=rf"payload of workflow {workflow_id} is 2,[0-9,]+ bytes, over Temporal's") as raised:
+        await dev_env.client.start_workflow(
+            EchoWorkflow.run, ["x" * 2_200_000], id=workflow_id, task_queue=task_queue  # type: ignore[arg-type]
+        )
+    assert raised.value.non_retryable

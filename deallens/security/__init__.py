@@ -1,0 +1,1 @@
+"""Encryption of Temporal payloads at rest in the server's history (see payload_cipher)."""
