@@ -16,7 +16,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -36,15 +36,18 @@ from activities.news_sentiment import SentimentActivities
 from activities.deals import DealActivities
 from activities.insights import InsightActivities
 from deallens.config import ConfigError, Settings, configure_logging, load_settings
-from deallens.db import retention
+from deallens.db import ops_gauges, retention
 from deallens.db.engine import create_engine, database_problem
 from deallens.db.migrate import DatabaseBehindError, ensure_up_to_date
 from deallens.llm.gateway import LLMGateway, gateway_from_settings
 from deallens.llm.prices import PriceTableError
+from deallens.domain.budget import ledger_day
 from deallens.notify.push import WebhookSender
+from deallens.observability import metrics
+from deallens.observability.tracing import WORKER_SERVICE, setup_tracing, shutdown_tracing
 from deallens.providers.alphavantage import AlphaVantageClient
 from deallens.providers.newsapi import NewsApiClient
-from temporal_client import connect
+from temporal_client import connect, worker_runtime
 from workflows import queues
 from workflows.alerts import AlertMonitor
 from workflows.notifications import (
@@ -300,24 +303,72 @@ def _banner(settings: Settings, names: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+async def refresh_ops_gauges(engine: AsyncEngine, settings: Settings) -> None:
+    """The database-backed gauges: freshness lag per data type, parked deliveries, quota left."""
+    now = datetime.now(UTC)
+    # Each provider's ledger day, as its activities count it (NewsAPI: the UTC date).
+    days = {"alphavantage": ledger_day(now), "newsapi": now.date()}
+    limits = {"alphavantage": settings.alphavantage_calls_per_day, "newsapi": settings.newsapi_calls_per_day}
+    gauges = await ops_gauges.read(engine, days)
+    for data_type, seconds in gauges.freshness_seconds.items():
+        metrics.freshness_lag(data_type, seconds)
+    for what, count in gauges.parked.items():
+        metrics.parked(what, count)
+    for provider, used in gauges.calls_used.items():
+        metrics.quota_left(provider, limits[provider] - used)
+
+
+async def _refresh_forever(engine: AsyncEngine, settings: Settings, sdk: Any) -> None:
+    failing = False
+    while True:
+        sdk.pump()  # keep the SDK's metric buffer drained between scrapes
+        try:
+            await refresh_ops_gauges(engine, settings)
+            failing = False
+        except (OSError, DBAPIError) as error:
+            if not failing:  # once per outage, not every tick
+                log.warning("metrics: cannot read the database gauges: %s", database_problem(error))
+            failing = True
+        await asyncio.sleep(settings.metrics_refresh_seconds)
+
+
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 async def run(settings: Settings, only: str | None) -> None:
     settings.check_providers()
     settings.check_notifications()
-    async with open_resources(settings) as resources:
+    async with open_resources(settings) as resources, contextlib.AsyncExitStack() as stack:
         await ensure_up_to_date(resources.engine)
+        runtime, sdk = worker_runtime() if settings.metrics_bind else (None, None)
         try:
-            client = await connect(settings)
+            client = await connect(settings, runtime=runtime)
         except RuntimeError as error:
             raise ConfigError(f"TEMPORAL_ADDRESS: cannot reach Temporal at {settings.temporal_address}: {error}") from None
         workers = build_workers(client, settings, resources, only=only)
-        log.warning(_banner(settings, [w.task_queue for w in workers]))
+        banner = _banner(settings, [w.task_queue for w in workers])
+        if settings.metrics_bind:
+            registry = metrics.enable()
+            registry.register(sdk)
+            try:
+                endpoint = metrics.serve(settings.metrics_bind, registry)
+            except OSError as error:
+                raise ConfigError(f"METRICS_BIND: cannot listen on {settings.metrics_bind}: {error}") from None
+            stack.callback(endpoint.close)
+            refresher = asyncio.create_task(_refresh_forever(resources.engine, settings, sdk))
+            stack.push_async_callback(_cancelled, refresher)
+            banner += f"\n  metrics: http://{endpoint.host}:{endpoint.port}/metrics"
+        log.warning(banner)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        async with contextlib.AsyncExitStack() as stack:
+        async with contextlib.AsyncExitStack() as running:
             for worker in workers:
-                await stack.enter_async_context(worker)
+                await running.enter_async_context(worker)
             await stop.wait()
             log.warning("shutting down: finishing running activities (up to 10 s)")
 
@@ -332,6 +383,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings()
         configure_logging(settings.log_level)
         log_expected_failures_on_one_line()
+        # Before the engine and HTTP clients exist: the instrumentations wrap their constructors.
+        setup_tracing(WORKER_SERVICE)
         asyncio.run(run(settings, args.queue))
     except (ConfigError, DatabaseBehindError) as error:
         print(f"worker: {error}", file=sys.stderr)
@@ -339,6 +392,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, DBAPIError, ArgumentError, ValueError) as error:
         print(f"worker: cannot use the database: {database_problem(error)}", file=sys.stderr)
         return 2
+    finally:
+        shutdown_tracing()  # flushes the spans still batched
     return 0
 
 
