@@ -8,11 +8,15 @@ worker's *and* the Replayer's, or recorded histories will not replay.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
+from typing import Any
 
+import temporalio.worker
+import temporalio.workflow
 from temporalio.client import Client, Interceptor
-from temporalio.contrib.opentelemetry import TracingInterceptor
+from temporalio.contrib.opentelemetry import TracingInterceptor, TracingWorkflowInboundInterceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfig
 from temporalio.runtime import (
@@ -26,16 +30,58 @@ from temporalio.runtime import (
 )
 
 from deallens.config import Settings
+from deallens.observability import tracing
 from deallens.observability.metrics import SdkKinds, SdkMetrics
 
 DATA_CONVERTER = pydantic_data_converter
 
 
+class _RunTracedWorkflow(TracingWorkflowInboundInterceptor):
+    """A workflow started without trace context traces under its run's own trace.
+
+    The SDK's interceptor would leave every activity of such a workflow (a schedule firing)
+    a trace of its own. Here the missing context is derived from the run ID
+    (deallens/observability/tracing.py, `run_traceparent`): deterministic, so replays and
+    other workers compute the same one and the whole run — activities, SMTP sends, SQL, HTTP —
+    is one trace whose ID is the run ID's hex digits.
+    """
+
+    def _load_workflow_context_carrier(self) -> dict[str, str] | None:
+        carrier = super()._load_workflow_context_carrier()
+        if not carrier:
+            carrier = {"traceparent": tracing.run_traceparent(temporalio.workflow.info().run_id)}
+            self._workflow_context_carrier = carrier
+        return carrier
+
+
+class DealLensTracingInterceptor(TracingInterceptor):
+    """The SDK's TracingInterceptor (the subclassing route its docstring describes), with a
+    run's own trace for workflows started without context; its RunWorkflow span is the root."""
+
+    def workflow_interceptor_class(
+        self, input: temporalio.worker.WorkflowInterceptorClassInput
+    ) -> type[TracingWorkflowInboundInterceptor]:
+        super().workflow_interceptor_class(input)  # registers the span extern function
+        return _RunTracedWorkflow
+
+    def _completed_workflow_span(self, params: Any) -> Any:
+        run_id = (params.attributes or {}).get("temporalRunID")
+        if (
+            params.name.startswith("RunWorkflow:")
+            and isinstance(run_id, str)
+            and params.context.get("traceparent") == tracing.run_traceparent(run_id)
+            and tracing.ids_forceable()
+        ):
+            # The run's root span itself: no parent, the IDs its children already point at.
+            with tracing.forced_ids(*tracing.run_trace_ids(run_id)):
+                return super()._completed_workflow_span(dataclasses.replace(params, context={}))
+        return super()._completed_workflow_span(params)
+
+
 def interceptors() -> list[Interceptor]:
-    # always_create_workflow_spans: schedule-started workflows have no parent span to join, so
-    # their RunWorkflow span starts the trace (activities and their SMTP/HTTP/SQL spans under it).
-    # The tracer is the global one: deallens/observability/tracing.py installs it (or not).
-    return [TracingInterceptor(always_create_workflow_spans=True)]
+    # The tracer is the global one: deallens/observability/tracing.py installs it (or not);
+    # without a provider every span here is the API's no-op span.
+    return [DealLensTracingInterceptor(always_create_workflow_spans=True)]
 
 
 # Ample for a busy worker between two drains (the refresh tick and every scrape drain it).

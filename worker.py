@@ -44,7 +44,7 @@ from deallens.llm.prices import PriceTableError
 from deallens.domain.budget import ledger_day
 from deallens.notify.push import WebhookSender
 from deallens.observability import metrics
-from deallens.observability.tracing import WORKER_SERVICE, setup_tracing, shutdown_tracing
+from deallens.observability.tracing import WORKER_SERVICE, setup_tracing, shutdown_tracing, untraced
 from deallens.providers.alphavantage import AlphaVantageClient
 from deallens.providers.newsapi import NewsApiClient
 from temporal_client import connect, worker_runtime
@@ -323,7 +323,8 @@ async def _refresh_forever(engine: AsyncEngine, settings: Settings, sdk: Any) ->
     while True:
         sdk.pump()  # keep the SDK's metric buffer drained between scrapes
         try:
-            await refresh_ops_gauges(engine, settings)
+            with untraced():
+                await refresh_ops_gauges(engine, settings)
             failing = False
         except (OSError, DBAPIError) as error:
             if not failing:  # once per outage, not every tick

@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
@@ -74,6 +74,8 @@ def enable() -> CollectorRegistry:
     global _project, _registry
     if _registry is not None:
         return _registry
+    # No *_created series: a scrape stays small, and rate() needs none of them.
+    disable_created_metrics()
     registry = CollectorRegistry(auto_describe=True)
     _project = _Project(
         provider_calls=Counter(
