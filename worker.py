@@ -17,7 +17,7 @@ import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, get_args
 
 import httpx
 from sqlalchemy.exc import ArgumentError, DBAPIError
@@ -36,6 +36,7 @@ from activities.news_sentiment import SentimentActivities
 from activities.deals import DealActivities
 from activities.insights import InsightActivities
 from deallens.config import ConfigError, Settings, configure_logging, load_settings
+from deallens.contracts import AlertKindName
 from deallens.db import ops_gauges, retention
 from deallens.db.engine import create_engine, database_problem
 from deallens.db.migrate import DatabaseBehindError, ensure_up_to_date
@@ -316,6 +317,7 @@ async def refresh_ops_gauges(engine: AsyncEngine, settings: Settings) -> None:
         metrics.parked(what, count)
     for provider, used in gauges.calls_used.items():
         metrics.quota_left(provider, limits[provider] - used)
+    metrics.active_alerts(gauges.active_alerts, get_args(AlertKindName))
 
 
 async def _refresh_forever(engine: AsyncEngine, settings: Settings, sdk: Any) -> None:

@@ -197,6 +197,7 @@ class Scenario:
     exposition: str
     log: str
     sync_run_id: str
+    env: dict[str, str]
 
 
 async def _until(check: Any, seconds: float, what: str, log: Path) -> Any:
@@ -259,7 +260,7 @@ async def scenario(
                     start_new_session=True,
                 )
             try:
-                yield await _run(dev_env, receiver, sink, metrics_url, log, worker)
+                yield await _run(dev_env, receiver, sink, metrics_url, log, worker, env)
             finally:
                 if worker.poll() is None:
                     os.killpg(worker.pid, signal.SIGTERM)
@@ -270,7 +271,7 @@ async def scenario(
 
 async def _run(
     dev_env: WorkflowEnvironment, receiver: Receiver, sink: Sink, metrics_url: str, log: Path,
-    worker: subprocess.Popen[bytes],
+    worker: subprocess.Popen[bytes], env: dict[str, str],
 ) -> Scenario:
     async def ready() -> bool:
         if worker.poll() is not None:
@@ -310,7 +311,7 @@ async def _run(
     exposition = await _until(counted, 30, "the notification on /metrics", log)
     return Scenario(
         receiver=receiver, sink=sink, metrics_url=metrics_url, before=before, after=parse(exposition),
-        exposition=exposition, log=log.read_text(), sync_run_id=str(handle.result_run_id),
+        exposition=exposition, log=log.read_text(), sync_run_id=str(handle.result_run_id), env=env,
     )
 
 
@@ -391,6 +392,7 @@ async def test_the_counters_moved_on_one_endpoint(scenario: Scenario) -> None:
     # Gauges from the worker's refresh tick and the provider calls.
     assert 0 < value(after, "deallens_provider_quota_left", provider="alphavantage") < 10_000
     assert value(after, "deallens_parked_deliveries", what="email") == 0
+    assert value(after, "deallens_alerts_active", kind="price") == 1 and value(after, "deallens_alerts_active", kind="news") == 0
     lag = value(after, "deallens_data_freshness_lag_seconds", data_type="quote")
     assert 0 < lag <= 8 * 86_400
     assert ("deallens_data_freshness_lag_seconds", frozenset({("data_type", "article")})) not in after  # no article yet
@@ -412,6 +414,28 @@ async def test_the_dashboard_queries_only_exported_metrics(scenario: Scenario) -
     assert {
         "deallens_provider_calls_total", "deallens_provider_quota_left", "deallens_llm_tokens_total",
         "deallens_llm_cost_usd_total", "deallens_alert_evaluations_total", "deallens_alerts_fired_total",
+        "deallens_alerts_active",
         "deallens_alert_evaluation_duration_seconds", "deallens_notifications_total",
         "deallens_parked_deliveries", "deallens_data_freshness_lag_seconds",
     } <= project
+
+
+# ------------------------------------------------------------------ a CLI
+
+
+async def test_a_cli_exports_its_spans_before_it_exits(scenario: Scenario) -> None:
+    """`starter.py alerts add` wakes the monitor (signal-with-start): its client span reaches the
+    receiver under service deallens-cli although the CLI ends with os._exit."""
+    env = {**scenario.env, "OTEL_BSP_SCHEDULE_DELAY": "60000"}  # only the shutdown flush can send it
+    definition = json.dumps({"user_id": 1, "type": "price_above", "symbol": "AAPL", "threshold": 1_000_000})
+    done = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "starter.py", "alerts", "add", definition], cwd=ROOT, env=env,
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    cli = [s for s in scenario.receiver.snapshot() if s.service == "deallens-cli"]
+    assert [s.name for s in cli if s.name.startswith("SignalWithStartWorkflow")] == ["SignalWithStartWorkflow:AlertMonitor"]
+    assert all(s.kind == 3 for s in cli if s.name.startswith("SignalWithStart"))
+    # The CLI ran with the worker's METRICS_BIND, whose port the worker holds: a CLI that tried
+    # to serve /metrics there would have failed to bind.
+    assert env["METRICS_BIND"] == scenario.metrics_url.removeprefix("http://").removesuffix("/metrics")

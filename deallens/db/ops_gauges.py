@@ -1,4 +1,5 @@
-"""What the worker's gauges show, read in one cheap round trip: freshness, parked deliveries, quota used.
+"""What the worker's gauges show, read in a few cheap statements: freshness, parked deliveries,
+quota used, active alerts.
 
 Run by the worker every METRICS_REFRESH_SECONDS while METRICS_BIND is set (never on scrape:
 a scrape must not wait on the database). Each lookup is an index probe: max(quoted_at),
@@ -31,6 +32,9 @@ _GAUGES = text(
     """
 )
 
+# Counted over the partial index ix_alerts_kind_active: what each evaluation of a kind reads.
+_ACTIVE = text("SELECT kind, count(*) FROM alerts WHERE active GROUP BY kind")
+
 _USED = text("SELECT provider, day, calls FROM api_usage WHERE (provider, day) IN (SELECT * FROM unnest(CAST(:providers AS text[]), CAST(:days AS date[])))")
 
 DATA_TYPES = ("quote", "bar", "article", "insight")
@@ -42,6 +46,7 @@ class OpsGauges:
     freshness_seconds: dict[str, float | None]  # data type -> seconds since its newest row (None: no row)
     parked: dict[str, int]  # alert channel or "digest" -> deliveries parked as failed
     calls_used: dict[str, int]  # provider -> calls counted on its current ledger day
+    active_alerts: dict[str, int]  # alert kind -> active alerts (each evaluation of the kind reads them)
 
 
 async def read(engine: AsyncEngine, ledger_days: Mapping[str, dt.date]) -> OpsGauges:
@@ -49,6 +54,7 @@ async def read(engine: AsyncEngine, ledger_days: Mapping[str, dt.date]) -> OpsGa
     providers = list(ledger_days)
     async with engine.connect() as conn:
         row = (await conn.execute(_GAUGES)).one()._mapping
+        active = {str(kind): int(count) for kind, count in await conn.execute(_ACTIVE)}
         used = {p: 0 for p in providers}
         if providers:
             for provider, _day, calls in await conn.execute(
@@ -59,4 +65,5 @@ async def read(engine: AsyncEngine, ledger_days: Mapping[str, dt.date]) -> OpsGa
         freshness_seconds={t: (None if row[t] is None else float(row[t])) for t in DATA_TYPES},
         parked={k: int(row[f"parked_{k}"]) for k in PARKED_KINDS},
         calls_used=used,
+        active_alerts=active,
     )

@@ -37,6 +37,7 @@ LLM_TOKENS = "deallens_llm_tokens"
 LLM_COST = "deallens_llm_cost_usd"
 ALERT_EVALUATIONS = "deallens_alert_evaluations"
 ALERTS_FIRED = "deallens_alerts_fired"
+ALERTS_ACTIVE = "deallens_alerts_active"
 EVALUATION_SECONDS = "deallens_alert_evaluation_duration_seconds"
 NOTIFICATIONS = "deallens_notifications"
 PARKED = "deallens_parked_deliveries"
@@ -55,6 +56,7 @@ class _Project:
     llm_cost: Counter
     alert_evaluations: Counter
     alerts_fired: Counter
+    alerts_active: Gauge
     evaluation_seconds: Histogram
     notifications: Counter
     parked: Gauge
@@ -96,6 +98,9 @@ def enable() -> CollectorRegistry:
             ["kind"], registry=registry,
         ),
         alerts_fired=Counter(ALERTS_FIRED, "Alerts fired, by kind.", ["kind"], registry=registry),
+        alerts_active=Gauge(
+            ALERTS_ACTIVE, "Active alerts, by kind: what each evaluation of the kind reads.", ["kind"], registry=registry,
+        ),
         evaluation_seconds=Histogram(
             EVALUATION_SECONDS, "Duration of one alert evaluation, by kind.", ["kind"],
             buckets=_EVAL_BUCKETS, registry=registry,
@@ -184,6 +189,14 @@ def notifications(channel: str, counts: Mapping[str, int]) -> None:
     for outcome, count in counts.items():
         if count:
             _project.notifications.labels(channel, outcome).inc(count)
+
+
+def active_alerts(counts: Mapping[str, int], kinds: Sequence[str]) -> None:
+    """Active alerts per kind (0 for a known kind with none)."""
+    if _project is None:
+        return
+    for kind in kinds:
+        _project.alerts_active.labels(kind).set(counts.get(kind, 0))
 
 
 def parked(what: str, count: int) -> None:
