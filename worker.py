@@ -16,8 +16,8 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any, get_args
+from datetime import timedelta
+from typing import Any
 
 import httpx
 from sqlalchemy.exc import ArgumentError, DBAPIError
@@ -36,16 +36,14 @@ from activities.news_sentiment import SentimentActivities
 from activities.deals import DealActivities
 from activities.insights import InsightActivities
 from deallens.config import ConfigError, Settings, configure_logging, load_settings
-from deallens.contracts import AlertKindName
-from deallens.db import ops_gauges, retention
+from deallens.db import retention
 from deallens.db.engine import create_engine, database_problem
 from deallens.db.migrate import DatabaseBehindError, ensure_up_to_date
 from deallens.llm.gateway import LLMGateway, gateway_from_settings
 from deallens.llm.prices import PriceTableError
-from deallens.domain.budget import ledger_day
 from deallens.notify.push import WebhookSender
-from deallens.observability import metrics
-from deallens.observability.tracing import WORKER_SERVICE, setup_tracing, shutdown_tracing, untraced
+from deallens.observability.endpoint import metrics_endpoint
+from deallens.observability.tracing import WORKER_SERVICE, setup_tracing, shutdown_tracing
 from deallens.providers.alphavantage import AlphaVantageClient
 from deallens.providers.newsapi import NewsApiClient
 from temporal_client import connect, worker_runtime
@@ -304,47 +302,10 @@ def _banner(settings: Settings, names: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
-async def refresh_ops_gauges(engine: AsyncEngine, settings: Settings) -> None:
-    """The database-backed gauges: freshness lag per data type, parked deliveries, quota left."""
-    now = datetime.now(UTC)
-    # Each provider's ledger day, as its activities count it (NewsAPI: the UTC date).
-    days = {"alphavantage": ledger_day(now), "newsapi": now.date()}
-    limits = {"alphavantage": settings.alphavantage_calls_per_day, "newsapi": settings.newsapi_calls_per_day}
-    gauges = await ops_gauges.read(engine, days)
-    for data_type, seconds in gauges.freshness_seconds.items():
-        metrics.freshness_lag(data_type, seconds)
-    for what, count in gauges.parked.items():
-        metrics.parked(what, count)
-    for provider, used in gauges.calls_used.items():
-        metrics.quota_left(provider, limits[provider] - used)
-    metrics.active_alerts(gauges.active_alerts, get_args(AlertKindName))
-
-
-async def _refresh_forever(engine: AsyncEngine, settings: Settings, sdk: Any) -> None:
-    failing = False
-    while True:
-        sdk.pump()  # keep the SDK's metric buffer drained between scrapes
-        try:
-            with untraced():
-                await refresh_ops_gauges(engine, settings)
-            failing = False
-        except (OSError, DBAPIError) as error:
-            if not failing:  # once per outage, not every tick
-                log.warning("metrics: cannot read the database gauges: %s", database_problem(error))
-            failing = True
-        await asyncio.sleep(settings.metrics_refresh_seconds)
-
-
-async def _cancelled(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-
-
 async def run(settings: Settings, only: str | None) -> None:
     settings.check_providers()
     settings.check_notifications()
-    async with open_resources(settings) as resources, contextlib.AsyncExitStack() as stack:
+    async with open_resources(settings) as resources, contextlib.AsyncExitStack() as observing:
         await ensure_up_to_date(resources.engine)
         runtime, sdk = worker_runtime() if settings.metrics_bind else (None, None)
         try:
@@ -353,25 +314,17 @@ async def run(settings: Settings, only: str | None) -> None:
             raise ConfigError(f"TEMPORAL_ADDRESS: cannot reach Temporal at {settings.temporal_address}: {error}") from None
         workers = build_workers(client, settings, resources, only=only)
         banner = _banner(settings, [w.task_queue for w in workers])
-        if settings.metrics_bind:
-            registry = metrics.enable()
-            registry.register(sdk)
-            try:
-                endpoint = metrics.serve(settings.metrics_bind, registry)
-            except OSError as error:
-                raise ConfigError(f"METRICS_BIND: cannot listen on {settings.metrics_bind}: {error}") from None
-            stack.callback(endpoint.close)
-            refresher = asyncio.create_task(_refresh_forever(resources.engine, settings, sdk))
-            stack.push_async_callback(_cancelled, refresher)
+        if sdk is not None:
+            endpoint = await observing.enter_async_context(metrics_endpoint(settings, resources.engine, sdk))
             banner += f"\n  metrics: http://{endpoint.host}:{endpoint.port}/metrics"
         log.warning(banner)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        async with contextlib.AsyncExitStack() as running:
+        async with contextlib.AsyncExitStack() as stack:
             for worker in workers:
-                await running.enter_async_context(worker)
+                await stack.enter_async_context(worker)
             await stop.wait()
             log.warning("shutting down: finishing running activities (up to 10 s)")
 
