@@ -48,7 +48,9 @@ class _RunTracedWorkflow(TracingWorkflowInboundInterceptor):
 
     def _load_workflow_context_carrier(self) -> dict[str, str] | None:
         carrier = super()._load_workflow_context_carrier()
-        if not carrier:
+        # Only while this process exports traces: otherwise no header is added to any command
+        # (headers never take part in replay's determinism check, so either way replays).
+        if not carrier and tracing.ids_forceable():
             carrier = {"traceparent": tracing.run_traceparent(temporalio.workflow.info().run_id)}
             self._workflow_context_carrier = carrier
         return carrier

@@ -6,9 +6,11 @@ and with METRICS_BIND on a free port. A price sync against the AlphaVantage stan
 AAPL's quote and wakes the price monitor; an alert fires and its SendAlertNotification
 workflow sends an email to the SMTP sink. Then:
 
-- the trace: RunWorkflow:SendAlertNotification -> StartActivity -> RunActivity of
-  notifications.send_email -> the "smtp send" span, one trace id, every parent present;
-  SQL and HTTP client spans from the maintained instrumentations; no address on any span;
+- the trace: one, rooted at the sync's RunWorkflow span (started without context, as a
+  schedule starts it: the trace ID is its run ID), through the monitor's signal-with-start and
+  its StartChildWorkflow:SendAlertNotification to StartActivity -> RunActivity of
+  notifications.send_email -> the "smtp send" span, every parent present; SQL and HTTP client
+  spans from the maintained instrumentations; no address or key on any span; a CLI's spans;
 - /metrics, scraped over HTTP before and after: the project's counters moved and the SDK's
   metrics (temporal_workflow_completed, ...) are on the same endpoint; every metric the
   Grafana dashboard queries is one the worker exports.
@@ -296,7 +298,7 @@ async def _run(
         names = {s.name for s in receiver.snapshot()}
         return {"smtp send", "RunWorkflow:SendAlertNotification", "RunActivity:notifications.send_email"} <= names
 
-    await _until(traced, 30, "the notification's spans at the OTLP receiver", log)
+    await _until(traced, 60, "the notification's spans at the OTLP receiver", log)
 
     async def counted() -> str | None:
         exposition = await _scrape(metrics_url)
@@ -308,7 +310,7 @@ async def _run(
         )
         return exposition if done else None
 
-    exposition = await _until(counted, 30, "the notification on /metrics", log)
+    exposition = await _until(counted, 60, "the notification on /metrics", log)
     return Scenario(
         receiver=receiver, sink=sink, metrics_url=metrics_url, before=before, after=parse(exposition),
         exposition=exposition, log=log.read_text(), sync_run_id=str(handle.result_run_id), env=env,
