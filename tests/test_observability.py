@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import gzip
 import json
 import os
@@ -45,6 +46,13 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import (
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleIntervalSpec,
+    ScheduleSpec,
+    ScheduleState,
+)
 from temporalio.testing import WorkflowEnvironment
 
 from activities.alerts import monitor_id
@@ -202,14 +210,15 @@ class Scenario:
     env: dict[str, str]
 
 
-async def _until(check: Any, seconds: float, what: str, log: Path) -> Any:
+async def _until(check: Any, seconds: float, what: str, log: Path | None = None) -> Any:
     deadline = time.monotonic() + seconds
     while True:
         got = await check()
         if got:
             return got
         if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {seconds} s; worker log:\n{log.read_text()[-4000:]}")
+            tail = log.read_text()[-4000:] if log else "(see the worker log of the scenario)"
+            raise AssertionError(f"{what}: not within {seconds} s; worker log:\n{tail}")
         await asyncio.sleep(0.25)
 
 
@@ -420,6 +429,61 @@ async def test_the_dashboard_queries_only_exported_metrics(scenario: Scenario) -
         "deallens_alert_evaluation_duration_seconds", "deallens_notifications_total",
         "deallens_parked_deliveries", "deallens_data_freshness_lag_seconds",
     } <= project
+
+
+# ------------------------------------------------------------------ a schedule firing
+
+
+async def test_a_schedule_started_sync_is_one_trace_rooted_at_its_run(
+    scenario: Scenario, dev_env: WorkflowEnvironment
+) -> None:
+    client = dev_env.client
+    schedule = await client.create_schedule(
+        "observability-prices",
+        Schedule(
+            action=ScheduleActionStartWorkflow(
+                "SyncCompanyPrices", SyncCompanyPricesInput(symbols=["AAPL"], force=True),
+                id="observability-scheduled-sync", task_queue="deallens",
+            ),
+            spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=dt.timedelta(days=1))]),
+            state=ScheduleState(paused=True),
+        ),
+    )
+    try:
+        await schedule.trigger()
+
+        async def started() -> tuple[str, str] | None:
+            actions = (await schedule.describe()).info.recent_actions
+            if not actions:
+                return None
+            action = actions[0].action
+            return action.workflow_id, action.first_execution_run_id  # type: ignore[attr-defined]
+
+        # The schedule appends its firing time to the workflow ID.
+        workflow_id, run_id = await _until(started, 60, "the schedule's action")
+        await client.get_workflow_handle(workflow_id, run_id=run_id).result()
+
+        def of_run() -> list[Span]:
+            return [s for s in scenario.receiver.snapshot() if s.attributes.get("temporalRunID") == run_id]
+
+        async def flushed() -> bool:
+            return {"RunWorkflow:SyncCompanyPrices", "CompleteWorkflow:SyncCompanyPrices"} <= {s.name for s in of_run()}
+
+        await _until(flushed, 60, "the scheduled run's spans")
+        spans = scenario.receiver.snapshot()
+        by_id = {s.span_id: s for s in spans}
+        (root,) = [s for s in of_run() if s.name == "RunWorkflow:SyncCompanyPrices"]
+        assert root.parent_id == "" and root.trace_id == run_id.replace("-", "")
+        in_trace = [s for s in spans if s.trace_id == root.trace_id]
+        fetch = [s for s in in_trace if s.name == "RunActivity:alphavantage.fetch_quote"]
+        assert len(fetch) == 1 and _chain(fetch[0], by_id) == [
+            "RunActivity:alphavantage.fetch_quote", "StartActivity:alphavantage.fetch_quote", "RunWorkflow:SyncCompanyPrices",
+        ]
+        # The provider call and the statements of its activities are in the run's trace too.
+        assert any(s.name == "GET" and s.parent_id == fetch[0].span_id for s in in_trace)
+        assert any(s.attributes.get("db.system") == "postgresql" for s in in_trace)
+    finally:
+        await schedule.delete()
 
 
 # ------------------------------------------------------------------ a CLI
