@@ -201,6 +201,7 @@ def test_tracing_is_off_without_an_otlp_endpoint() -> None:
     assert tracing.export_configured({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"})
     assert tracing.export_configured({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://127.0.0.1:4318/v1/traces"})
     assert not tracing.export_configured({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://x:4318", "OTEL_SDK_DISABLED": "true"})
+    assert not tracing.export_configured({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://x:4318", "OTEL_TRACES_EXPORTER": "none"})
     installed = tracing.setup_tracing(tracing.CLI_SERVICE, env={})
     try:
         assert not installed.enabled and not tracing.ids_forceable()

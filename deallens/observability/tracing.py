@@ -1,11 +1,12 @@
 """The process's OpenTelemetry TracerProvider: OTLP/HTTP export when an endpoint is configured.
 
-Off unless OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set (and
-OTEL_SDK_DISABLED is not true): then nothing is installed, the global tracer stays the API's
-no-op one, and the spans made in deallens/ (SMTP sends, LLM calls) and by the SDK's
-TracingInterceptor cost a function call each. When on, the SDK itself reads every other
-standard variable (OTEL_EXPORTER_OTLP_HEADERS, _TIMEOUT, _COMPRESSION, OTEL_BSP_*,
-OTEL_TRACES_SAMPLER*, OTEL_RESOURCE_ATTRIBUTES): they are not reimplemented here.
+On when OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set (unless
+OTEL_SDK_DISABLED=true or OTEL_TRACES_EXPORTER=none). Off, nothing is installed: the global
+tracer stays the API's no-op one, and the spans made in deallens/ (SMTP sends, LLM calls)
+and by the SDK's TracingInterceptor are no-op spans (microseconds, beside calls that take
+milliseconds). On, the SDK itself reads every other standard variable
+(OTEL_EXPORTER_OTLP_HEADERS, _TIMEOUT, _COMPRESSION, OTEL_BSP_*, OTEL_TRACES_SAMPLER*,
+OTEL_RESOURCE_ATTRIBUTES): they are not reimplemented here.
 
 The maintained instrumentations for httpx (every provider, webhook and OpenAI call) and
 SQLAlchemy (every statement) are switched on with the exporter, so a trace shows where a
@@ -46,6 +47,8 @@ def export_configured(env: Mapping[str, str] | None = None) -> bool:
     """Whether an OTLP endpoint is set for traces and the SDK is not disabled."""
     env = os.environ if env is None else env
     if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
+    if env.get("OTEL_TRACES_EXPORTER", "").strip().lower() == "none":
         return False
     return bool(env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip() or env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip())
 
