@@ -402,6 +402,7 @@ async def test_the_counters_moved_on_one_endpoint(scenario: Scenario) -> None:
     assert moved("deallens_notifications_total", channel="email", outcome="sent") == 1
     # Gauges from the worker's refresh tick and the provider calls.
     assert 0 < value(after, "deallens_provider_quota_left", provider="alphavantage") < 10_000
+    assert value(after, "deallens_llm_budget_left_usd") == 2.0  # LLM_DAILY_BUDGET_USD's default, nothing spent
     assert value(after, "deallens_parked_deliveries", what="email") == 0
     assert value(after, "deallens_alerts_active", kind="price") == 1 and value(after, "deallens_alerts_active", kind="news") == 0
     lag = value(after, "deallens_data_freshness_lag_seconds", data_type="quote")
@@ -425,7 +426,7 @@ async def test_the_dashboard_queries_only_exported_metrics(scenario: Scenario) -
     assert {
         "deallens_provider_calls_total", "deallens_provider_quota_left", "deallens_llm_tokens_total",
         "deallens_llm_cost_usd_total", "deallens_alert_evaluations_total", "deallens_alerts_fired_total",
-        "deallens_alerts_active",
+        "deallens_alerts_active", "deallens_llm_budget_left_usd",
         "deallens_alert_evaluation_duration_seconds", "deallens_notifications_total",
         "deallens_parked_deliveries", "deallens_data_freshness_lag_seconds",
     } <= project

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from deallens.config import ConfigError, Settings
 from deallens.contracts import AlertKindName
-from deallens.db import ops_gauges
+from deallens.db import llm_budget, ops_gauges
 from deallens.db.engine import database_problem
 from deallens.domain.budget import ledger_day
 from deallens.observability import metrics
@@ -29,8 +29,8 @@ log = logging.getLogger("deallens.metrics")
 
 
 async def refresh_gauges(engine: AsyncEngine, settings: Settings) -> None:
-    """The database-backed gauges: freshness lag per data type, parked deliveries, quota left,
-    active alerts per kind."""
+    """The database-backed gauges: freshness lag per data type, parked deliveries, quota left
+    (calls per provider, dollars for the LLM), active alerts per kind."""
     now = dt.datetime.now(dt.UTC)
     # Each provider's ledger day as its activities count it (NewsAPI: the UTC date).
     days = {"alphavantage": ledger_day(now), "newsapi": now.date()}
@@ -43,6 +43,9 @@ async def refresh_gauges(engine: AsyncEngine, settings: Settings) -> None:
     for provider, used in gauges.calls_used.items():
         metrics.quota_left(provider, limits[provider] - used)
     metrics.active_alerts(gauges.active_alerts, get_args(AlertKindName))
+    # The LLM is budgeted in dollars per UTC day (deallens/llm/gateway.py), not in calls.
+    spent, _ = await llm_budget.committed(engine, now.date())
+    metrics.llm_budget_left(float(settings.llm_daily_budget_usd - spent))
 
 
 async def _tick(engine: AsyncEngine, settings: Settings, sdk: metrics.SdkMetrics) -> None:

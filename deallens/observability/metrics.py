@@ -35,6 +35,7 @@ PROVIDER_CALLS = "deallens_provider_calls"
 QUOTA_LEFT = "deallens_provider_quota_left"
 LLM_TOKENS = "deallens_llm_tokens"
 LLM_COST = "deallens_llm_cost_usd"
+LLM_BUDGET_LEFT = "deallens_llm_budget_left_usd"
 ALERT_EVALUATIONS = "deallens_alert_evaluations"
 ALERTS_FIRED = "deallens_alerts_fired"
 ALERTS_ACTIVE = "deallens_alerts_active"
@@ -54,6 +55,7 @@ class _Project:
     quota_left: Gauge
     llm_tokens: Counter
     llm_cost: Counter
+    llm_budget_left: Gauge
     alert_evaluations: Counter
     alerts_fired: Counter
     alerts_active: Gauge
@@ -93,6 +95,9 @@ def enable() -> CollectorRegistry:
             ["model", "type"], registry=registry,
         ),
         llm_cost=Counter(LLM_COST, "LLM spend in US dollars, by model and purpose.", ["model", "purpose"], registry=registry),
+        llm_budget_left=Gauge(
+            LLM_BUDGET_LEFT, "What today's LLM budget (LLM_DAILY_BUDGET_USD) still allows, in US dollars.", registry=registry,
+        ),
         alert_evaluations=Counter(
             ALERT_EVALUATIONS, "Alert evaluations run (one set-based pass over a kind's alerts), by kind.",
             ["kind"], registry=registry,
@@ -189,6 +194,12 @@ def notifications(channel: str, counts: Mapping[str, int]) -> None:
     for outcome, count in counts.items():
         if count:
             _project.notifications.labels(channel, outcome).inc(count)
+
+
+def llm_budget_left(usd: float) -> None:
+    if _project is None:
+        return
+    _project.llm_budget_left.set(max(0.0, usd))
 
 
 def active_alerts(counts: Mapping[str, int], kinds: Sequence[str]) -> None:
