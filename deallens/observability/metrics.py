@@ -44,8 +44,7 @@ NOTIFICATIONS = "deallens_notifications"
 PARKED = "deallens_parked_deliveries"
 FRESHNESS = "deallens_data_freshness_lag_seconds"
 
-# Freshness is a lag of seconds to days (a weekend, a holiday): buckets are not needed, but
-# evaluation durations are: one set-based statement, from milliseconds to tens of seconds.
+# One evaluation is one set-based statement: from milliseconds to tens of seconds.
 _EVAL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, math.inf)
 
 
@@ -307,7 +306,11 @@ class SdkMetrics(Collector):
     def collect(self) -> Iterator[Metric]:
         self.pump()
         with self._lock:
-            families = {name: (kind, doc, dict(series)) for name, (kind, doc, series) in self._families.items()}
+            # Copies (histogram states included): a concurrent pump must not change what is yielded.
+            families = {
+                name: (kind, doc, {k: list(v) if isinstance(v, list) else v for k, v in series.items()})
+                for name, (kind, doc, series) in self._families.items()
+            }
         for name, (kind, doc, series) in sorted(families.items()):
             if kind == self._kinds.counter:
                 family = Metric(name, doc, "counter")
