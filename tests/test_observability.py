@@ -208,6 +208,7 @@ class Scenario:
     log: str
     sync_run_id: str
     env: dict[str, str]
+    spans: list[Span]  # what the receiver held when the notification's spans were all in
 
 
 async def _until(check: Any, seconds: float, what: str, log: Path | None = None) -> Any:
@@ -323,6 +324,7 @@ async def _run(
     return Scenario(
         receiver=receiver, sink=sink, metrics_url=metrics_url, before=before, after=parse(exposition),
         exposition=exposition, log=log.read_text(), sync_run_id=str(handle.result_run_id), env=env,
+        spans=receiver.snapshot(),
     )
 
 
@@ -341,7 +343,7 @@ def _chain(span: Span, by_id: dict[str, Span]) -> list[str]:
 
 
 async def test_one_trace_from_the_sync_through_the_notification_to_the_smtp_send(scenario: Scenario) -> None:
-    spans = scenario.receiver.snapshot()
+    spans = scenario.spans
     by_id = {s.span_id: s for s in spans}
     (smtp,) = [s for s in spans if s.name == "smtp send"]
     (run,) = [s for s in spans if s.name == "RunWorkflow:SendAlertNotification"]
