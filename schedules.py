@@ -324,6 +324,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from deallens.observability.tracing import CLI_SERVICE, traced_process
     from temporal_client import exit_skipping_teardown
 
-    exit_skipping_teardown(main())
+    # Traces only when OTEL_EXPORTER_OTLP_ENDPOINT is set: a started workflow joins the CLI's trace.
+    with traced_process(CLI_SERVICE):
+        code = main()
+    exit_skipping_teardown(code)

@@ -43,9 +43,11 @@ from deallens.db.migrate import DatabaseBehindError, ensure_up_to_date
 from deallens.llm.gateway import LLMGateway, gateway_from_settings
 from deallens.llm.prices import PriceTableError
 from deallens.notify.push import WebhookSender
+from deallens.observability.endpoint import metrics_endpoint
+from deallens.observability.tracing import WORKER_SERVICE, setup_tracing, shutdown_tracing
 from deallens.providers.alphavantage import AlphaVantageClient
 from deallens.providers.newsapi import NewsApiClient
-from temporal_client import connect
+from temporal_client import connect, worker_runtime
 from workflows import queues
 from workflows.alerts import AlertMonitor
 from workflows.notifications import (
@@ -308,14 +310,19 @@ def _banner(settings: Settings, names: Sequence[str]) -> str:
 async def run(settings: Settings, only: str | None) -> None:
     settings.check_providers()
     settings.check_notifications()
-    async with open_resources(settings) as resources:
+    async with open_resources(settings) as resources, contextlib.AsyncExitStack() as observing:
         await ensure_up_to_date(resources.engine)
+        runtime, sdk = worker_runtime() if settings.metrics_bind else (None, None)
         try:
-            client = await connect(settings)
+            client = await connect(settings, runtime=runtime)
         except RuntimeError as error:
             raise ConfigError(f"TEMPORAL_ADDRESS: cannot reach Temporal at {settings.temporal_address}: {error}") from None
         workers = build_workers(client, settings, resources, only=only)
-        log.warning(_banner(settings, [w.task_queue for w in workers]))
+        banner = _banner(settings, [w.task_queue for w in workers])
+        if sdk is not None:
+            endpoint = await observing.enter_async_context(metrics_endpoint(settings, resources.engine, sdk))
+            banner += f"\n  metrics: http://{endpoint.host}:{endpoint.port}/metrics"
+        log.warning(banner)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -337,6 +344,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings()
         configure_logging(settings.log_level)
         log_expected_failures_on_one_line()
+        # Before the engine and HTTP clients exist: the instrumentations wrap their constructors.
+        setup_tracing(WORKER_SERVICE)
         asyncio.run(run(settings, args.queue))
     except (ConfigError, DatabaseBehindError) as error:
         print(f"worker: {error}", file=sys.stderr)
@@ -344,6 +353,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, DBAPIError, ArgumentError, ValueError) as error:
         print(f"worker: cannot use the database: {database_problem(error)}", file=sys.stderr)
         return 2
+    finally:
+        shutdown_tracing()  # flushes the spans still batched
     return 0
 
 

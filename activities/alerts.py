@@ -19,6 +19,7 @@ from deallens.contracts import (
 )
 from activities.errors import permanent_database_errors
 from deallens.db import alert_eval, notifications
+from deallens.observability import metrics
 
 # Up to this many firings in one evaluation get a workflow each (notify-<id>); a larger
 # burst is notified in batches by evaluation, not by starting thousands of workflows.
@@ -54,8 +55,8 @@ class AlertActivities:
         policy = alert_eval.EvalPolicy(
             now=request.at, max_quote_age=self._max_quote_age, min_cooldown_seconds=request.min_cooldown_seconds
         )
-        with permanent_database_errors():
-            await alert_eval.evaluate(self._engine, request.kind, policy, symbols=request.symbols)
+        with permanent_database_errors(), metrics.alert_evaluation(request.kind) as fired_now:
+            fired_now(len(await alert_eval.evaluate(self._engine, request.kind, policy, symbols=request.symbols)))
         # Every firing of this evaluation, not just this attempt's: an attempt that committed
         # but did not report back (worker lost) is retried with the same `at`, and its
         # firings must still be notified.

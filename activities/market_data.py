@@ -49,6 +49,7 @@ from deallens.contracts import (
 from deallens.db import companies, ohlc, prices, retention, usage
 from deallens.domain.budget import ledger_day
 from deallens.domain.market_calendar import session_at
+from deallens.observability import metrics
 from deallens.providers.alphavantage import PROVIDER, AlphaVantageClient, Quote
 from deallens.providers.errors import ProviderError, RateLimited
 
@@ -111,16 +112,20 @@ class AlphaVantageActivities:
             self._engine, PROVIDER, day, self._calls_per_day, calls_per_minute=self._calls_per_minute
         )
         if reservation is None:
+            metrics.provider_call(PROVIDER, "budget_exhausted")
+            metrics.quota_left(PROVIDER, 0)
             raise ApplicationError(
                 f"the daily budget of {self._calls_per_day} AlphaVantage calls is used up "
                 "(ALPHAVANTAGE_CALLS_PER_DAY); the next run after midnight ET continues",
                 type="BudgetExhausted",
                 non_retryable=True,
             )
+        metrics.quota_left(PROVIDER, self._calls_per_day - reservation.number)
         await _wait_heartbeating(reservation.wait_seconds)
         try:
-            return await request()
+            answer = await request()
         except RateLimited as error:
+            metrics.provider_call(PROVIDER, "rate_limited")
             await usage.record_refusal(self._engine, PROVIDER, day)
             log.warning("AlphaVantage refused a call for rate reasons: %s", error.message)
             if error.daily:
@@ -129,7 +134,10 @@ class AlphaVantageActivities:
                 raise ApplicationError(str(error), type="BudgetExhausted", non_retryable=True) from None
             raise to_application_error(error) from None
         except ProviderError as error:
+            metrics.provider_call(PROVIDER, metrics.outcome_of(error))
             raise to_application_error(error) from None
+        metrics.provider_call(PROVIDER, "ok")
+        return answer
 
     @activity.defn(name="alphavantage.fetch_quote")
     async def fetch_quote(self, request: FetchQuoteInput) -> FetchedQuote:

@@ -37,6 +37,7 @@ from deallens.db import news, usage
 from deallens.domain.news.articles import CleanArticle, Skipped, clean_article
 from deallens.domain.news.linking import CompanyLinker
 from deallens.domain.news.queries import DEAL_QUERY, MARKET_QUERY, company_query
+from deallens.observability import metrics
 from deallens.providers.errors import ProviderError, RateLimited
 from deallens.providers.newsapi import MAX_PAGE_SIZE, PROVIDER, MaximumResultsReached, NewsApiClient, NewsPage
 
@@ -174,22 +175,29 @@ class NewsApiActivities:
                     break
                 reservation = await usage.reserve_call(self._engine, PROVIDER, _ledger_day(now), self._calls_per_day)
                 if reservation is None:
+                    metrics.provider_call(PROVIDER, "budget_exhausted")
+                    metrics.quota_left(PROVIDER, 0)
                     deferred = f"the daily quota of {self._calls_per_day} NewsAPI requests is used up (NEWSAPI_CALLS_PER_DAY)"
                     break
                 requests += 1
+                metrics.quota_left(PROVIDER, self._calls_per_day - reservation.number)
                 try:
                     answer = await self._page(query, page, page_size, since, now)
                 except MaximumResultsReached:
+                    metrics.provider_call(PROVIDER, "result_cap")
                     stopped = "the plan's result cap"
                     break
                 except RateLimited as error:
+                    metrics.provider_call(PROVIDER, "rate_limited")
                     await usage.record_refusal(self._engine, PROVIDER, _ledger_day(now))
                     if error.daily:
                         deferred = "NewsAPI says the plan's daily requests are used up (rateLimited)"
                         break
                     raise to_application_error(error) from None
                 except ProviderError as error:
+                    metrics.provider_call(PROVIDER, metrics.outcome_of(error))
                     raise to_application_error(error) from None
+                metrics.provider_call(PROVIDER, "ok")
                 activity.heartbeat(f"{query.endpoint} page {page}")
                 raw.extend(answer.articles)
                 got += len(answer.articles)

@@ -49,6 +49,7 @@ from deallens.notify.delivery import (
 )
 from deallens.notify.push import WebhookSender
 from deallens.notify.sms import SmsProvider
+from deallens.observability import metrics
 
 # Re-exported: worker.py and the tests build the activities from these.
 __all__ = ["NotificationActivities", "NotifyConfig", "sms_provider_from"]
@@ -99,7 +100,9 @@ class NotificationActivities:
         self._config = config
         self._delivery = DeliveryEngine(engine, config, webhooks=webhooks, sms=sms)
 
-    async def _run(self, send: Send, request: DeliverAlertsInput | DigestBatchInput, what: str) -> DeliveryCounts:
+    async def _run(
+        self, send: Send, request: DeliverAlertsInput | DigestBatchInput, what: str, channel: str
+    ) -> DeliveryCounts:
         progress = Progress()
         try:
             with permanent_database_errors():
@@ -110,6 +113,7 @@ class NotificationActivities:
         except Superseded as error:
             activity.logger.warning("%s: %s", what, error)
             raise ApplicationError(str(error), type="Superseded") from None
+        metrics.notifications(channel, tally.counts.model_dump())
         outstanding = tally.outstanding(what)
         if outstanding is not None:
             raise ApplicationError(outstanding, type="TransientDeliveryError")
@@ -129,16 +133,16 @@ class NotificationActivities:
     @activity.defn(name="notifications.send_email")
     async def send_email(self, request: DeliverAlertsInput) -> DeliveryCounts:
         """Alert emails over one SMTP connection."""
-        return await self._run(self._delivery.send_email, request, "alert emails")
+        return await self._run(self._delivery.send_email, request, "alert emails", "email")
 
     @activity.defn(name="notifications.send_push")
     async def send_push(self, request: DeliverAlertsInput) -> DeliveryCounts:
         """Signed webhooks, one POST per firing, each to the user's own endpoint."""
-        return await self._run(self._delivery.send_push, request, "push notifications")
+        return await self._run(self._delivery.send_push, request, "push notifications", "push")
 
     @activity.defn(name="notifications.send_sms")
     async def send_sms(self, request: DeliverAlertsInput) -> DeliveryCounts:
-        return await self._run(self._delivery.send_sms, request, "text messages")
+        return await self._run(self._delivery.send_sms, request, "text messages", "sms")
 
     @activity.defn(name="notifications.park")
     async def park(self, request: ParkAlertsInput) -> int:
@@ -185,7 +189,7 @@ class NotificationActivities:
     async def send_digest_batch(self, request: DigestBatchInput) -> DeliveryCounts:
         """One batch of users: content in a few set-based reads, one SMTP connection, the
         ledger claimed before and written after each message."""
-        return await self._run(self._delivery.send_digest_batch, request, "digests")
+        return await self._run(self._delivery.send_digest_batch, request, "digests", "digest")
 
     @activity.defn(name="digests.park")
     async def park_digests(self, request: ParkDigestsInput) -> int:

@@ -135,11 +135,12 @@ class Settings(BaseSettings):
     temporal_namespace: str = "default"
     # Temporal Cloud / a TLS cluster; passed on to temporalio.envconfig (TEMPORAL_TLS* too).
     temporal_api_key: SecretStr | None = None
-    # host:port for the worker's Prometheus metrics endpoint (SDK metrics); unset = off.
-    # (METRICS_BIND is the name the production compose file uses.)
-    temporal_metrics_bind: str | None = Field(
-        default=None, validation_alias=AliasChoices("TEMPORAL_METRICS_BIND", "METRICS_BIND")
-    )
+    # host:port of the worker's /metrics endpoint (Prometheus: the project's metrics and the
+    # SDK's, deallens/observability/metrics.py); unset = off. The CLIs never bind it.
+    # TEMPORAL_METRICS_BIND is the old name (it served the SDK's metrics alone).
+    metrics_bind: str | None = Field(default=None, validation_alias=AliasChoices("METRICS_BIND", "TEMPORAL_METRICS_BIND"))
+    # How often the worker re-reads its database gauges (freshness lag, parked deliveries, quota).
+    metrics_refresh_seconds: Annotated[float, Field(ge=1, le=3600)] = 15.0
     # mTLS to Temporal Cloud or a self-hosted cluster: PEM file paths, handed to
     # temporalio.envconfig as TEMPORAL_TLS_CLIENT_CERT_PATH/KEY_PATH (TEMPORAL_TLS_CERT/KEY also
     # read); the CA only for a private CA. An API key (TEMPORAL_API_KEY) needs none of these.
@@ -389,6 +390,17 @@ class Settings(BaseSettings):
             return None
         if not re.fullmatch(r"[A-Za-z0-9.!#$%&'*+/=^_`{|}~-]+@[A-Za-z0-9.-]+", value):
             raise ValueError("expected a bare address such as unsubscribe@example.com")
+        return value
+
+    @field_validator("metrics_bind")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is None or value.strip() == "":
+            return None
+        value = value.strip()
+        match = re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]*):(\d{1,5})", value)
+        if match is None or int(match.group(2)) > 65535:
+            raise ValueError("expected host:port, e.g. 0.0.0.0:9464 or 127.0.0.1:9464 ([::1]:9464 for IPv6)")
         return value
 
     @field_validator("alphavantage_base_url", "newsapi_base_url", "openai_base_url")

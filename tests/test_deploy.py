@@ -246,7 +246,7 @@ def test_every_variable_a_deallens_service_gets_is_a_setting_and_valid(
     assert settings.payload_cipher() is not None
     if service == "worker":
         settings.check_providers()
-        assert settings.temporal_metrics_bind == "0.0.0.0:9464"
+        assert settings.metrics_bind == "0.0.0.0:9464"
         assert settings.temporal_address == "temporal:7233"
         assert settings.database_url is not None and "@app-postgresql:5432/deallens" in settings.database_url
         assert settings.email_enabled and settings.smtp_tls == "starttls"

@@ -7,11 +7,14 @@ can point each engine at their own database.
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext import asyncio as sa_asyncio
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 
 def create_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
-    return create_async_engine(
+    # Looked up on the module at call time: the SQLAlchemy instrumentation (when tracing is on,
+    # deallens/observability/tracing.py) wraps sqlalchemy.ext.asyncio.create_async_engine.
+    return sa_asyncio.create_async_engine(
         database_url,
         pool_size=pool_size,
         max_overflow=pool_size,

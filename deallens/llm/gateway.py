@@ -36,6 +36,7 @@ import httpx
 import openai
 from openai import AsyncOpenAI
 from openai.lib._pydantic import to_strict_json_schema
+from opentelemetry.trace import SpanKind
 from pydantic import BaseModel, SecretStr, ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -51,6 +52,7 @@ from deallens.llm.errors import (
     LLMUnavailable,
 )
 from deallens.llm.prices import ModelPrice, PriceTable, PriceTableError
+from deallens.observability import metrics, tracing
 
 log = logging.getLogger(__name__)
 
@@ -266,15 +268,36 @@ class LLMGateway:
         output_tokens = max_output_tokens
         problem = ""
         for attempt in (1, 2):
-            answer, reservation = await self._call(
-                purpose=purpose, workflow=workflow, model=model, price=price, messages=conversation,
-                response_format=response_format, json_schema=json_schema, max_output_tokens=output_tokens,
-                attempt=attempt,
-            )
-            cost = price.cost(
-                prompt_tokens=answer.usage.prompt_tokens,
-                completion_tokens=answer.usage.completion_tokens,
-                cached_tokens=answer.usage.cached_tokens,
+            # One span per call: model, tokens and cost; never the prompt or the answer.
+            with tracing.tracer().start_as_current_span(
+                "llm.chat", kind=SpanKind.CLIENT, attributes={
+                    "gen_ai.system": "openai", "gen_ai.operation.name": "chat", "gen_ai.request.model": model,
+                    "gen_ai.request.max_tokens": output_tokens, "deallens.llm.purpose": purpose,
+                    "deallens.llm.attempt": attempt, "deallens.llm.simulated": self.simulated,
+                },
+            ) as span:
+                answer, reservation = await self._call(
+                    purpose=purpose, workflow=workflow, model=model, price=price, messages=conversation,
+                    response_format=response_format, json_schema=json_schema, max_output_tokens=output_tokens,
+                    attempt=attempt,
+                )
+                cost = price.cost(
+                    prompt_tokens=answer.usage.prompt_tokens,
+                    completion_tokens=answer.usage.completion_tokens,
+                    cached_tokens=answer.usage.cached_tokens,
+                )
+                span.set_attributes({
+                    "gen_ai.response.model": answer.model or model,
+                    "gen_ai.response.finish_reasons": [answer.finish_reason or "unknown"],
+                    "gen_ai.usage.input_tokens": answer.usage.prompt_tokens,
+                    "gen_ai.usage.output_tokens": answer.usage.completion_tokens,
+                    "deallens.llm.cached_tokens": answer.usage.cached_tokens,
+                    "deallens.llm.cost_usd": float(cost),
+                })
+            metrics.llm_usage(
+                model=answer.model or model, purpose=purpose, prompt_tokens=answer.usage.prompt_tokens,
+                completion_tokens=answer.usage.completion_tokens, cached_tokens=answer.usage.cached_tokens,
+                cost_usd=float(cost),
             )
             billed = Settlement(
                 outcome="ok",
@@ -369,6 +392,7 @@ class LLMGateway:
         except BaseException as error:
             mapped = _map_error(error) if isinstance(error, Exception) else None
             detail = str(mapped) if mapped is not None else type(error).__name__
+            metrics.provider_call(PROVIDER, metrics.outcome_of(mapped if mapped is not None else error))
             # Shielded: a cancelled activity must still give its reservation back.
             await asyncio.shield(
                 llm_budget.settle(self._engine, reservation, Settlement(outcome="error", error=detail))
@@ -376,6 +400,7 @@ class LLMGateway:
             if mapped is None:
                 raise
             raise mapped from None
+        metrics.provider_call(PROVIDER, "ok")
         choice = completion.choices[0] if completion.choices else None
         details = completion.usage.prompt_tokens_details if completion.usage else None
         token_usage = TokenUsage(

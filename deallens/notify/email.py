@@ -39,9 +39,11 @@ from aiosmtplib import (
     SMTPServerDisconnected,
     SMTPTimeoutError,
 )
+from opentelemetry.trace import Span, SpanKind, StatusCode
 from pydantic import SecretStr
 
 from deallens.notify.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError, redact
+from deallens.observability import tracing
 
 if TYPE_CHECKING:
     from deallens.config import Settings
@@ -137,8 +139,29 @@ class SmtpMailer:
         Message-ID (which mail clients use to drop the duplicate).
         """
         message_id = _message_id(message)
+        # One CLIENT span per message (the activity's span is its parent): where the relay
+        # was slow or refused. No addresses, subject or body on it: those are personal data.
+        with tracing.tracer().start_as_current_span(
+            "smtp send", kind=SpanKind.CLIENT, record_exception=False, set_status_on_exception=False,
+            attributes={
+                "network.protocol.name": "smtp", "server.address": self.config.host, "server.port": self.config.port,
+                "deallens.smtp.tls": self.config.tls,
+            },
+        ) as span:
+            try:
+                await self._send(message, envelope, span)
+            except BaseException as error:  # the type only: a reply may quote an address
+                span.set_status(StatusCode.ERROR, type(error).__name__)
+                span.set_attribute("error.type", type(error).__name__)
+                raise
+        return message_id
+
+    async def _send(
+        self, message: email.message.EmailMessage, envelope: tuple[str, list[str]] | None, span: Span
+    ) -> None:
         async with self._lock:
             for attempt in (1, 2):
+                span.set_attribute("deallens.smtp.attempt", attempt)
                 try:
                     if not self.connected:
                         await self._connect()
@@ -148,6 +171,7 @@ class SmtpMailer:
                     # List-Unsubscribe URL that message.py deliberately writes raw.
                     # `envelope` (MAIL FROM, RCPT TO) when the caller knows it: no re-parse.
                     sender, recipients = envelope or _envelope(message)
+                    span.set_attribute("deallens.smtp.recipients", len(recipients))
                     await self._smtp.sendmail(sender, recipients, message.as_bytes())
                 except asyncio.CancelledError:
                     # Cancelled mid-transaction: the session is in an unknown state.
@@ -172,7 +196,7 @@ class SmtpMailer:
                     mapped.session = not self.connected or isinstance(error, SMTPSenderRefused)
                     raise mapped from None
                 self.messages_sent += 1
-                return message_id
+                return
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _connect(self) -> None:
