@@ -134,7 +134,7 @@ def test_the_database_password_stays_out_of_logs_and_cli_errors(caplog: pytest.L
         [sys.executable, "starter.py", "health"], cwd=ROOT, capture_output=True, text=True, timeout=60,
         env={"PATH": "/usr/bin:/bin", "HOME": "/tmp", "DATABASE_URL": url, "TEMPORAL_ADDRESS": "127.0.0.1:9"},
     )
-    assert result.returncode == 1 and "database: FAILED" in result.stdout
+    assert result.returncode == 2 and "database: FAILED" in result.stdout  # down: exit 2
     assert "db-secret-000" not in result.stdout + result.stderr
 
 
