@@ -29,6 +29,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from deallens.config import DEVSTACK_ENV_FILE, ConfigError, Settings, load_settings, redact_url
+from workflows import search_attributes
 
 ROOT = Path(__file__).resolve().parent
 # Overridable so that a test can run a second, isolated stack beside a developer's own.
@@ -163,6 +164,8 @@ async def _temporal_dev_server(stack: contextlib.AsyncExitStack) -> str:
                 "--ui-port", str(TEMPORAL_UI_PORT),
                 "--db-filename", str(DATA / "temporal.db"),
                 "--log-level", "warn",
+                # The Web UI's filters (DealLensSymbols = "AAPL"): see workflows/search_attributes.py.
+                *search_attributes.cli_flags(),
             ],
             stdout=out,
             stderr=subprocess.STDOUT,

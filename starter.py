@@ -329,7 +329,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         settings = load_settings()
-        configure_logging("WARNING" if settings.log_level == "INFO" else settings.log_level)
+        configure_logging(
+            "WARNING" if settings.log_level == "INFO" else settings.log_level,
+            settings.log_format,
+            secrets=settings.secret_values(),
+        )
         if args.command == "migrate":
             return asyncio.run(_with_engine(settings, _migrate))
         if args.command == "seed-demo":

@@ -8,6 +8,7 @@ worker's *and* the Replayer's, or recorded histories will not replay.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
@@ -15,7 +16,14 @@ from temporalio.client import Client, Interceptor
 from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfig
-from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+from temporalio.runtime import (
+    LogForwardingConfig,
+    LoggingConfig,
+    PrometheusConfig,
+    Runtime,
+    TelemetryConfig,
+    TelemetryFilter,
+)
 
 from deallens.config import Settings
 
@@ -28,9 +36,21 @@ def interceptors() -> list[Interceptor]:
 
 
 def _runtime(settings: Settings) -> Runtime | None:
-    if not settings.temporal_metrics_bind:
+    # LOG_FORMAT=json: the SDK core's own warnings go through Python logging (deallens/logs.py)
+    # instead of its console writer, so that every line of the process is JSON.
+    forward = settings.log_format == "json"
+    if not settings.temporal_metrics_bind and not forward:
         return None
-    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=settings.temporal_metrics_bind)))
+    logging_config = (
+        LoggingConfig(
+            filter=TelemetryFilter(core_level="WARN", other_level="ERROR"),
+            forwarding=LogForwardingConfig(logger=logging.getLogger("temporalio.core")),
+        )
+        if forward
+        else LoggingConfig.default
+    )
+    metrics = PrometheusConfig(bind_address=settings.temporal_metrics_bind) if settings.temporal_metrics_bind else None
+    return Runtime(telemetry=TelemetryConfig(logging=logging_config, metrics=metrics))
 
 
 async def connect(settings: Settings) -> Client:

@@ -24,6 +24,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.activity import _Definition
 from temporalio.client import Client
+from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from activities.alerts import AlertActivities
@@ -45,7 +46,7 @@ from deallens.notify.push import WebhookSender
 from deallens.providers.alphavantage import AlphaVantageClient
 from deallens.providers.newsapi import NewsApiClient
 from temporal_client import connect
-from workflows import queues
+from workflows import queues, search_attributes
 from workflows.alerts import AlertMonitor
 from workflows.notifications import (
     SendAlertNotification,
@@ -170,6 +171,7 @@ def build_workers(
     alerts = AlertActivities(
         resources.engine,
         max_quote_age=timedelta(seconds=settings.alert_max_quote_age_seconds),
+        sms_enabled=settings.sms_enabled,
     )
     notify = NotificationActivities(
         resources.engine,
@@ -280,6 +282,21 @@ def build_workers(
     ]
 
 
+async def _search_attributes_registered(client: Client) -> None:
+    """The workflows set DealLensSymbols & co.; a server that lacks them refuses the starts and
+    upserts (a stalled workflow task). Register them (idempotent), or refuse to start with why."""
+    try:
+        added = await search_attributes.ensure_registered(client)
+    except RPCError as error:
+        raise ConfigError(
+            f"Temporal namespace {client.namespace}: cannot check or register the search attributes "
+            f"{', '.join(k.name for k in search_attributes.ALL)} ({error.message}); create them "
+            "(`temporal operator search-attribute create`, or tcld on Temporal Cloud) and start again"
+        ) from None
+    if added:
+        log.warning("registered the search attributes %s on namespace %s", ", ".join(added), client.namespace)
+
+
 def _banner(settings: Settings, names: Sequence[str]) -> str:
     def provider(name: str, simulated: bool, url: str) -> str:
         return f"{name}: SIMULATED by the local stand-in at {url}" if simulated else f"{name}: real ({url})"
@@ -309,6 +326,7 @@ async def run(settings: Settings, only: str | None) -> None:
             client = await connect(settings)
         except RuntimeError as error:
             raise ConfigError(f"TEMPORAL_ADDRESS: cannot reach Temporal at {settings.temporal_address}: {error}") from None
+        await _search_attributes_registered(client)
         workers = build_workers(client, settings, resources, only=only)
         log.warning(_banner(settings, [w.task_queue for w in workers]))
         stop = asyncio.Event()
@@ -330,7 +348,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
-        configure_logging(settings.log_level)
+        configure_logging(settings.log_level, settings.log_format, secrets=settings.secret_values())
         log_expected_failures_on_one_line()
         asyncio.run(run(settings, args.queue))
     except (ConfigError, DatabaseBehindError) as error:

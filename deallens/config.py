@@ -14,6 +14,7 @@ import ipaddress
 import logging
 import os
 import re
+from collections.abc import Iterable
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
@@ -189,6 +190,9 @@ class Settings(BaseSettings):
     log_level: LogLevel = Field(
         default="INFO", validation_alias=AliasChoices("LOG_LEVEL", "CELERY_LOGLEVEL")
     )
+    # text for a terminal; json: one JSON object per line, with workflow_id, run_id,
+    # activity_type and attempt wherever they exist (deallens/logs.py).
+    log_format: Literal["text", "json"] = "text"
     worker_concurrency: Annotated[int, Field(ge=1, le=1000)] = Field(
         default=20, validation_alias=AliasChoices("WORKER_CONCURRENCY", "CELERY_CONCURRENCY")
     )
@@ -246,6 +250,24 @@ class Settings(BaseSettings):
     @classmethod
     def _upper_log_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower_log_format(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    def secret_values(self) -> list[str]:
+        """Every configured secret in clear text, for the log redaction (never to be shown)."""
+        values = [
+            getattr(self, name).get_secret_value()
+            for name, info in type(self).model_fields.items()
+            if "SecretStr" in str(info.annotation) and getattr(self, name) is not None
+        ]
+        if self.database_url is not None:
+            password = urlsplit(str(self.database_url)).password
+            if password:
+                values.append(password)
+        return [v for v in values if v]
 
     @field_validator("smtp_tls", mode="before")
     @classmethod
@@ -436,12 +458,8 @@ def get_settings() -> Settings:
     return load_settings()
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-    )
-    # httpx logs every request URL at INFO, query string included: that would print API keys.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("httpcore").setLevel(logging.WARNING)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+def configure_logging(level: str, log_format: str = "text", *, secrets: Iterable[str] = ()) -> None:
+    """Text or JSON lines (deallens/logs.py), with `secrets` (see Settings.secret_values) redacted."""
+    from deallens import logs
+
+    logs.configure(level, "json" if log_format == "json" else "text", secrets=secrets)
