@@ -29,6 +29,7 @@ from temporalio.worker import Worker
 
 from activities.alerts import AlertActivities
 from activities.errors import log_expected_failures_on_one_line
+from activities.log_context import activity_log_context
 from activities.market_data import AlphaVantageActivities, MarketDataActivities
 from activities.news import NewsActivities, NewsApiActivities
 from activities.notifications import NotificationActivities, NotifyConfig, sms_provider_from
@@ -348,7 +349,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
-        configure_logging(settings.log_level, settings.log_format, secrets=settings.secret_values())
+        configure_logging(
+            settings.log_level, settings.log_format, secrets=settings.secret_values(), context=activity_log_context
+        )
         log_expected_failures_on_one_line()
         asyncio.run(run(settings, args.queue))
     except (ConfigError, DatabaseBehindError) as error:

@@ -14,11 +14,11 @@ import ipaddress
 import logging
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import (
@@ -458,8 +458,11 @@ def get_settings() -> Settings:
     return load_settings()
 
 
-def configure_logging(level: str, log_format: str = "text", *, secrets: Iterable[str] = ()) -> None:
-    """Text or JSON lines (deallens/logs.py), with `secrets` (see Settings.secret_values) redacted."""
+def configure_logging(
+    level: str, log_format: str = "text", *, secrets: Iterable[str] = (), context: Callable[[], Any] | None = None
+) -> None:
+    """Text or JSON lines (deallens/logs.py), with `secrets` (see Settings.secret_values) redacted
+    and, given a `context` provider, the running activity's identifiers on every record."""
     from deallens import logs
 
-    logs.configure(level, "json" if log_format == "json" else "text", secrets=secrets)
+    logs.configure(level, "json" if log_format == "json" else "text", secrets=secrets, context=context)

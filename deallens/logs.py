@@ -16,7 +16,7 @@ import datetime as dt
 import json
 import logging
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
 from deallens.notify.errors import redact
@@ -54,10 +54,41 @@ def temporal_context(record: logging.LogRecord) -> dict[str, Any]:
     return found
 
 
+def _forms(secrets: Iterable[str]) -> tuple[str, ...]:
+    """Each secret as written and as repr() writes it (a traceback shows exceptions' reprs)."""
+    forms: set[str] = set()
+    for secret in secrets:
+        if secret:
+            forms.update((secret, repr(secret)[1:-1]))
+    return tuple(forms)
+
+
+ContextProvider = Callable[[], "Mapping[str, Any] | None"]
+
+
+class TemporalContextFilter(logging.Filter):
+    """Attach the running activity's identifiers (from `provider`, which the worker gives:
+    activities/log_context.py) to records that lack the SDK's own."""
+
+    def __init__(self, provider: ContextProvider) -> None:
+        super().__init__()
+        self._provider = provider
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "temporal_activity" not in record.__dict__ and "temporal_workflow" not in record.__dict__:
+            try:
+                context = self._provider()
+            except Exception:  # noqa: BLE001 - logging must never fail the caller
+                context = None
+            if context:
+                record.temporal_activity = context
+        return True
+
+
 class RedactingTextFormatter(logging.Formatter):
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__(TEXT_FORMAT)
-        self._secrets = tuple(secrets)
+        self._secrets = _forms(secrets)
 
     def format(self, record: logging.LogRecord) -> str:
         return redact(super().format(record), self._secrets)
@@ -69,7 +100,7 @@ class JsonFormatter(logging.Formatter):
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
-        self._secrets = tuple(secrets)
+        self._secrets = _forms(secrets)
 
     def format(self, record: logging.LogRecord) -> str:
         event: dict[str, Any] = {
@@ -95,11 +126,17 @@ class JsonFormatter(logging.Formatter):
         return redact(redact(line, self._secrets), (json.dumps(s)[1:-1] for s in self._secrets))
 
 
-def configure(level: str, log_format: LogFormat = "text", *, secrets: Iterable[str] = ()) -> None:
+def configure(
+    level: str, log_format: LogFormat = "text", *, secrets: Iterable[str] = (), context: ContextProvider | None = None
+) -> None:
     """The root logger writes one formatter's lines to stderr (replacing earlier handlers)."""
     secrets = tuple(secrets)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(secrets) if log_format == "json" else RedactingTextFormatter(secrets))
+    if context is not None:
+        handler.addFilter(TemporalContextFilter(context))
+    # Python warnings (a library's DeprecationWarning) become log events too, not stray lines.
+    logging.captureWarnings(True)
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
