@@ -191,23 +191,9 @@ class AlertMonitor:
             workflow.upsert_search_attributes(search_attributes.updates(symbols=symbols, alert_ids=alert_ids))
 
     def _single_labels(self, history_id: int, ref: FiringRef | None) -> dict[str, Any]:
-        kind = self._state.kind
         if ref is None:  # a result recorded before firings were described
-            return {"static_summary": f"{kind} alert firing {history_id}"}
-        channels = ", ".join(ref.channels) or "no channel"
-        what = " ".join(p for p in (ref.alert_type, ref.symbol) if p)
-        return {
-            "search_attributes": search_attributes.attributes(
-                symbols=[ref.symbol] if ref.symbol else [], alert_ids=[ref.alert_id], kind=kind
-            ),
-            "static_summary": f"alert {ref.alert_id} ({what or kind}) for user {ref.user_id} via {channels}",
-            "static_details": (
-                f"Firing {history_id} (alert_history) of {kind} alert {ref.alert_id}, user id {ref.user_id}; "
-                f"channels the user has: {channels}. Started by {workflow.info().workflow_id}. "
-                "Each channel is delivered once (notification_deliveries); failures are parked: "
-                "`starter.py notifications failed`."
-            ),
-        }
+            return {"static_summary": f"{self._state.kind} alert firing {history_id}"}
+        return search_attributes.notify_start_options(ref, started_by=workflow.info().workflow_id)
 
     def _burst_labels(self, result: EvaluateAlertsResult) -> dict[str, Any]:
         kind = self._state.kind

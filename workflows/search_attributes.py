@@ -26,6 +26,8 @@ from temporalio.common import (
 if TYPE_CHECKING:
     from temporalio.client import Client
 
+    from deallens.contracts import FiringRef
+
 # Ticker symbols a workflow synced, evaluated, fired or notified about.
 SYMBOLS = SearchAttributeKey.for_keyword_list("DealLensSymbols")
 # alerts.id of the alerts a workflow fired or notified (as text: there is no integer list type).
@@ -70,6 +72,24 @@ def updates(*, symbols: Iterable[str] = (), alert_ids: Iterable[int] = ()) -> li
     if ids := capped(alert_ids):
         result.append(ALERT_IDS.value_set(ids))
     return result
+
+
+def notify_start_options(ref: FiringRef, started_by: str) -> dict[str, object]:
+    """What a notify-<alert_history_id> start carries (the monitor's child, a `notifications
+    retry`): which alert, which user id, which channels; searchable by symbol, alert id, kind."""
+    channels = ", ".join(ref.channels) or "no channel"
+    what = " ".join(p for p in (ref.alert_type, ref.symbol) if p) or ref.kind
+    return {
+        "search_attributes": attributes(
+            symbols=[ref.symbol] if ref.symbol else [], alert_ids=[ref.alert_id], kind=ref.kind
+        ),
+        "static_summary": f"alert {ref.alert_id} ({what}) for user {ref.user_id} via {channels}",
+        "static_details": (
+            f"Firing {ref.history_id} (alert_history) of {ref.kind} alert {ref.alert_id}, user id {ref.user_id}; "
+            f"channels the user has: {channels}. Started by {started_by}. Each channel is delivered "
+            "once (notification_deliveries); failures are parked: `starter.py notifications failed`."
+        ),
+    }
 
 
 def cli_flags() -> list[str]:
