@@ -61,6 +61,7 @@ async def _analyse(method: Any, request: Any) -> InsightBatchResult:
         schedule_to_close_timeout=LLM_SCHEDULE_TIMEOUT,
         heartbeat_timeout=LLM_HEARTBEAT,
         retry_policy=LLM_RETRY,
+        summary=f"LLM analysis: {type(request).__name__.removesuffix('Input')}",
     )
 
 
