@@ -41,3 +41,25 @@ def test_check_mode_says_when_the_file_is_stale(tmp_path, monkeypatch) -> None: 
         [sys.executable, "-m", "deallens.config_doc", "--check"], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_the_readme_gives_the_command_that_regenerates_it() -> None:
+    from tests.test_readme import readme_block
+
+    (command,) = readme_block("config-reference")
+    program = command.split("#", 1)[0].split()
+    assert program == [".venv/bin/python", "-m", "deallens.config_doc"]
+    done = subprocess.run(
+        [sys.executable, *program[1:], "--check"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "## Operating DealLens" in readme and "```mermaid" in readme
+    # Every old Celery command the operators used has its row (in the table's first column).
+    section = readme.split("### From Celery to DealLens", 1)[1].split("\n### ", 1)[0]
+    habits = [line.split(" | ")[0] for line in section.splitlines() if line.startswith("| ") and " | " in line]
+    for habit in ("celery call", "celery beat", "celery inspect active", "celery inspect scheduled",
+                  "celery inspect stats", "celery inspect reserved", "celery inspect ping", "Flower",
+                  "dead letter queue", "CELERY_CONCURRENCY", "celery purge", "celery control revoke"):
+        assert any(habit in cell for cell in habits), habit
+    assert "`WORKER_CONCURRENCY`" in section
