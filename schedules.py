@@ -246,11 +246,8 @@ async def apply(client: Client, *, dry_run: bool, task_queue: str = queues.DEFAU
     if not dry_run:
         # Before anything starts a workflow that sets them (the monitors below, the syncs).
         added = await search_attributes.ensure_registered(client)
-        report.append(
-            f"search attributes: registered {', '.join(added)}" if added else "search attributes: all registered"
-        )
-    else:
-        report.append(f"would make sure the search attributes {', '.join(k.name for k in search_attributes.ALL)} exist")
+        if added:
+            report.append(f"registered the search attributes {', '.join(added)}")
     for definition in SCHEDULES:
         schedule = definition.schedule(task_queue)
         if dry_run:
@@ -269,6 +266,8 @@ async def apply(client: Client, *, dry_run: bool, task_queue: str = queues.DEFAU
 
             await client.get_schedule_handle(definition.id).update(_replace)
             report.append(f"updated {definition.id} ({definition.note})")
+    if dry_run:
+        report.append(f"would make sure the search attributes {', '.join(k.name for k in search_attributes.ALL)} exist")
     for kind in ALERT_KINDS:
         if dry_run:
             report.append(f"would make sure {monitor_id(kind)} runs")

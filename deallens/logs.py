@@ -23,6 +23,7 @@ from deallens.notify.errors import redact
 
 LogFormat = Literal["text", "json"]
 
+_HANDLER_NAME = "deallens"
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 # temporalio's logger_details keys -> ours (one name per idea across workflows and activities).
@@ -129,7 +130,7 @@ class JsonFormatter(logging.Formatter):
 def configure(
     level: str, log_format: LogFormat = "text", *, secrets: Iterable[str] = (), context: ContextProvider | None = None
 ) -> None:
-    """The root logger writes one formatter's lines to stderr (replacing earlier handlers)."""
+    """The root logger writes one formatter's lines to stderr (replacing an earlier call's)."""
     secrets = tuple(secrets)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(secrets) if log_format == "json" else RedactingTextFormatter(secrets))
@@ -137,8 +138,10 @@ def configure(
         handler.addFilter(TemporalContextFilter(context))
     # Python warnings (a library's DeprecationWarning) become log events too, not stray lines.
     logging.captureWarnings(True)
+    handler.set_name(_HANDLER_NAME)
     root = logging.getLogger()
-    for old in list(root.handlers):
+    # Replaces only our own earlier handler: others (a test's log capture) stay.
+    for old in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
