@@ -310,10 +310,12 @@ async def _backfill_daily_bars_and_fundamentals(client: object, engine: object) 
             return None  # not the first run: the schedules keep it current
         symbols = list((await conn.execute(text("SELECT symbol FROM companies WHERE quarantined_at IS NULL ORDER BY symbol"))).scalars())
     await client.start_workflow(  # type: ignore[attr-defined]
-        "SyncDailyOHLC", SyncDailyOHLCInput(), id="devstack-backfill-daily-bars", task_queue="deallens"
+        "SyncDailyOHLC", SyncDailyOHLCInput(), id="devstack-backfill-daily-bars", task_queue="deallens",
+        static_summary="make run's demo backfill: every company's daily bars",
     )
     await client.start_workflow(  # type: ignore[attr-defined]
-        "SyncFundamentals", SyncFundamentalsInput(symbols=symbols), id="devstack-backfill-fundamentals", task_queue="deallens"
+        "SyncFundamentals", SyncFundamentalsInput(symbols=symbols), id="devstack-backfill-fundamentals", task_queue="deallens",
+        static_summary=f"make run's demo backfill: fundamentals of {len(symbols)} companies",
     )
     return f"daily bars and fundamentals of {len(symbols)} companies (SyncDailyOHLC, SyncFundamentals)"
 

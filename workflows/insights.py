@@ -87,6 +87,7 @@ class GenerateCompanyInsights:
             PlanCompanyInsightsInput(company_ids=request.company_ids),
             start_to_close_timeout=DB_TIMEOUT,
             retry_policy=DB_RETRY,
+            summary="plan the watchlisted companies to analyse",
         )
         as_of = workflow.now().date()
         result = GenerateInsightsResult(kind="company", requested=len(plan.company_ids), unknown_ids=plan.unknown_ids)
@@ -117,6 +118,7 @@ class GenerateCompanyInsights:
             PrepareCompanyBatchInput(company_ids=company_ids, as_of=as_of, force=request.force),
             start_to_close_timeout=LLM_TIMEOUT,
             retry_policy=DB_RETRY,
+            summary=f"prepare a Batch API job for {len(company_ids)} companies",
         )
         result = result.model_copy(update={"reused": prepared.reused, "without_context": prepared.without_context})
         if prepared.job_id is None:
@@ -128,6 +130,7 @@ class GenerateCompanyInsights:
             start_to_close_timeout=LLM_TIMEOUT,
             heartbeat_timeout=None,
             retry_policy=DB_RETRY,
+            summary=f"store the analyses of batch job {prepared.job_id}",
         )
         return result.model_copy(update={
             "analysed": stored.analysed, "fallback": stored.fallback, "changed": stored.changed,
