@@ -182,7 +182,7 @@ async def test_schedules_apply_registers_the_search_attributes_once(dev_env: Wor
         except Exception:  # noqa: BLE001
             await asyncio.sleep(0.2)
     first = await schedules.apply(client, dry_run=False, task_queue=task_queue)
-    assert first[0] == "registered the search attributes DealLensAlertIds, DealLensKind, DealLensSymbols", first
+    assert first[0] == "registered the search attributes DealLensAlertIds, DealLensCompanyIds, DealLensKind, DealLensSymbols", first
     assert names <= await custom()
     second = await schedules.apply(client, dry_run=False, task_queue=task_queue)
     assert not any("search attributes" in line for line in second), second

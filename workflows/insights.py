@@ -32,7 +32,7 @@ with workflow.unsafe.imports_passed_through():
         StoreBatchInsightsInput,
     )
     from workflows.llm_batch import run_batch_job
-    from workflows import queues
+    from workflows import queues, search_attributes
     from workflows.inputs import validated
     from workflows.policies import DB_RETRY, DB_TIMEOUT, LLM_HEARTBEAT, LLM_RETRY, LLM_TIMEOUT
 
@@ -89,6 +89,9 @@ class GenerateCompanyInsights:
             retry_policy=DB_RETRY,
             summary="plan the watchlisted companies to analyse",
         )
+        if plan.company_ids and workflow.patched(search_attributes.UPSERT_PATCH):
+            # DealLensCompanyIds: which companies this run analyses (known after the plan).
+            workflow.upsert_search_attributes(search_attributes.updates(company_ids=plan.company_ids))
         as_of = workflow.now().date()
         result = GenerateInsightsResult(kind="company", requested=len(plan.company_ids), unknown_ids=plan.unknown_ids)
         if request.batch:

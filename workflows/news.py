@@ -37,7 +37,7 @@ with workflow.unsafe.imports_passed_through():
         SignalMonitorsInput,
         TrackDealsResult,
     )
-    from workflows import queues
+    from workflows import queues, search_attributes
     from workflows.inputs import validated
     from workflows.policies import BEST_EFFORT_RETRY, DB_RETRY, DB_TIMEOUT, LLM_HEARTBEAT, LLM_RETRY, LLM_TIMEOUT
 
@@ -197,5 +197,8 @@ class IngestCompanyNews:
             retry_policy=DB_RETRY,
             summary="plan the companies whose news to fetch",
         )
+        if plan.company_ids and workflow.patched(search_attributes.UPSERT_PATCH):
+            # DealLensCompanyIds: which companies' news this run fetched (known after the plan).
+            workflow.upsert_search_attributes(search_attributes.updates(company_ids=plan.company_ids))
         requests = [IngestNewsInput(kind="company", company_id=c) for c in plan.company_ids]
         return await _finish("company", requests, failed={}, unknown=plan.unknown_ids)

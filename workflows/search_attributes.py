@@ -3,7 +3,7 @@
 
 Search attributes are indexed in the server's visibility store in clear text (never passed
 through the payload codec), so they hold only public market identifiers and opaque ids:
-symbols, alert ids, alert kinds. Never a name, an email address or an alert's text.
+symbols, alert ids, company ids, alert kinds. Never a name, an email address or an alert's text.
 
 Every server a worker talks to must know them before a workflow sets one (the server refuses
 an unknown attribute): `make run` starts its dev server with them, `python schedules.py apply`
@@ -34,8 +34,10 @@ SYMBOLS = SearchAttributeKey.for_keyword_list("DealLensSymbols")
 ALERT_IDS = SearchAttributeKey.for_keyword_list("DealLensAlertIds")
 # The alert kind (price, volume, news, deal) of a monitor or a notification.
 KIND = SearchAttributeKey.for_keyword("DealLensKind")
+# companies.id of the companies a news ingestion or an insights run works on.
+COMPANY_IDS = SearchAttributeKey.for_keyword_list("DealLensCompanyIds")
 
-ALL: tuple[SearchAttributeKey, ...] = (SYMBOLS, ALERT_IDS, KIND)
+ALL: tuple[SearchAttributeKey, ...] = (SYMBOLS, ALERT_IDS, KIND, COMPANY_IDS)
 
 # The server caps a keyword list's size (and all attributes of a workflow together): a run
 # lists at most this many values; beyond that, the workflow's result has them all.
@@ -64,13 +66,17 @@ def attributes(
     return TypedSearchAttributes(pairs)
 
 
-def updates(*, symbols: Iterable[str] = (), alert_ids: Iterable[int] = ()) -> list[SearchAttributeUpdate]:
+def updates(
+    *, symbols: Iterable[str] = (), alert_ids: Iterable[int] = (), company_ids: Iterable[int] = ()
+) -> list[SearchAttributeUpdate]:
     """The upserts for values known only after an activity (`workflow.upsert_search_attributes`)."""
     result: list[SearchAttributeUpdate] = []
     if shown := capped(symbols):
         result.append(SYMBOLS.value_set(shown))
     if ids := capped(alert_ids):
         result.append(ALERT_IDS.value_set(ids))
+    if companies := capped(company_ids):
+        result.append(COMPANY_IDS.value_set(companies))
     return result
 
 
