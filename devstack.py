@@ -29,6 +29,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from deallens.config import DEVSTACK_ENV_FILE, ConfigError, Settings, load_settings, redact_url
+from workflows import search_attributes
 
 ROOT = Path(__file__).resolve().parent
 # Overridable so that a test can run a second, isolated stack beside a developer's own.
@@ -163,6 +164,8 @@ async def _temporal_dev_server(stack: contextlib.AsyncExitStack) -> str:
                 "--ui-port", str(TEMPORAL_UI_PORT),
                 "--db-filename", str(DATA / "temporal.db"),
                 "--log-level", "warn",
+                # The Web UI's filters (DealLensSymbols = "AAPL"): see workflows/search_attributes.py.
+                *search_attributes.cli_flags(),
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -307,10 +310,12 @@ async def _backfill_daily_bars_and_fundamentals(client: object, engine: object) 
             return None  # not the first run: the schedules keep it current
         symbols = list((await conn.execute(text("SELECT symbol FROM companies WHERE quarantined_at IS NULL ORDER BY symbol"))).scalars())
     await client.start_workflow(  # type: ignore[attr-defined]
-        "SyncDailyOHLC", SyncDailyOHLCInput(), id="devstack-backfill-daily-bars", task_queue="deallens"
+        "SyncDailyOHLC", SyncDailyOHLCInput(), id="devstack-backfill-daily-bars", task_queue="deallens",
+        static_summary="make run's demo backfill: every company's daily bars",
     )
     await client.start_workflow(  # type: ignore[attr-defined]
-        "SyncFundamentals", SyncFundamentalsInput(symbols=symbols), id="devstack-backfill-fundamentals", task_queue="deallens"
+        "SyncFundamentals", SyncFundamentalsInput(symbols=symbols), id="devstack-backfill-fundamentals", task_queue="deallens",
+        static_summary=f"make run's demo backfill: fundamentals of {len(symbols)} companies",
     )
     return f"daily bars and fundamentals of {len(symbols)} companies (SyncDailyOHLC, SyncFundamentals)"
 

@@ -31,7 +31,7 @@ from temporalio.client import (
     ScheduleUpdateInput,
 )
 
-from activities.alerts import monitor_id
+from activities.alerts import monitor_id, monitor_start_options
 from deallens.config import ConfigError, load_settings
 from deallens.contracts import (
     AlertMonitorInput,
@@ -51,7 +51,7 @@ from deallens.contracts import (
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError
 
-from workflows import queues
+from workflows import queues, search_attributes
 
 ALERT_KINDS = ("price", "volume", "news", "deal")
 
@@ -81,6 +81,9 @@ class ScheduleDef:
                 id=self.id,
                 task_queue=task_queue,
                 execution_timeout=self.timeout,
+                # Each run says in the Web UI which schedule started it and why.
+                static_summary=f"{self.id}: {self.note}",
+                static_details=f"Started by the `{self.id}` schedule ({' | '.join(self.crons)} {self.time_zone}); see schedules.py.",
             ),
             spec=ScheduleSpec(cron_expressions=list(self.crons), time_zone_name=self.time_zone, jitter=self.jitter),
             policy=SchedulePolicy(overlap=self.overlap, catchup_window=self.catchup),
@@ -255,6 +258,11 @@ SCHEDULES: tuple[ScheduleDef, ...] = (
 async def apply(client: Client, *, dry_run: bool, task_queue: str = queues.DEFAULT) -> list[str]:
     """Create or update each schedule; returns one line per schedule saying what happened."""
     report = []
+    if not dry_run:
+        # Before anything starts a workflow that sets them (the monitors below, the syncs).
+        added = await search_attributes.ensure_registered(client)
+        if added:
+            report.append(f"registered the search attributes {', '.join(added)}")
     for definition in SCHEDULES:
         schedule = definition.schedule(task_queue)
         if dry_run:
@@ -273,6 +281,8 @@ async def apply(client: Client, *, dry_run: bool, task_queue: str = queues.DEFAU
 
             await client.get_schedule_handle(definition.id).update(_replace)
             report.append(f"updated {definition.id} ({definition.note})")
+    if dry_run:
+        report.append(f"would make sure the search attributes {', '.join(k.name for k in search_attributes.ALL)} exist")
     for kind in ALERT_KINDS:
         if dry_run:
             report.append(f"would make sure {monitor_id(kind)} runs")
@@ -284,6 +294,7 @@ async def apply(client: Client, *, dry_run: bool, task_queue: str = queues.DEFAU
             task_queue=task_queue,
             # Running already (the usual case): keep it, with its state and settings.
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            **monitor_start_options(kind),
         )
         report.append(f"{monitor_id(kind)} running (run {handle.result_run_id or handle.run_id})")
     return report

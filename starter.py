@@ -34,6 +34,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from temporalio.service import RPCError
@@ -160,9 +161,10 @@ async def _notifications_retry(settings: Settings, alert_ids: list[int] | None, 
     from temporalio.common import WorkflowIDReusePolicy
     from temporalio.service import RPCError
 
-    from deallens.contracts import DigestInput, SendAlertNotificationInput
+    from deallens.contracts import DigestInput, FiringRef, SendAlertNotificationInput
     from deallens.db import notifications as ledger
     from temporal_client import connect
+    from workflows import search_attributes
 
     try:
         client = await connect(settings)
@@ -176,13 +178,13 @@ async def _notifications_retry(settings: Settings, alert_ids: list[int] | None, 
             return False  # never ran (or its history is gone)
         return description.status == WorkflowExecutionStatus.RUNNING
 
-    async def start(workflow: str, argument: object, workflow_id: str) -> bool:
+    async def start(workflow: str, argument: object, workflow_id: str, labels: dict[str, Any]) -> bool:
         if await running(workflow_id):
             print(f"{workflow_id} is still running: left as it is (retry again once it has finished)")
             return False
         await client.start_workflow(
             workflow, argument, id=workflow_id, task_queue=task_queue,
-            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE, **labels,
         )
         return True
 
@@ -196,8 +198,16 @@ async def _notifications_retry(settings: Settings, alert_ids: list[int] | None, 
                 print(f"{workflow_id} is still running: left as it is (retry again once it has finished)")
                 continue
             await ledger.requeue_alerts(engine, [history_id])
+            refs = await ledger.firing_refs(engine, [history_id], sms_enabled=settings.sms_enabled)
+            labels = (
+                search_attributes.notify_start_options(FiringRef.model_validate(refs[0]), "starter.py notifications retry")
+                if refs
+                else {}
+            )
             try:
-                await start("SendAlertNotification", SendAlertNotificationInput(alert_history_id=history_id), workflow_id)
+                await start(
+                    "SendAlertNotification", SendAlertNotificationInput(alert_history_id=history_id), workflow_id, labels
+                )
             except Exception:
                 for channel in ("email", "push", "sms"):
                     await ledger.park(engine, [history_id], channel, "retry could not start its workflow")
@@ -210,7 +220,10 @@ async def _notifications_retry(settings: Settings, alert_ids: list[int] | None, 
                 print(f"{workflow_id} is still running: left as it is (retry again once it has finished)")
                 continue
             await ledger.requeue_digests(engine, kind, period, user_ids)
-            await start(workflow_type[kind], DigestInput(date=period, user_ids=user_ids), workflow_id)
+            await start(
+                workflow_type[kind], DigestInput(date=period, user_ids=user_ids), workflow_id,
+                {"static_summary": f"retry of {len(user_ids)} parked {kind} digest(s) for {period.isoformat()}"},
+            )
             digests_started += len(user_ids)
             print(f"started {workflow_id} for {len(user_ids)} user(s)")
     finally:
@@ -303,7 +316,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         settings = load_settings()
-        configure_logging("WARNING" if settings.log_level == "INFO" else settings.log_level)
+        configure_logging(
+            "WARNING" if settings.log_level == "INFO" else settings.log_level,
+            settings.log_format,
+            secrets=settings.secret_values(),
+        )
         if args.command == "migrate":
             return asyncio.run(_with_engine(settings, _migrate))
         if args.command == "seed-demo":

@@ -11,6 +11,7 @@ not replay.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import sys
 from typing import Any
@@ -25,10 +26,13 @@ from temporalio.runtime import (
     BUFFERED_METRIC_KIND_COUNTER,
     BUFFERED_METRIC_KIND_GAUGE,
     BUFFERED_METRIC_KIND_HISTOGRAM,
+    LogForwardingConfig,
+    LoggingConfig,
     MetricBuffer,
     MetricBufferDurationFormat,
     Runtime,
     TelemetryConfig,
+    TelemetryFilter,
 )
 
 from codec import data_converter
@@ -96,14 +100,32 @@ def interceptors() -> list[Interceptor]:
 _METRIC_BUFFER_SIZE = 100_000
 
 
-def worker_runtime() -> tuple[Runtime, SdkMetrics]:
+def _logging_config(settings: Settings) -> LoggingConfig:
+    # LOG_FORMAT=json: the SDK core's own warnings go through Python logging (deallens/logs.py)
+    # instead of its console writer, so that every line of the process is JSON.
+    if settings.log_format != "json":
+        return LoggingConfig.default
+    return LoggingConfig(
+        filter=TelemetryFilter(core_level="WARN", other_level="ERROR"),
+        forwarding=LogForwardingConfig(logger=logging.getLogger("temporalio.core")),
+    )
+
+
+def _runtime(settings: Settings) -> Runtime | None:
+    """The runtime of a process that exports no metrics: the default, unless logs are JSON."""
+    if settings.log_format != "json":
+        return None
+    return Runtime(telemetry=TelemetryConfig(logging=_logging_config(settings)))
+
+
+def worker_runtime(settings: Settings) -> tuple[Runtime, SdkMetrics]:
     """A Runtime whose SDK metrics go to a MetricBuffer, and the collector that drains it.
 
     The SDK's own PrometheusConfig would serve them on a port of their own; buffered, they
     join the project's metrics on the worker's one /metrics endpoint (METRICS_BIND).
     """
     buffer = MetricBuffer(_METRIC_BUFFER_SIZE, duration_format=MetricBufferDurationFormat.SECONDS)
-    runtime = Runtime(telemetry=TelemetryConfig(metrics=buffer))
+    runtime = Runtime(telemetry=TelemetryConfig(logging=_logging_config(settings), metrics=buffer))
     kinds = SdkKinds(
         counter=int(BUFFERED_METRIC_KIND_COUNTER),
         gauge=int(BUFFERED_METRIC_KIND_GAUGE),
@@ -138,6 +160,7 @@ async def connect(settings: Settings, *, runtime: Runtime | None = None) -> Clie
     interceptors; `runtime` only for a worker that exports metrics (the CLIs keep the default
     runtime and never bind a port)."""
     config = connect_config(settings)
+    runtime = runtime or _runtime(settings)
     return await Client.connect(
         **config,
         data_converter=data_converter(settings),

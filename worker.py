@@ -24,10 +24,12 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.activity import _Definition
 from temporalio.client import Client
+from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from activities.alerts import AlertActivities
 from activities.errors import log_expected_failures_on_one_line
+from activities.log_context import activity_log_context
 from activities.market_data import AlphaVantageActivities, MarketDataActivities
 from activities.news import NewsActivities, NewsApiActivities
 from activities.notifications import NotificationActivities, NotifyConfig, sms_provider_from
@@ -48,7 +50,7 @@ from deallens.observability.tracing import WORKER_SERVICE, setup_tracing, shutdo
 from deallens.providers.alphavantage import AlphaVantageClient
 from deallens.providers.newsapi import NewsApiClient
 from temporal_client import connect, worker_runtime
-from workflows import queues
+from workflows import queues, search_attributes
 from workflows.alerts import AlertMonitor
 from workflows.notifications import (
     SendAlertNotification,
@@ -175,6 +177,7 @@ def build_workers(
     alerts = AlertActivities(
         resources.engine,
         max_quote_age=timedelta(seconds=settings.alert_max_quote_age_seconds),
+        sms_enabled=settings.sms_enabled,
     )
     notify = NotificationActivities(
         resources.engine,
@@ -287,6 +290,21 @@ def build_workers(
     ]
 
 
+async def _search_attributes_registered(client: Client) -> None:
+    """The workflows set DealLensSymbols & co.; a server that lacks them refuses the starts and
+    upserts (a stalled workflow task). Register them (idempotent), or refuse to start with why."""
+    try:
+        added = await search_attributes.ensure_registered(client)
+    except RPCError as error:
+        raise ConfigError(
+            f"Temporal namespace {client.namespace}: cannot check or register the search attributes "
+            f"{', '.join(k.name for k in search_attributes.ALL)} ({error.message}); create them "
+            "(`temporal operator search-attribute create`, or tcld on Temporal Cloud) and start again"
+        ) from None
+    if added:
+        log.warning("registered the search attributes %s on namespace %s", ", ".join(added), client.namespace)
+
+
 def _banner(settings: Settings, names: Sequence[str]) -> str:
     def provider(name: str, simulated: bool, url: str) -> str:
         return f"{name}: SIMULATED by the local stand-in at {url}" if simulated else f"{name}: real ({url})"
@@ -312,11 +330,12 @@ async def run(settings: Settings, only: str | None) -> None:
     settings.check_notifications()
     async with open_resources(settings) as resources, contextlib.AsyncExitStack() as observing:
         await ensure_up_to_date(resources.engine)
-        runtime, sdk = worker_runtime() if settings.metrics_bind else (None, None)
+        runtime, sdk = worker_runtime(settings) if settings.metrics_bind else (None, None)
         try:
             client = await connect(settings, runtime=runtime)
         except RuntimeError as error:
             raise ConfigError(f"TEMPORAL_ADDRESS: cannot reach Temporal at {settings.temporal_address}: {error}") from None
+        await _search_attributes_registered(client)
         workers = build_workers(client, settings, resources, only=only)
         banner = _banner(settings, [w.task_queue for w in workers])
         if sdk is not None:
@@ -342,7 +361,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
-        configure_logging(settings.log_level)
+        configure_logging(
+            settings.log_level, settings.log_format, secrets=settings.secret_values(), context=activity_log_context
+        )
         log_expected_failures_on_one_line()
         # Before the engine and HTTP clients exist: the instrumentations wrap their constructors.
         setup_tracing(WORKER_SERVICE)

@@ -4,6 +4,7 @@ the monitors after fresh data. Notification delivery is in activities/notificati
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
@@ -14,12 +15,14 @@ from deallens.contracts import (
     AlertMonitorInput,
     EvaluateAlertsInput,
     EvaluateAlertsResult,
+    FiringRef,
     NewDataInput,
     SignalMonitorsInput,
 )
 from activities.errors import permanent_database_errors
 from deallens.db import alert_eval, notifications
 from deallens.observability import metrics
+from workflows import search_attributes
 
 # Up to this many firings in one evaluation get a workflow each (notify-<id>); a larger
 # burst is notified in batches by evaluation, not by starting thousands of workflows.
@@ -28,6 +31,19 @@ SINGLE_SENDS_MAX = 25
 
 def monitor_id(kind: str) -> str:
     return f"alert-monitor-{kind}"
+
+
+def monitor_start_options(kind: str) -> dict[str, Any]:
+    """What every start of a monitor carries for the Web UI (its kind, searchable, and a summary)."""
+    return {
+        "search_attributes": search_attributes.attributes(kind=kind),
+        "static_summary": f"alert monitor: {kind} alerts",
+        "static_details": (
+            f"Evaluates every active {kind} alert on a timer and on `new_data` signals from the syncs; "
+            "starts notify-<alert_history_id> for what fires. DealLensSymbols/DealLensAlertIds list "
+            "what this run fired. Query `status`; signals pause/resume; update `adjust`."
+        ),
+    }
 
 
 async def wake_monitor(client: Client, kind: str, symbols: list[str], task_queue: str) -> None:
@@ -42,13 +58,16 @@ async def wake_monitor(client: Client, kind: str, symbols: list[str], task_queue
         start_signal="new_data",
         start_signal_args=[NewDataInput(symbols=symbols)],
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        **monitor_start_options(kind),
     )
 
 
 class AlertActivities:
-    def __init__(self, engine: AsyncEngine, *, max_quote_age: dt.timedelta) -> None:
+    def __init__(self, engine: AsyncEngine, *, max_quote_age: dt.timedelta, sms_enabled: bool = False) -> None:
         self._engine = engine
         self._max_quote_age = max_quote_age
+        # Only to describe the firings' channels in their notify-<id> summaries.
+        self._sms_enabled = sms_enabled
 
     @activity.defn(name="alerts.evaluate")
     async def evaluate(self, request: EvaluateAlertsInput) -> EvaluateAlertsResult:
@@ -62,7 +81,20 @@ class AlertActivities:
         # firings must still be notified.
         fired = await notifications.evaluation_firings(self._engine, request.kind, request.at)
         ids = fired if len(fired) <= SINGLE_SENDS_MAX else []
-        return EvaluateAlertsResult(fired=len(fired), history_ids=ids, triggered_at=request.at)
+        firings: list[FiringRef] = []
+        symbols: list[str] = []
+        alert_ids: list[int] = []
+        if fired:
+            # What the Web UI shows (search attributes, summaries): ids and symbols, bounded.
+            refs = await notifications.firing_refs(self._engine, ids, sms_enabled=self._sms_enabled)
+            firings = [FiringRef.model_validate(ref) for ref in refs]
+            symbols, alert_ids = await notifications.evaluation_labels(
+                self._engine, request.kind, request.at, limit=search_attributes.MAX_VALUES
+            )
+        return EvaluateAlertsResult(
+            fired=len(fired), history_ids=ids, triggered_at=request.at,
+            firings=firings, symbols=symbols, alert_ids=alert_ids,
+        )
 
     @activity.defn(name="alerts.signal_monitors")
     async def signal_monitors(self, request: SignalMonitorsInput) -> None:

@@ -48,6 +48,7 @@ from deallens.db.engine import create_engine  # noqa: E402
 from deallens.db.migrate import upgrade_to_head  # noqa: E402
 from deallens.domain.alert_rules import parse_alert  # noqa: E402
 from temporal_client import DATA_CONVERTER, interceptors  # noqa: E402
+from workflows import search_attributes
 from worker import build_workers, open_resources  # noqa: E402
 
 TASK_QUEUE = "bench-latency"
@@ -108,7 +109,7 @@ async def bench(server_url: str, alerts: int, probes: int) -> None:
         )
         env = await WorkflowEnvironment.start_local(
             dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
-            data_converter=DATA_CONVERTER, interceptors=interceptors(),
+            data_converter=DATA_CONVERTER, interceptors=interceptors(), search_attributes=search_attributes.ALL,
         )
         async with env, open_resources(settings) as resources, contextlib.AsyncExitStack() as stack:
             for worker in build_workers(env.client, settings, resources, task_queue=TASK_QUEUE):

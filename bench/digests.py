@@ -59,6 +59,7 @@ from deallens.notify.email import SmtpConfig, SmtpMailer  # noqa: E402
 from deallens.notify.message import build_message  # noqa: E402
 from deallens.notify.render import Renderer  # noqa: E402
 from temporal_client import DATA_CONVERTER, interceptors  # noqa: E402
+from workflows import search_attributes
 from worker import build_workers, open_resources  # noqa: E402
 
 TASK_QUEUE = "bench-digests"
@@ -409,7 +410,7 @@ async def bench(server_url: str, users: int, batch_size: int, parallel: int, sin
         sink.phase("pipeline")
         env = await WorkflowEnvironment.start_local(
             dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
-            data_converter=DATA_CONVERTER, interceptors=interceptors(),
+            data_converter=DATA_CONVERTER, interceptors=interceptors(), search_attributes=search_attributes.ALL,
         )
         async with env, open_resources(settings) as resources, contextlib.AsyncExitStack() as stack:
             for worker in build_workers(env.client, settings, resources, task_queue=TASK_QUEUE):

@@ -14,10 +14,11 @@ import ipaddress
 import logging
 import os
 import re
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import (
@@ -132,6 +133,7 @@ class Settings(BaseSettings):
     # (which also honours TEMPORAL_API_KEY, TEMPORAL_TLS* and config-file profiles); these two
     # are declared here so that `.env` and `starter.py health` see the same values.
     temporal_address: str = "localhost:7233"
+    # The Temporal namespace every client and worker uses.
     temporal_namespace: str = "default"
     # Temporal Cloud / a TLS cluster; passed on to temporalio.envconfig (TEMPORAL_TLS* too).
     temporal_api_key: SecretStr | None = None
@@ -162,18 +164,31 @@ class Settings(BaseSettings):
     temporal_codec_cors_origins: str = "http://localhost:8233,http://127.0.0.1:8233"
     temporal_codec_bind: str = "127.0.0.1:8091"
 
+    # AlphaVantage key; unset = simulated: the worker refuses the real URL and wants
+    # ALPHAVANTAGE_BASE_URL pointed at a stand-in (`make run` starts one).
     alphavantage_api_key: SecretStr | None = None
+    # The AlphaVantage API (or a stand-in: `python -m deallens.sim`).
     alphavantage_base_url: str = ALPHAVANTAGE_DEFAULT_URL
+    # A premium key: REALTIME_BULK_QUOTES, up to 100 symbols a call.
     alphavantage_premium: bool = False
+    # Task-queue-wide rate limit of deallens-alphavantage (set the same on every worker: the server
+    # applies the latest value).
     alphavantage_calls_per_minute: Annotated[int, Field(ge=1, le=10_000)] = 5
+    # The daily quota (free tier: 25), enforced from the api_usage ledger.
     alphavantage_calls_per_day: Annotated[int, Field(ge=1, le=10_000_000)] = 25
+    # Per AlphaVantage request.
     alphavantage_timeout_seconds: Annotated[float, Field(gt=0, le=120)] = 15.0
 
+    # NewsAPI key; unset = simulated (as for AlphaVantage).
     news_api_key: SecretStr | None = None
+    # The NewsAPI API (or a stand-in).
     newsapi_base_url: str = NEWSAPI_DEFAULT_URL
 
+    # OpenAI key; unset = simulated (as for AlphaVantage).
     openai_api_key: SecretStr | None = None
+    # Any OpenAI-compatible base URL (or a stand-in).
     openai_base_url: str = OPENAI_DEFAULT_URL
+    # The chat model every LLM call uses.
     openai_model: str = "gpt-4o-mini"
 
     # The LLM gateway (deallens/llm/gateway.py). The budget is reserved in SQL before each
@@ -181,8 +196,11 @@ class Settings(BaseSettings):
     # fall back (sentiment to the lexicon). The per-minute limit holds across workers: the
     # deallens-llm task queue's rate limit plus a shared call slot per request.
     llm_enabled: bool = True
+    # The day's (UTC) LLM spend, reserved before each call; over it, callers fall back.
     llm_daily_budget_usd: Annotated[Decimal, Field(ge=0, le=1_000_000)] = Decimal("2.00")
+    # deallens-llm queue rate limit and the gateway's shared call spacing.
     llm_requests_per_minute: Annotated[int, Field(ge=1, le=100_000)] = 60
+    # Per OpenAI request.
     llm_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 60.0
     # A CSV like deallens/llm/openai_prices_per_1m_tokens_usd.csv, replacing the packaged prices.
     openai_prices_file: Path | None = None
@@ -191,18 +209,26 @@ class Settings(BaseSettings):
     # Articles per sentiment call (issue 10: at least 10).
     sentiment_batch_size: Annotated[int, Field(ge=10, le=100)] = 20
 
+    # The SMTP relay; not set (outside `make run`) means email is OFF: alert emails and digests are
+    # skipped, said at start-up and by `starter.py health`.
     smtp_host: str = "localhost"
+    # The relay's port.
     smtp_port: Annotated[int, Field(ge=1, le=65535)] = 1025
+    # Login for the relay, if it wants one (see SMTP_ALLOW_PLAINTEXT_AUTH).
     smtp_username: str | None = None
+    # The relay's password.
     smtp_password: SecretStr | None = None
+    # none, starttls or tls; or true (tls on port 465, starttls elsewhere) / false (none).
     smtp_tls: Literal["none", "starttls", "tls"] = "none"
     # SMTP_USERNAME over an unencrypted connection sends the password in clear text: refused
     # unless this says so (loopback relays are always allowed).
     smtp_allow_plaintext_auth: bool = False
+    # The From of every email; its domain makes the Message-IDs.
     mail_from: str = "DealLens <alerts@deallens.local>"
     # Per SMTP command; a whole send (connect, TLS, login, MAIL, RCPT, DATA) stays well inside
     # NOTIFY_CLAIM_SECONDS, the claim a sender holds on a delivery while it sends.
     smtp_timeout_seconds: Annotated[float, Field(gt=0, le=120)] = 15.0
+    # How long a sender's claim on a delivery holds (must outlast one send).
     notify_claim_seconds: Annotated[int, Field(ge=5, le=3600)] = 180
     # Webhooks to loopback, private or link-local addresses are refused unless allowed (a user
     # could otherwise make the worker POST to internal services). `make run` allows them.
@@ -210,11 +236,17 @@ class Settings(BaseSettings):
     # Digests go at each user's local hour (users.timezone): the daily digest at DIGEST_HOUR
     # unless users.digest_hour overrides it, the weekly summary on Sunday at WEEKLY_SUMMARY_HOUR.
     digest_hour: Annotated[int, Field(ge=0, le=23)] = 7
+    # Local hour of the weekly summary, on Sundays.
     weekly_summary_hour: Annotated[int, Field(ge=0, le=23)] = 18
 
+    # DEBUG, INFO, WARNING, ERROR or CRITICAL (case-insensitive).
     log_level: LogLevel = Field(
         default="INFO", validation_alias=AliasChoices("LOG_LEVEL", "CELERY_LOGLEVEL")
     )
+    # text for a terminal; json: one JSON object per line, with workflow_id, run_id,
+    # activity_type and attempt wherever they exist (deallens/logs.py).
+    log_format: Literal["text", "json"] = "text"
+    # Concurrent activities per worker process (the database pool follows, up to 20).
     worker_concurrency: Annotated[int, Field(ge=1, le=1000)] = Field(
         default=20, validation_alias=AliasChoices("WORKER_CONCURRENCY", "CELERY_CONCURRENCY")
     )
@@ -230,9 +262,13 @@ class Settings(BaseSettings):
     # SMS is ready (a provider interface and the ledger's channel) but off by default. The
     # provider speaks the Twilio-compatible Messages API (deallens/notify/sms.py).
     sms_enabled: bool = False
+    # The Twilio-compatible Messages API; required with SMS_ENABLED.
     sms_provider_url: str | None = None
+    # The SMS account; required with SMS_ENABLED.
     sms_account_sid: str | None = None
+    # The SMS account's token; required with SMS_ENABLED.
     sms_auth_token: SecretStr | None = None
+    # The sending number; required with SMS_ENABLED.
     sms_from: str | None = None
 
     # Where recipients reach the unsubscribe page (deallens/web/unsubscribe.py): the
@@ -246,26 +282,33 @@ class Settings(BaseSettings):
     # Retention (CleanupMarketData); 0 keeps everything. The latest quote of each company is
     # always kept, however old: alerts and the digest read it.
     retention_price_quotes_days: Annotated[int, Field(ge=0)] = 30
+    # Daily bars' retention in days; 0 keeps every bar.
     retention_ohlc_days: Annotated[int, Field(ge=0)] = 0
+    # News articles' retention in days.
     retention_news_days: Annotated[int, Field(ge=0)] = 365
+    # Alert firings' (and their deliveries') retention in days.
     retention_alert_history_days: Annotated[int, Field(ge=0)] = 365
+    # The api_usage ledger's (and bar_sync_receipts') retention in days.
     retention_usage_days: Annotated[int, Field(ge=0)] = 400
 
     # News ingestion (issue 10). The daily quota is enforced from the api_usage ledger, one
     # reservation per request (the free Developer plan: 100 requests a day); the task queue's
     # rate limit spaces requests across workers.
     newsapi_calls_per_day: Annotated[int, Field(ge=1, le=10_000_000)] = 100
+    # deallens-newsapi queue rate limit.
     newsapi_calls_per_minute: Annotated[int, Field(ge=1, le=10_000)] = 30
+    # Per NewsAPI request.
     newsapi_timeout_seconds: Annotated[float, Field(gt=0, le=120)] = 15.0
     # The plan's result cap per query (100 on the Developer plan): paging stops there.
     newsapi_max_results: Annotated[int, Field(ge=1, le=10_000)] = 100
     # Spread the daily quota over the UTC day (by each hour, its share plus an hour's worth),
     # so that the night's company runs cannot spend what the day's market news needs.
     newsapi_pace_daily_quota: bool = True
-    # Requests one IngestMarketNews / IngestDealNews run may spend, and companies one
-    # IngestCompanyNews run without company_ids fetches (one request each, most watched first).
+    # Requests one IngestMarketNews run may spend (each request is one page of one query).
     news_market_max_requests: Annotated[int, Field(ge=1, le=100)] = 2
+    # Requests one IngestDealNews run may spend.
     news_deal_max_requests: Annotated[int, Field(ge=1, le=100)] = 1
+    # Companies one IngestCompanyNews run without company_ids fetches.
     news_company_max_companies: Annotated[int, Field(ge=1, le=1000)] = 3
     # The first fetch of a company (or a feed) looks back this far (the Developer plan serves 30 days).
     news_first_fetch_days: Annotated[int, Field(ge=1, le=30)] = 3
@@ -274,6 +317,24 @@ class Settings(BaseSettings):
     @classmethod
     def _upper_log_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower_log_format(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    def secret_values(self) -> list[str]:
+        """Every configured secret in clear text, for the log redaction (never to be shown)."""
+        values = [
+            getattr(self, name).get_secret_value()
+            for name, info in type(self).model_fields.items()
+            if "SecretStr" in str(info.annotation) and getattr(self, name) is not None
+        ]
+        if self.database_url is not None:
+            password = urlsplit(str(self.database_url)).password
+            if password:
+                values.append(password)
+        return [v for v in values if v]
 
     @field_validator("smtp_tls", mode="before")
     @classmethod
@@ -510,12 +571,11 @@ def get_settings() -> Settings:
     return load_settings()
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-    )
-    # httpx logs every request URL at INFO, query string included: that would print API keys.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("httpcore").setLevel(logging.WARNING)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+def configure_logging(
+    level: str, log_format: str = "text", *, secrets: Iterable[str] = (), context: Callable[[], Any] | None = None
+) -> None:
+    """Text or JSON lines (deallens/logs.py), with `secrets` (see Settings.secret_values) redacted
+    and, given a `context` provider, the running activity's identifiers on every record."""
+    from deallens import logs
+
+    logs.configure(level, "json" if log_format == "json" else "text", secrets=secrets, context=context)

@@ -360,12 +360,30 @@ class EvaluateAlertsInput(Model):
     min_cooldown_seconds: int = 0
 
 
+class FiringRef(Model):
+    """What the Web UI shows of one firing: opaque ids and public market data, no personal data."""
+
+    history_id: int
+    alert_id: int
+    user_id: int
+    kind: str
+    alert_type: str | None = None
+    symbol: str | None = None
+    # The channels the user has for it (the plan may still hold or skip one).
+    channels: list[str] = []
+
+
 class EvaluateAlertsResult(Model):
     fired: int
     # The firings' alert_history ids when few fired (each gets its own notify-<id> workflow);
     # empty for a burst, which is notified by evaluation (kind, triggered_at) in batches.
     history_ids: list[int] = []
     triggered_at: dt.datetime
+    # For the search attributes and summaries (bounded: at most 100 of each; absent from
+    # results recorded before they existed).
+    firings: list[FiringRef] = []
+    symbols: list[str] = []
+    alert_ids: list[int] = []
 
 
 class SignalMonitorsInput(Model):

@@ -31,6 +31,7 @@ from deallens.db.engine import create_engine
 from deallens.db.migrate import upgrade_to_head
 from deallens.db.models import Base
 from temporal_client import DATA_CONVERTER, interceptors
+from workflows import search_attributes
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -154,6 +155,8 @@ async def time_env() -> AsyncIterator[WorkflowEnvironment]:
         interceptors=interceptors(),
     )
     async with env:
+        # The server refuses a workflow that sets an attribute it does not know.
+        await search_attributes.ensure_registered(env.client)
         yield env
 
 
@@ -164,6 +167,7 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
         dev_server_existing_path=str(TEMPORAL_CLI),
         data_converter=DATA_CONVERTER,
         interceptors=interceptors(),
+        search_attributes=search_attributes.ALL,
     )
     async with env:
         yield env

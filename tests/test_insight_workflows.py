@@ -19,6 +19,7 @@ from deallens.sim.openai import make_app
 from deallens.sim.serve import serve_asgi
 from tests.insight_data import add_bars, add_companies, seed_universe, trading_days
 from tests.workers import record_history, running_workers
+from workflows import search_attributes
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +66,9 @@ async def test_company_insights_for_the_watchlist_then_all_cached(
             )
             first = await handle.result()
             await record_history(handle, "generate_company_insights")
+            # Searchable by company: DealLensCompanyIds lists the companies the run analysed.
+            described = await handle.describe()
+            assert described.typed_search_attributes.get(search_attributes.COMPANY_IDS) == sorted(map(str, ids[:3]))
             second = await run(time_env, "GenerateCompanyInsights", task_queue, f"ci2-{task_queue}", {})
             unknown = await run(time_env, "GenerateCompanyInsights", task_queue, f"ci3-{task_queue}",
                                 {"company_ids": [ids[4], 999999]})

@@ -31,6 +31,7 @@ from deallens.sim.clock import ManualClock
 from deallens.sim.openai import make_app
 from deallens.sim.serve import serve_asgi
 from temporal_client import DATA_CONVERTER, interceptors
+from workflows import search_attributes
 from tests.batch_support import BatchRunInput, BatchRunResult, BatchRunWorkflow, Verdict, verdict_messages, verdict_responder
 from tests.conftest import ROOT, TEMPORAL_CLI, dev_server_address
 from worker import Resources, build_workers, open_resources
@@ -236,7 +237,7 @@ def start_server(port: int, store: Path, log: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
             [str(TEMPORAL_CLI), "server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", str(port),
              "--http-port", str(free_port()), "--metrics-port", str(free_port()), "--db-filename", str(store),
-             "--log-level", "error"],
+             "--log-level", "error", *search_attributes.cli_flags()],
             stdout=out, stderr=subprocess.STDOUT,
         )
 

@@ -23,6 +23,8 @@ with workflow.unsafe.imports_passed_through():
         AdjustInput,
         AlertMonitorInput,
         EvaluateAlertsInput,
+        EvaluateAlertsResult,
+        FiringRef,
         MonitorSettings,
         MonitorStatus,
         NewDataInput,
@@ -30,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
         SendAlertNotificationBatchInput,
         SendAlertNotificationInput,
     )
+    from workflows import search_attributes
     from workflows.inputs import validated
     from workflows.policies import DB_RETRY, DB_TIMEOUT, MONITOR_EVAL_RETRY
     from workflows.shared import market_session
@@ -58,6 +61,9 @@ class AlertMonitor:
         self._pending: set[str] = set(self._state.pending_symbols)
         self._pending_all = self._state.pending_all
         self._wake = False
+        # What this run fired, for its search attributes (a new run starts afresh).
+        self._fired_symbols: set[str] = set()
+        self._fired_alert_ids: set[int] = set()
 
     @workflow.run
     async def run(self, raw: Any = None) -> None:
@@ -75,6 +81,11 @@ class AlertMonitor:
                 or workflow.info().is_continue_as_new_suggested()
             ):
                 await workflow.wait_condition(workflow.all_handlers_finished)
+                if workflow.patched(search_attributes.UPSERT_PATCH):
+                    # The next run lists only what it fires itself (not inherited).
+                    workflow.continue_as_new(
+                        self._carry_over(), search_attributes=search_attributes.attributes(kind=self._state.kind)
+                    )
                 workflow.continue_as_new(self._carry_over())
             passes += 1
             timer_due = await self._wait()
@@ -94,14 +105,16 @@ class AlertMonitor:
         """Until there is something to do; True when the polling interval came due."""
         self._wake = False
         if self._paused:
-            await workflow.wait_condition(lambda: self._wake or not self._paused)
+            await workflow.wait_condition(lambda: self._wake or not self._paused, timeout_summary="paused")
             return False
         if self._pending or self._pending_all:
             return False
         try:
+            delay = await self._poll_delay()
             await workflow.wait_condition(
                 lambda: self._wake or bool(self._pending) or self._pending_all,
-                timeout=await self._poll_delay(),
+                timeout=delay,
+                timeout_summary=f"next {self._state.kind} poll in {delay} (or new_data)",
             )
         except asyncio.TimeoutError:
             return await self._polling_allowed()
@@ -150,6 +163,7 @@ class AlertMonitor:
                 "%s alert evaluation works again after %d failed", self._state.kind, self._state.failed_evaluations
             )
         self._state = self._state.model_copy(update={"failed_evaluations": 0, "failing_since": None, "last_error": None})
+        self._label(result)
         self._state = self._state.model_copy(
             update={
                 "evaluations": self._state.evaluations + 1,
@@ -159,11 +173,15 @@ class AlertMonitor:
             }
         )
         if result.history_ids:
+            refs = {ref.history_id: ref for ref in result.firings}
             # Started together: one workflow task for all, not a round trip each.
             await asyncio.gather(
                 *(
                     self._start_child(
-                        "SendAlertNotification", SendAlertNotificationInput(alert_history_id=history_id), f"notify-{history_id}"
+                        "SendAlertNotification",
+                        SendAlertNotificationInput(alert_history_id=history_id),
+                        f"notify-{history_id}",
+                        self._single_labels(history_id, refs.get(history_id)),
                     )
                     for history_id in result.history_ids
                 )
@@ -171,10 +189,41 @@ class AlertMonitor:
         elif result.fired:
             batch = SendAlertNotificationBatchInput(kind=self._state.kind, triggered_at=result.triggered_at)
             await self._start_child(
-                "SendAlertNotificationBatch", batch, f"notify-batch-{self._state.kind}-{result.triggered_at.isoformat()}"
+                "SendAlertNotificationBatch",
+                batch,
+                f"notify-batch-{self._state.kind}-{result.triggered_at.isoformat()}",
+                self._burst_labels(result),
             )
 
-    async def _start_child(self, workflow_type: str, argument: Any, workflow_id: str) -> None:
+    def _label(self, result: EvaluateAlertsResult) -> None:
+        """List what this run fired in its search attributes (only when that grows)."""
+        symbols = self._fired_symbols | set(result.symbols)
+        alert_ids = self._fired_alert_ids | set(result.alert_ids)
+        if (symbols, alert_ids) == (self._fired_symbols, self._fired_alert_ids):
+            return
+        self._fired_symbols, self._fired_alert_ids = symbols, alert_ids
+        if workflow.patched(search_attributes.UPSERT_PATCH):
+            workflow.upsert_search_attributes(search_attributes.updates(symbols=symbols, alert_ids=alert_ids))
+
+    def _single_labels(self, history_id: int, ref: FiringRef | None) -> dict[str, Any]:
+        if ref is None:  # a result recorded before firings were described
+            return {"static_summary": f"{self._state.kind} alert firing {history_id}"}
+        return search_attributes.notify_start_options(ref, started_by=workflow.info().workflow_id)
+
+    def _burst_labels(self, result: EvaluateAlertsResult) -> dict[str, Any]:
+        kind = self._state.kind
+        return {
+            "search_attributes": search_attributes.attributes(
+                symbols=result.symbols, alert_ids=result.alert_ids, kind=kind
+            ),
+            "static_summary": f"burst of {result.fired} {kind} alert firings at {result.triggered_at.isoformat()}",
+            "static_details": (
+                f"Every firing of the {kind} evaluation at {result.triggered_at.isoformat()}, delivered by channel "
+                f"in chunks, a page of firings at a time. Started by {workflow.info().workflow_id}."
+            ),
+        }
+
+    async def _start_child(self, workflow_type: str, argument: Any, workflow_id: str, labels: dict[str, Any]) -> None:
         try:
             await workflow.start_child_workflow(
                 workflow_type,
@@ -183,6 +232,7 @@ class AlertMonitor:
                 # Notifications must outlive this run (continue-as-new) and a terminated monitor.
                 parent_close_policy=ParentClosePolicy.ABANDON,
                 execution_timeout=timedelta(days=2),
+                **labels,
             )
         except WorkflowAlreadyStartedError:
             # Still running from an earlier attempt. (A closed notify-<id> may run again:

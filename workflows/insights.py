@@ -32,7 +32,7 @@ with workflow.unsafe.imports_passed_through():
         StoreBatchInsightsInput,
     )
     from workflows.llm_batch import run_batch_job
-    from workflows import queues
+    from workflows import queues, search_attributes
     from workflows.inputs import validated
     from workflows.policies import DB_RETRY, DB_TIMEOUT, LLM_HEARTBEAT, LLM_RETRY, LLM_TIMEOUT
 
@@ -61,6 +61,7 @@ async def _analyse(method: Any, request: Any) -> InsightBatchResult:
         schedule_to_close_timeout=LLM_SCHEDULE_TIMEOUT,
         heartbeat_timeout=LLM_HEARTBEAT,
         retry_policy=LLM_RETRY,
+        summary=f"LLM analysis: {type(request).__name__.removesuffix('Input')}",
     )
 
 
@@ -86,7 +87,11 @@ class GenerateCompanyInsights:
             PlanCompanyInsightsInput(company_ids=request.company_ids),
             start_to_close_timeout=DB_TIMEOUT,
             retry_policy=DB_RETRY,
+            summary="plan the watchlisted companies to analyse",
         )
+        if plan.company_ids and workflow.patched(search_attributes.UPSERT_PATCH):
+            # DealLensCompanyIds: which companies this run analyses (known after the plan).
+            workflow.upsert_search_attributes(search_attributes.updates(company_ids=plan.company_ids))
         as_of = workflow.now().date()
         result = GenerateInsightsResult(kind="company", requested=len(plan.company_ids), unknown_ids=plan.unknown_ids)
         if request.batch:
@@ -116,6 +121,7 @@ class GenerateCompanyInsights:
             PrepareCompanyBatchInput(company_ids=company_ids, as_of=as_of, force=request.force),
             start_to_close_timeout=LLM_TIMEOUT,
             retry_policy=DB_RETRY,
+            summary=f"prepare a Batch API job for {len(company_ids)} companies",
         )
         result = result.model_copy(update={"reused": prepared.reused, "without_context": prepared.without_context})
         if prepared.job_id is None:
@@ -127,6 +133,7 @@ class GenerateCompanyInsights:
             start_to_close_timeout=LLM_TIMEOUT,
             heartbeat_timeout=None,
             retry_policy=DB_RETRY,
+            summary=f"store the analyses of batch job {prepared.job_id}",
         )
         return result.model_copy(update={
             "analysed": stored.analysed, "fallback": stored.fallback, "changed": stored.changed,

@@ -49,11 +49,12 @@ async def run_batch_job(
         task_queue=llm_queue,
         start_to_close_timeout=LLM_BATCH_SUBMIT_TIMEOUT,
         retry_policy=LLM_BATCH_RETRY,
+        summary=f"submit batch job {job_id} to the Batch API",
     )
     if submitted.status == "submitted":
         delay = first_poll
         while True:
-            await workflow.sleep(delay)
+            await workflow.sleep(delay, summary=f"batch job {job_id}: next poll")
             delay = min(delay * 2, max_poll)
             try:
                 polled: BatchPollResult = await workflow.execute_activity_method(
@@ -62,6 +63,7 @@ async def run_batch_job(
                     task_queue=llm_queue,
                     start_to_close_timeout=LLM_BATCH_POLL_TIMEOUT,
                     retry_policy=LLM_BATCH_RETRY,
+                    summary=f"poll batch job {job_id}",
                 )
             except ActivityError as error:
                 # The batch lives on at OpenAI whatever happens to a poll: an API outage longer
@@ -79,5 +81,6 @@ async def run_batch_job(
         start_to_close_timeout=LLM_BATCH_COLLECT_TIMEOUT,
         heartbeat_timeout=LLM_BATCH_HEARTBEAT,
         retry_policy=LLM_BATCH_RETRY,
+        summary=f"collect and store batch job {job_id}",
     )
     return submitted, collected

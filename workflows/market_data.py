@@ -43,7 +43,7 @@ with workflow.unsafe.imports_passed_through():
         SyncFundamentalsInput,
         SyncFundamentalsResult,
     )
-    from workflows import queues
+    from workflows import queues, search_attributes
     from workflows.inputs import validated
     from workflows.policies import BEST_EFFORT_RETRY, DB_RETRY, DB_TIMEOUT
     from workflows.shared import market_session
@@ -97,7 +97,7 @@ def _provider_queue() -> str:
     return queues.provider_queue(workflow.info().task_queue, queues.ALPHAVANTAGE_SUFFIX)
 
 
-def _provider_call(method: Callable[[Any, A], Awaitable[R]], argument: A) -> Awaitable[R]:
+def _provider_call(method: Callable[[Any, A], Awaitable[R]], argument: A, summary: str) -> Awaitable[R]:
     """One AlphaVantage activity (one provider call) with the provider queue's options."""
     return workflow.execute_activity_method(
         method,
@@ -107,7 +107,22 @@ def _provider_call(method: Callable[[Any, A], Awaitable[R]], argument: A) -> Awa
         schedule_to_close_timeout=PROVIDER_SCHEDULE_TIMEOUT,
         heartbeat_timeout=PROVIDER_HEARTBEAT,
         retry_policy=PROVIDER_RETRY,
+        summary=summary,
     )
+
+
+def _label_symbols(symbols: Sequence[str]) -> None:
+    """List the symbols this run works on in its search attributes (`DealLensSymbols = "AAPL"`).
+
+    Known only after the plan (a scheduled run picks them), hence an upsert, behind a patch:
+    runs recorded before it issued no such command."""
+    if symbols and workflow.patched(search_attributes.UPSERT_PATCH):
+        workflow.upsert_search_attributes(search_attributes.updates(symbols=symbols))
+
+
+def _few(symbols: Sequence[str], limit: int = 8) -> str:
+    shown = ", ".join(symbols[:limit])
+    return shown + (f" and {len(symbols) - limit} more" if len(symbols) > limit else "")
 
 
 async def _record_unknown(results: dict[str, SymbolResult]) -> None:
@@ -120,6 +135,7 @@ async def _record_unknown(results: dict[str, SymbolResult]) -> None:
         RecordUnknownSymbolsInput(symbols=unknown, reason=UNKNOWN_REASON),
         start_to_close_timeout=DB_TIMEOUT,
         retry_policy=DB_RETRY,
+        summary=f"count unknown symbols towards quarantine: {_few(unknown)}",
     )
     for symbol in recorded.quarantined:
         results[symbol] = results[symbol].model_copy(update={"detail": f"{results[symbol].detail}; now quarantined"})
@@ -135,6 +151,7 @@ async def _signal_monitors(kinds: list[str], symbols: list[str]) -> None:
             SignalMonitorsInput(kinds=kinds, symbols=symbols, task_queue=workflow.info().task_queue),
             start_to_close_timeout=DB_TIMEOUT,
             retry_policy=BEST_EFFORT_RETRY,
+            summary=f"wake the {' and '.join(kinds)} alert monitors for {_few(symbols)}",
         )
     except ActivityError as error:
         workflow.logger.warning("could not signal the alert monitors; they will catch up by polling: %s", error)
@@ -167,7 +184,9 @@ class SyncCompanyPrices:
             ),
             start_to_close_timeout=DB_TIMEOUT,
             retry_policy=DB_RETRY,
+            summary="plan the symbols to fetch within the paced quota",
         )
+        _label_symbols([*plan.fetch, *(r.symbol for r in plan.quarantined), *(r.symbol for r in plan.deferred)])
         results: dict[str, SymbolResult] = {r.symbol: r for r in [*plan.quarantined, *plan.deferred]}
         quotes: list[FetchedQuote] = []
         if plan.per_call == 1:
@@ -195,6 +214,7 @@ class SyncCompanyPrices:
             StoreQuotesInput(quotes=quotes),
             start_to_close_timeout=DB_TIMEOUT,
             retry_policy=DB_RETRY,
+            summary=f"store {len(quotes)} quote(s)",
         )
         by_symbol = {q.symbol: q for q in quotes}
         for symbol in stored.updated:
@@ -212,10 +232,12 @@ class SyncCompanyPrices:
         )
 
     async def _fetch(self, symbol: str) -> FetchedQuote:
-        return await _provider_call(AlphaVantageActivities.fetch_quote, FetchQuoteInput(symbol=symbol))
+        return await _provider_call(AlphaVantageActivities.fetch_quote, FetchQuoteInput(symbol=symbol), f"quote {symbol}")
 
     async def _fetch_bulk(self, symbols: list[str]) -> Any:
-        return await _provider_call(AlphaVantageActivities.fetch_bulk_quotes, FetchBulkQuotesInput(symbols=symbols))
+        return await _provider_call(
+            AlphaVantageActivities.fetch_bulk_quotes, FetchBulkQuotesInput(symbols=symbols), f"bulk quotes {_few(symbols)}"
+        )
 
 
 @workflow.defn(name="SyncDailyOHLC")
@@ -252,7 +274,9 @@ class SyncDailyOHLC:
             PlanDailyBarsInput(symbols=request.symbols, full=request.full, through=through),
             start_to_close_timeout=DB_TIMEOUT,
             retry_policy=DB_RETRY,
+            summary=f"plan the companies behind {through}",
         )
+        _label_symbols([*(j.symbol for j in plan.jobs), *(r.symbol for r in plan.skipped)])
         results: dict[str, SymbolResult] = {r.symbol: r for r in plan.skipped}
         self._planned, self._skipped = len(plan.jobs), len(plan.skipped)
         synced = await _settle(
@@ -266,6 +290,7 @@ class SyncDailyOHLC:
                         session_date=session.session_date,
                         session_closes_at=session.closes_at,
                     ),
+                    f"daily bars {job.symbol} ({'full' if job.full else 'compact'})",
                 ))
                 for job in plan.jobs
             ]
@@ -312,11 +337,13 @@ class SyncFundamentals:
             PlanFundamentalsInput(symbols=request.symbols),
             start_to_close_timeout=DB_TIMEOUT,
             retry_policy=DB_RETRY,
+            summary="plan the stalest companies",
         )
+        _label_symbols([*(j.symbol for j in plan.jobs), *(r.symbol for r in plan.skipped)])
         results: dict[str, SymbolResult] = {r.symbol: r for r in plan.skipped}
         synced = await _settle(
             [
-                _provider_call(AlphaVantageActivities.sync_fundamentals, job)
+                _provider_call(AlphaVantageActivities.sync_fundamentals, job, f"fundamentals {job.symbol}")
                 for job in plan.jobs
             ]
         )
@@ -346,4 +373,5 @@ class CleanupMarketData:
             start_to_close_timeout=CLEANUP_TIMEOUT,
             heartbeat_timeout=CLEANUP_HEARTBEAT,
             retry_policy=DB_RETRY,
+            summary="retention: delete rows past their age" + (" (dry run)" if request.dry_run else ""),
         )

@@ -37,7 +37,7 @@ with workflow.unsafe.imports_passed_through():
         SignalMonitorsInput,
         TrackDealsResult,
     )
-    from workflows import queues
+    from workflows import queues, search_attributes
     from workflows.inputs import validated
     from workflows.policies import BEST_EFFORT_RETRY, DB_RETRY, DB_TIMEOUT, LLM_HEARTBEAT, LLM_RETRY, LLM_TIMEOUT
 
@@ -89,6 +89,7 @@ async def _ingest(request: IngestNewsInput) -> IngestNewsResult:
         schedule_to_close_timeout=INGEST_SCHEDULE_TIMEOUT,
         heartbeat_timeout=INGEST_HEARTBEAT,
         retry_policy=NEWSAPI_RETRY,
+        summary=f"NewsAPI: {request.kind} news" + (f" of company {request.company_id}" if request.company_id else ""),
     )
 
 
@@ -102,6 +103,7 @@ async def _llm_step(name: str, articles: ArticleRange, result_type: type[Any]) -
         schedule_to_close_timeout=LLM_SCHEDULE_TIMEOUT,
         heartbeat_timeout=LLM_HEARTBEAT,
         retry_policy=LLM_RETRY,
+        summary=f"{name}: articles {articles.first_id}-{articles.last_id}",
     )
 
 
@@ -115,6 +117,7 @@ async def _signal(kind: str, symbols: list[str]) -> bool:
             SignalMonitorsInput(kinds=[kind], symbols=symbols, task_queue=workflow.info().task_queue),
             start_to_close_timeout=DB_TIMEOUT,
             retry_policy=BEST_EFFORT_RETRY,
+            summary=f"wake the {kind} alert monitor for {', '.join(symbols[:8])}" + (" and more" if len(symbols) > 8 else ""),
         )
     except ActivityError as error:
         workflow.logger.warning("could not signal the %s monitor; it will catch up by polling: %s", kind, error)
@@ -192,6 +195,10 @@ class IngestCompanyNews:
             PlanCompanyNewsInput(company_ids=request.company_ids),
             start_to_close_timeout=DB_TIMEOUT,
             retry_policy=DB_RETRY,
+            summary="plan the companies whose news to fetch",
         )
+        if plan.company_ids and workflow.patched(search_attributes.UPSERT_PATCH):
+            # DealLensCompanyIds: which companies' news this run fetched (known after the plan).
+            workflow.upsert_search_attributes(search_attributes.updates(company_ids=plan.company_ids))
         requests = [IngestNewsInput(kind="company", company_id=c) for c in plan.company_ids]
         return await _finish("company", requests, failed={}, unknown=plan.unknown_ids)

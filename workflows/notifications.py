@@ -81,6 +81,7 @@ async def _deliver_channel(channel: str, ids: list[int], heartbeat: timedelta) -
                 start_to_close_timeout=SEND_TIMEOUT,
                 heartbeat_timeout=heartbeat,
                 retry_policy=CHANNEL_RETRY[channel],
+                summary=f"send {channel} for {len(chunk)} firing(s)",
             )
         except ActivityError as error:
             parked = await workflow.execute_activity_method(
@@ -88,6 +89,7 @@ async def _deliver_channel(channel: str, ids: list[int], heartbeat: timedelta) -
                 ParkAlertsInput(channel=channel, alert_history_ids=chunk, error=_failure_text(error)),  # type: ignore[arg-type]
                 start_to_close_timeout=DB_TIMEOUT,
                 retry_policy=DB_RETRY,
+                summary=f"park {len(chunk)} {channel} deliveries as failed (retries exhausted)",
             )
             workflow.logger.warning("parked %d %s deliveries as failed: %s", parked, channel, _failure_text(error))
             result = DeliveryCounts(failed=parked)
@@ -132,6 +134,7 @@ class SendAlertNotification:
             PlanAlertsInput(alert_history_ids=[request.alert_history_id]),
             start_to_close_timeout=DB_TIMEOUT,
             retry_policy=DB_RETRY,
+            summary=f"plan the deliveries of firing {request.alert_history_id} (channels, quiet hours)",
         )
         return await _deliver(plan, _heartbeat(request.send_heartbeat_seconds))
 
@@ -171,6 +174,7 @@ class SendAlertNotificationBatch:
                 ),
                 start_to_close_timeout=DB_TIMEOUT,
                 retry_policy=DB_RETRY,
+                summary=f"plan a page of {request.page_size} {request.kind} firings after {after}",
             )
             # Delivered while the next page is planned: a page held by quiet hours does not
             # hold back the pages after it.
@@ -226,6 +230,7 @@ async def _send_batch(kind: DigestKindName, period: date, batch: list[int]) -> D
             start_to_close_timeout=DIGEST_BATCH_TIMEOUT,
             heartbeat_timeout=SEND_HEARTBEAT,
             retry_policy=DIGEST_BATCH_RETRY,
+            summary=f"send {len(batch)} {kind} digests for {period}",
         )
     except ActivityError as error:
         parked = await workflow.execute_activity_method(
@@ -233,6 +238,7 @@ async def _send_batch(kind: DigestKindName, period: date, batch: list[int]) -> D
             ParkDigestsInput(kind=kind, period=period, user_ids=batch, error=_failure_text(error)),
             start_to_close_timeout=DB_TIMEOUT,
             retry_policy=DB_RETRY,
+            summary=f"park {len(batch)} {kind} digests as failed",
         )
         workflow.logger.warning("parked %d %s digests as failed: %s", parked, kind, _failure_text(error))
         return DeliveryCounts(failed=parked)
@@ -252,6 +258,7 @@ async def _send_due_digests(kind: DigestKindName, request: DigestInput) -> Diges
             PlanDueDigestsInput(kind=kind, at=workflow.now(), period=request.date, user_ids=request.user_ids),
             start_to_close_timeout=DIGEST_PLAN_TIMEOUT,
             retry_policy=DB_RETRY,
+            summary=f"plan the {kind} digests due now (users' local hours)",
         )
         cursor = DigestCursor(
             periods=plan.periods,
@@ -273,6 +280,7 @@ async def _send_due_digests(kind: DigestKindName, request: DigestInput) -> Diges
             ),
             start_to_close_timeout=DB_TIMEOUT,
             retry_policy=DB_RETRY,
+            summary=f"next page of {kind} digests for {period}",
         )
         pages += 1
         users = page.user_ids

@@ -17,4 +17,5 @@ async def market_session() -> MarketSessionResult:
         MarketSessionInput(at=workflow.now()),
         start_to_close_timeout=DB_TIMEOUT,
         retry_policy=DB_RETRY,
+        summary="NYSE session now (calendar)",
     )

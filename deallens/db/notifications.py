@@ -78,6 +78,57 @@ async def evaluation_firings(engine: AsyncEngine, kind: str, triggered_at: dt.da
         return list((await conn.execute(_EVALUATION_FIRINGS, {"kind": kind, "at": triggered_at})).scalars())
 
 
+# What the Web UI shows of an evaluation's firings (search attributes, summaries): ids and
+# symbols only. The channels mirror _INTENTS' choice (the plan decides; this only describes).
+_FIRING_REFS = text(
+    """
+    SELECT h.id AS history_id, a.id AS alert_id, a.user_id, a.kind, a.alert_type, c.symbol,
+           array_remove(ARRAY[
+               CASE WHEN u.email_enabled AND u.unsubscribed_at IS NULL THEN 'email' END,
+               CASE WHEN u.push_webhook_url IS NOT NULL AND u.unsubscribed_at IS NULL THEN 'push' END,
+               CASE WHEN u.sms_number IS NOT NULL AND u.unsubscribed_at IS NULL AND CAST(:sms AS boolean) THEN 'sms' END
+           ], NULL) AS channels
+    FROM alert_history h
+    JOIN alerts a ON a.id = h.alert_id
+    JOIN users u ON u.id = a.user_id
+    LEFT JOIN companies c ON c.id = a.company_id
+    WHERE h.id = ANY(CAST(:ids AS bigint[]))
+    ORDER BY h.id
+    """
+)
+
+_EVALUATION_LABELS = text(
+    """
+    SELECT
+      (SELECT array_agg(symbol ORDER BY symbol) FROM (
+          SELECT DISTINCT c.symbol FROM alert_history h JOIN alerts a ON a.id = h.alert_id
+          JOIN companies c ON c.id = a.company_id
+          WHERE a.kind = :kind AND h.triggered_at = :at ORDER BY c.symbol LIMIT :limit) s) AS symbols,
+      (SELECT array_agg(alert_id ORDER BY alert_id) FROM (
+          SELECT DISTINCT h.alert_id FROM alert_history h JOIN alerts a ON a.id = h.alert_id
+          WHERE a.kind = :kind AND h.triggered_at = :at ORDER BY h.alert_id LIMIT :limit) i) AS alert_ids
+    """
+)
+
+
+async def firing_refs(engine: AsyncEngine, history_ids: list[int], *, sms_enabled: bool) -> list[dict[str, Any]]:
+    """Per firing: alert id, user id, kind, alert type, symbol and the user's channels."""
+    if not history_ids:
+        return []
+    async with engine.connect() as conn:
+        rows = await conn.execute(_FIRING_REFS, {"ids": history_ids, "sms": sms_enabled})
+        return [dict(row._mapping) for row in rows]
+
+
+async def evaluation_labels(
+    engine: AsyncEngine, kind: str, triggered_at: dt.datetime, *, limit: int
+) -> tuple[list[str], list[int]]:
+    """(symbols, alert ids) of one evaluation's firings, each sorted and at most `limit`."""
+    async with engine.connect() as conn:
+        row = (await conn.execute(_EVALUATION_LABELS, {"kind": kind, "at": triggered_at, "limit": limit})).one()
+    return list(row.symbols or []), list(row.alert_ids or [])
+
+
 _EVALUATION_PAGE = text(
     """
     SELECT h.id FROM alert_history h JOIN alerts a ON a.id = h.alert_id
