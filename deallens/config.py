@@ -149,9 +149,11 @@ class Settings(BaseSettings):
     temporal_tls_client_cert_path: Path | None = Field(
         default=None, validation_alias=AliasChoices("TEMPORAL_TLS_CLIENT_CERT_PATH", "TEMPORAL_TLS_CERT")
     )
+    # The client certificate's private key (PEM), with TEMPORAL_TLS_CLIENT_CERT_PATH.
     temporal_tls_client_key_path: Path | None = Field(
         default=None, validation_alias=AliasChoices("TEMPORAL_TLS_CLIENT_KEY_PATH", "TEMPORAL_TLS_KEY")
     )
+    # The CA that signed the cluster's server certificate, for a private CA only.
     temporal_tls_server_ca_cert_path: Path | None = None
 
     # Payload encryption (codec.py, deallens/security/payload_cipher.py): `id:base64,...`,
@@ -161,7 +163,9 @@ class Settings(BaseSettings):
     # The codec server (`python codec_server.py`) that lets the Web UI and CLI show decrypted
     # payloads: its bearer token, the UI origins allowed by CORS, and where it listens.
     temporal_codec_server_token: SecretStr | None = None
+    # Comma-separated Web UI origins the codec server answers (CORS).
     temporal_codec_cors_origins: str = "http://localhost:8233,http://127.0.0.1:8233"
+    # host:port the codec server listens on.
     temporal_codec_bind: str = "127.0.0.1:8091"
 
     # AlphaVantage key; unset = simulated: the worker refuses the real URL and wants
