@@ -51,6 +51,9 @@ from deallens.llm.errors import (
     LLMUnavailable,
 )
 from deallens.llm.prices import ModelPrice, PriceTable, PriceTableError
+from deallens.llm.transport import CappedTransport
+from deallens.providers.bounded import MIB
+from deallens.providers.errors import ProviderError, ResponseTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +68,9 @@ _ESTIMATE_TOKENS_PER_MESSAGE = 8
 DEFAULT_RETRY_SECONDS = 5.0
 _TRY_AGAIN = re.compile(r"try again in (\d+(?:\.\d+)?)(ms|s)\b", re.IGNORECASE)
 _SCHEMA_NAME = re.compile(r"[^a-zA-Z0-9_-]")
+# A completion is a few KB; 10 MiB is no answer of ours. Batch result files have their own cap.
+DEFAULT_MAX_BODY_BYTES = 10 * MIB
+DEFAULT_FILE_MAX_BODY_BYTES = 200 * MIB
 # What an error line may quote of the provider's message.
 _MESSAGE_CHARS = 200
 
@@ -169,6 +175,9 @@ class LLMGateway:
         requests_per_minute: float | None = None,
         timeout_seconds: float = 60.0,
         today: Callable[[], dt.date] = _utc_day,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        file_max_body_bytes: int = DEFAULT_FILE_MAX_BODY_BYTES,
+        deadline_seconds: float | None = None,
     ) -> None:
         self._engine = engine
         self._default_model = default_model
@@ -183,11 +192,16 @@ class LLMGateway:
             self._unavailable = "disabled"
         elif key is None:
             self._unavailable = "no_key"
+        # httpx's timeout is per read: a trickling answer is bounded by this deadline instead.
+        self._deadline = deadline_seconds if deadline_seconds is not None else 2 * timeout_seconds
         self._client = AsyncOpenAI(
             api_key=key or "unset",
             base_url=base_url,
             max_retries=0,
             timeout=httpx.Timeout(timeout_seconds, connect=10.0),
+            http_client=openai.DefaultAsyncHttpxClient(
+                transport=CappedTransport(max_bytes=max_body_bytes, file_max_bytes=file_max_body_bytes)
+            ),
         )
 
     @property
@@ -359,13 +373,22 @@ class LLMGateway:
                 wait = await usage.take_call_slot(self._engine, PROVIDER, self._rpm)
                 if wait > 0:
                     await asyncio.sleep(wait)
-            completion = await self._client.chat.completions.create(
-                model=model,
-                messages=messages,  # type: ignore[arg-type]
-                response_format=response_format,  # type: ignore[arg-type]
-                temperature=0,
-                max_completion_tokens=max_output_tokens,
-            )
+            try:
+                async with asyncio.timeout(self._deadline):
+                    completion = await self._client.chat.completions.create(
+                        model=model,
+                        messages=messages,  # type: ignore[arg-type]
+                        response_format=response_format,  # type: ignore[arg-type]
+                        temperature=0,
+                        max_completion_tokens=max_output_tokens,
+                    )
+            except TimeoutError:
+                raise LLMServerError(
+                    PROVIDER, f"no complete answer within {self._deadline:g}s (a stalled or trickling body)"
+                ) from None
+            if not completion.choices:
+                # An HTTP 200 whose body is an error object, or no completion at all.
+                raise LLMServerError(PROVIDER, f"answered HTTP 200 without a completion{_error_in_body(completion)}")
         except BaseException as error:
             mapped = _map_error(error) if isinstance(error, Exception) else None
             detail = str(mapped) if mapped is not None else type(error).__name__
@@ -411,12 +434,30 @@ def map_error(error: Exception) -> Exception | None:
     return _map_error(error)
 
 
+def _error_in_body(completion: Any) -> str:
+    """': <message>' of an error object an HTTP-200 body carried instead of a completion, or ''."""
+    extra = getattr(completion, "model_extra", None) or {}
+    inner = extra.get("error")
+    if isinstance(inner, dict) and inner.get("message"):
+        return f": {_clip(str(inner['message']))}"
+    return ""
+
+
 def _map_error(error: Exception) -> Exception | None:
     """The SDK's exception as one of ours, in one line without the key; None if not an API error."""
+    if isinstance(error, ProviderError):
+        return error  # ours already (LLMServerError above, ResponseTooLarge from the transport)
+    if isinstance(error.__cause__, ResponseTooLarge):
+        return error.__cause__
     if isinstance(error, openai.APITimeoutError):
         return LLMServerError(PROVIDER, "the request timed out")
     if isinstance(error, openai.APIConnectionError):
-        return LLMServerError(PROVIDER, "cannot connect to the API")
+        cause = type(error.__cause__).__name__ if error.__cause__ is not None else ""
+        if cause == "ConnectError" or not cause:
+            return LLMServerError(PROVIDER, "cannot connect to the API")
+        if cause == "RemoteProtocolError":
+            return LLMServerError(PROVIDER, "the connection closed before the answer was complete")
+        return LLMServerError(PROVIDER, f"the connection failed ({cause})")
     if not isinstance(error, openai.APIStatusError):
         if isinstance(error, (httpx.HTTPError, json.JSONDecodeError)):
             return LLMServerError(PROVIDER, f"unreadable answer ({type(error).__name__})")
@@ -468,4 +509,6 @@ def gateway_from_settings(settings: Any, engine: AsyncEngine) -> LLMGateway:
         enabled=settings.llm_enabled,
         requests_per_minute=settings.llm_requests_per_minute,
         timeout_seconds=settings.llm_timeout_seconds,
+        max_body_bytes=settings.openai_max_body_bytes,
+        deadline_seconds=settings.llm_deadline_seconds,
     )

@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 import httpx
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, field_validator, model_validator
 
+from deallens.providers.bounded import MIB, BodyLimits, get_bounded, retry_after_seconds
 from deallens.providers.errors import (
     MalformedResponse,
     ProviderConfigError,
@@ -39,6 +40,11 @@ SIMULATED_KEY = "simulated"
 BURST_RETRY_SECONDS = 2.0
 MINUTE_RETRY_SECONDS = 60.0
 DAILY_RETRY_SECONDS = 3600.0
+# The largest legitimate answer is a full TIME_SERIES_DAILY (25 years of bars: about 1.2 MB
+# from the stand-in, ~2 MB from the real service); 16 MiB leaves room and still protects a worker.
+DEFAULT_MAX_BODY_BYTES = 16 * MIB
+# The whole exchange, headers to last byte (httpx's own timeout is per read).
+DEFAULT_DEADLINE_SECONDS = 60.0
 # REALTIME_BULK_QUOTES takes at most this many comma-separated symbols per call.
 BULK_QUOTES_MAX_SYMBOLS = 100
 # AlphaVantage labels its timestamps in US/Eastern (every series' "5. Time Zone").
@@ -568,8 +574,11 @@ class AlphaVantageClient:
         api_key: SecretStr | None,
         timeout: float = 15.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        deadline_seconds: float = DEFAULT_DEADLINE_SECONDS,
     ) -> None:
         self._api_key = api_key or SecretStr(SIMULATED_KEY)
+        self._limits = BodyLimits(max_bytes=max_body_bytes, deadline_seconds=deadline_seconds)
         self._http = httpx.AsyncClient(
             base_url=base_url,
             timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
@@ -607,15 +616,15 @@ class AlphaVantageClient:
     async def _get(self, params: dict[str, str]) -> Any:
         function = params["function"]
         query = {**params, "apikey": self._api_key.get_secret_value()}
-        try:
-            response = await self._http.get("/query", params=query)
-        except httpx.TimeoutException:
-            raise ProviderUnavailable(PROVIDER, f"{function} timed out") from None
-        except httpx.HTTPError as error:
-            # The message of a transport error names the host, never the query string.
-            raise ProviderUnavailable(PROVIDER, f"{function} failed: {type(error).__name__}") from None
+        response = await get_bounded(self._http, "/query", params=query, provider=PROVIDER, what=function, limits=self._limits)
         if response.status_code == 429:
-            raise RateLimited(PROVIDER, f"{function} answered HTTP 429", retry_after=MINUTE_RETRY_SECONDS)
+            # A gateway in front of the service; its Retry-After (when sent) is the next attempt's delay.
+            delay = retry_after_seconds(response.headers)
+            raise RateLimited(
+                PROVIDER,
+                f"{function} answered HTTP 429" + (f" (Retry-After {delay:g}s)" if delay is not None else ""),
+                retry_after=MINUTE_RETRY_SECONDS if delay is None else delay,
+            )
         if response.status_code >= 500:
             raise ProviderUnavailable(PROVIDER, f"{function} answered HTTP {response.status_code}")
         if response.status_code != 200:

@@ -97,7 +97,9 @@ ERROR_FAULTS: dict[str, tuple[int, str, str]] = {
     "unexpected_error": (500, "unexpectedError", UNEXPECTED_ERROR),
 }
 BAD_ARTICLES = "bad_articles"
-FAULT_KINDS: frozenset[str] = COMMON_KINDS | set(ERROR_FAULTS) | {BAD_ARTICLES}
+# unexpectedError in the body of an HTTP 200 (a proxy rewriting statuses): still an error.
+ERROR_200 = "error_200"
+FAULT_KINDS: frozenset[str] = COMMON_KINDS | set(ERROR_FAULTS) | {BAD_ARTICLES, ERROR_200}
 EVERYTHING = "/v2/everything"
 TOP_HEADLINES = "/v2/top-headlines"
 
@@ -700,6 +702,8 @@ def _fault_response(rule: FaultRule, request: Request) -> Response:
             return _error(500, "unexpectedError", UNEXPECTED_ERROR)
         case "http_503":
             return gateway_error(503)
+        case "error_200":
+            return _error(200, "unexpectedError", UNEXPECTED_ERROR)
         case "api_key_invalid":
             return _error(401, "apiKeyInvalid", API_KEY_INVALID)
         case _:
