@@ -69,3 +69,17 @@ def session_at(at: dt.datetime) -> MarketSession:
 
 def is_trading_day(day: dt.date) -> bool:
     return bool(_calendar().is_session(pd.Timestamp(day)))
+
+
+def session_close(day: dt.date) -> dt.datetime:
+    """When the session of `day` closes (early closes included); ValueError if `day` is no session."""
+    if not is_trading_day(day):
+        raise ValueError(f"{day} is not an NYSE session")
+    return _utc(_calendar().session_close(pd.Timestamp(day)))
+
+
+def previous_session(day: dt.date) -> dt.date:
+    """The session before the session `day`."""
+    if not is_trading_day(day):
+        raise ValueError(f"{day} is not an NYSE session")
+    return _calendar().previous_session(pd.Timestamp(day)).date()
