@@ -308,15 +308,9 @@ class LLMGateway:
             else:
                 retry_tokens = output_tokens
                 try:
-                    output = schema.model_validate_json(answer.content or "")
-                    reason = check(output) if check is not None else None
-                    if reason:
-                        problem = f"the answer was rejected: {reason}"
-                        output = None
-                except ValidationError as error:
-                    first = error.errors()[0]
-                    where = ".".join(str(p) for p in first.get("loc", ())) or "(root)"
-                    problem = f"the answer does not match the {_schema_name(schema)} schema at {where}: {first['msg']}"
+                    output = parse_answer(schema, answer.content, check=check)
+                except LLMInvalidOutput as error:
+                    problem = error.message
                 except Exception as error:
                     # The caller's check broke: the call still happened and is billed.
                     await llm_budget.settle(self._engine, reservation, _replace(billed, "failed", f"check raised {error!r}"))
@@ -415,6 +409,27 @@ class LLMGateway:
             model=completion.model or model,
         )
         return answer, reservation
+
+
+def parse_answer(schema: type[T], content: str | None, *, check: Callable[[T], str | None] | None = None) -> T:
+    """The model's content as a `schema` instance that passes `check`, or LLMInvalidOutput saying why.
+
+    The one reading of a structured output (the gateway's and any test's): JSON held to the
+    schema (extra fields, wrong types, out-of-range values and unknown labels all refused),
+    then to the caller's check. A check that raises is a bug of ours and propagates as is.
+    """
+    try:
+        output = schema.model_validate_json(content or "")
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "(root)"
+        raise LLMInvalidOutput(
+            PROVIDER, f"the answer does not match the {_schema_name(schema)} schema at {where}: {_clip(first['msg'])}"
+        ) from None
+    reason = check(output) if check is not None else None
+    if reason:
+        raise LLMInvalidOutput(PROVIDER, f"the answer was rejected: {_clip(reason)}")
+    return output
 
 
 def _replace(settlement: Settlement, outcome: llm_budget.Outcome, error: str) -> Settlement:

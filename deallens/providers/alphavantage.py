@@ -53,6 +53,8 @@ _EASTERN = ZoneInfo("America/New_York")
 _PLACEHOLDERS = frozenset({"None", "-", ""})
 # Volumes, share counts and market caps are stored as bigint.
 _MAX_WHOLE = Decimal(2**63 - 1)
+# Decimal exponents beyond this are no price, volume or ratio (and overflow arithmetic).
+_MAX_EXPONENT = 40
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 # "3. Last Refreshed" is a date, or a date and time when the series was taken intraday.
 _LAST_REFRESHED = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2})(?: [0-9]{2}:[0-9]{2}:[0-9]{2})?")
@@ -237,9 +239,14 @@ def _decimal(field: str, raw: object) -> Decimal:
     if not isinstance(raw, str):
         raise MalformedResponse(PROVIDER, f"{field} is {type(raw).__name__}, expected a numeric string")
     try:
-        return Decimal(raw.strip().removesuffix("%"))
+        value = Decimal(raw.strip().removesuffix("%"))
     except InvalidOperation:
         raise MalformedResponse(PROVIDER, f"{field} is not a number: {raw[:40]!r}") from None
+    # "1e999999999" is a Decimal, but any arithmetic on it overflows: no real figure is that
+    # large (or that small and not zero), so it is refused here, naming the field.
+    if value.is_finite() and value != 0 and not -_MAX_EXPONENT <= value.adjusted() <= _MAX_EXPONENT:
+        raise MalformedResponse(PROVIDER, f"{field} is out of any possible range: {raw[:40]!r}")
+    return value
 
 
 def _finite_decimal(field: str, raw: object) -> Decimal:
@@ -285,7 +292,13 @@ def _validated_quote(where: str, values: dict[str, object]) -> Quote:
         first = error.errors()[0]
         field = ".".join(str(part) for part in first["loc"]) or "quote"
         message = first["msg"].removeprefix("Value error, ")
-        raise MalformedResponse(PROVIDER, f"{where} {field}: {message}") from None
+        raise MalformedResponse(PROVIDER, _line(f"{where} {field}: {message}")) from None
+
+
+def _line(text: str, limit: int = 240) -> str:
+    """One bounded line for an error message: a hostile body may put anything in a value it quotes."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def raise_for_error_body(body: Any, *, function: str, symbol: str | None = None) -> None:
@@ -353,12 +366,13 @@ def parse_global_quote(body: Any, symbol: str) -> Quote:
             values[name] = _decimal(key, value)
     quote = _validated_quote("GLOBAL_QUOTE", values)
     if quote.symbol.upper() != symbol.upper():
-        raise MalformedResponse(PROVIDER, f"GLOBAL_QUOTE answered for {quote.symbol!r}, asked for {symbol!r}")
+        raise MalformedResponse(PROVIDER, f"GLOBAL_QUOTE answered for {quote.symbol[:16]!r}, asked for {symbol!r}")
     return quote
 
 
 def _volume(raw: object) -> int:
-    if not isinstance(raw, str) or not raw.strip().isdigit():
+    # isdigit() also takes other scripts' digits and any length: int() of those is refused or huge.
+    if not isinstance(raw, str) or not raw.strip().isascii() or not raw.strip().isdigit() or len(raw.strip()) > 19:
         raise MalformedResponse(PROVIDER, f"06. volume is not a whole number: {str(raw)[:40]!r}")
     return int(raw)
 
@@ -389,7 +403,8 @@ def parse_bulk_quotes(body: Any, symbols: list[str]) -> BulkQuotes:
     requested = {symbol.upper() for symbol in symbols}
     unexpected = [quote.symbol for quote in quotes if quote.symbol.upper() not in requested]
     if unexpected:
-        raise MalformedResponse(PROVIDER, f"REALTIME_BULK_QUOTES answered for {', '.join(unexpected)}, not requested")
+        named = _line(", ".join(symbol[:16] for symbol in unexpected[:5]), 120)
+        raise MalformedResponse(PROVIDER, f"REALTIME_BULK_QUOTES answered for {named}, not requested")
     answered = {quote.symbol.upper() for quote in quotes}
     return BulkQuotes(quotes=quotes, unknown=[symbol for symbol in symbols if symbol.upper() not in answered])
 

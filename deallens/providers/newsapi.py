@@ -110,7 +110,7 @@ def raise_for_error(status: int, body: Any, params: Mapping[str, str], *, retry_
         raise MalformedResponse(PROVIDER, f"answered a JSON {type(body).__name__}, expected an object")
     if body.get("status") == "ok" and status == 200:
         return
-    code = body.get("code") if isinstance(body.get("code"), str) else ""
+    code = " ".join(body["code"].split())[:40] if isinstance(body.get("code"), str) else ""
     raw_message = body.get("message") if isinstance(body.get("message"), str) else ""
     message = " ".join(raw_message.split())[:_MAX_MESSAGE]
     if code in _KEY_CODES:
@@ -215,22 +215,30 @@ class NewsApiClient:
 
     async def _get(self, path: str, params: dict[str, str]) -> NewsPage:
         response = await get_bounded(self._http, path, params=params, provider=PROVIDER, what=path, limits=self._limits)
-        try:
-            # Invalid UTF-8 in one article must not make the page unreadable: it survives as lone
-            # surrogates, which the store recognises and skips that article for.
-            body = json.loads(response.content.decode("utf-8", errors="surrogateescape"))
-        except ValueError:
-            if response.status_code >= 500:
-                raise ProviderUnavailable(PROVIDER, f"{path} answered HTTP {response.status_code}") from None
-            if response.status_code == 429:
-                delay = retry_after_seconds(response.headers)
-                raise RateLimited(
-                    PROVIDER, f"{path} answered HTTP 429", retry_after=MINUTE_RETRY_SECONDS if delay is None else delay
-                ) from None
-            raise MalformedResponse(PROVIDER, f"{path} answered HTTP {response.status_code} with a body that is not JSON") from None
-        raise_for_error(response.status_code, body, params, retry_after=retry_after_seconds(response.headers))
-        total = body.get("totalResults")
-        articles = body.get("articles")
-        if not isinstance(total, int) or isinstance(total, bool) or total < 0 or not isinstance(articles, list):
-            raise MalformedResponse(PROVIDER, f"{path} ok body has no totalResults count or articles list")
-        return NewsPage(total_results=total, articles=list(articles))
+        return parse_page(
+            response.status_code, response.content, params, path=path, retry_after=retry_after_seconds(response.headers)
+        )
+
+
+def parse_page(
+    status: int, content: bytes, params: Mapping[str, str], *, path: str, retry_after: float | None = None
+) -> NewsPage:
+    """A NewsAPI answer (status and raw body) as a page, or the typed error it stands for."""
+    try:
+        # Invalid UTF-8 in one article must not make the page unreadable: it survives as lone
+        # surrogates, which the store recognises and skips that article for.
+        body = json.loads(content.decode("utf-8", errors="surrogateescape"))
+    except (ValueError, RecursionError):
+        if status >= 500:
+            raise ProviderUnavailable(PROVIDER, f"{path} answered HTTP {status}") from None
+        if status == 429:
+            raise RateLimited(
+                PROVIDER, f"{path} answered HTTP 429", retry_after=MINUTE_RETRY_SECONDS if retry_after is None else retry_after
+            ) from None
+        raise MalformedResponse(PROVIDER, f"{path} answered HTTP {status} with a body that is not JSON") from None
+    raise_for_error(status, body, params, retry_after=retry_after)
+    total = body.get("totalResults")
+    articles = body.get("articles")
+    if not isinstance(total, int) or isinstance(total, bool) or total < 0 or not isinstance(articles, list):
+        raise MalformedResponse(PROVIDER, f"{path} ok body has no totalResults count or articles list")
+    return NewsPage(total_results=total, articles=list(articles))
