@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal
 
+import httpx
 import pytest
 from pydantic import BaseModel, SecretStr
 from sqlalchemy import text
@@ -244,3 +245,21 @@ def test_retry_after_reads_seconds_and_http_dates() -> None:
     for useless in ("", "soon", "-5", "nan", "999999999"):
         assert retry_after_seconds({"retry-after": useless}) is None
     assert retry_after_seconds({}) is None
+
+
+async def test_the_new_fault_options_over_the_control_endpoint(stands: dict[str, tuple[str, SimController]]) -> None:
+    """`POST /_sim/faults` takes the new kinds and options and names a bad one in its 422."""
+    url, controller = stands["newsapi"]
+    controller.faults.clear()
+    async with httpx.AsyncClient(base_url=url) as http:
+        added = await http.post("/_sim/faults", json={"kind": "http_429", "count": 1, "retry_after": 9})
+        assert added.status_code == 201 and added.json()["added"]["retry_after"] == 9
+        refused = await http.get("/v2/top-headlines", headers={"X-Api-Key": "k"})
+        assert refused.status_code == 429 and refused.headers["retry-after"] == "9"
+        kinds = (await http.get("/_sim/faults")).json()["kinds"]
+        assert {"timeout", "connection_reset", "slow_body", "truncated_body", "oversized", "oversized_chunked"} <= set(kinds)
+        bad = await http.post("/_sim/faults", json={"kind": "oversized", "size_bytes": 0})
+        assert bad.status_code == 422 and "size_bytes" in bad.json()["detail"]
+        bad = await http.post("/_sim/faults", json={"kind": "slow_body", "interval_ms": -1})
+        assert bad.status_code == 422 and "interval_ms" in bad.json()["detail"]
+    controller.faults.clear()
