@@ -20,12 +20,14 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from deallens.domain.insights.analyses import SCHEMAS
 from deallens.domain.insights.grounding import leaks
 from deallens.domain.news.articles import CleanArticle, Skipped, clean_article
-from deallens.llm.deals import DealExtractionBatch
+from deallens.domain.deals.extractor import ArticleText as DealArticle
+from deallens.domain.deals.facts import DealFacts
+from deallens.llm.deals import DealExtractionBatch, ExtractedDeal, _Ungrounded, grounded, to_facts
 from deallens.llm.deals import _coverage as deal_coverage
 from deallens.llm.errors import LLMInvalidOutput
 from deallens.llm.gateway import parse_answer
@@ -258,3 +260,29 @@ def test_an_answer_that_obeys_an_injection_is_refused() -> None:
     for answer in obeyed:
         with pytest.raises(LLMInvalidOutput):
             parse_answer(NewsSentimentBatch, json.dumps(answer), check=sentiment_coverage({1, 2}))
+
+
+_DEAL_ARTICLE = DealArticle(
+    id=1, title="Pfizer to buy Seagen for $43 billion", description="Pfizer agreed to acquire Seagen in cash.",
+    published_at=NOW,
+)
+
+
+@FUZZ
+@given(data=st.data())
+def test_a_deal_answer_becomes_facts_only_when_it_holds_up(data: st.DataObject) -> None:
+    """After the schema, each answer meets its article: DealFacts, None (no deal), or ungrounded."""
+    answer = data.draw(mutated(_DEALS_VALID["articles"][0]))
+    try:
+        extracted = ExtractedDeal.model_validate(answer)
+    except ValidationError:
+        return  # the schema's business (tested above)
+    try:
+        facts = to_facts(extracted, _DEAL_ARTICLE, "gpt-4o-mini")
+    except _Ungrounded:
+        return
+    if facts is None:
+        assert not (extracted.is_deal and extracted.acquirer and extracted.target and extracted.status)
+        return
+    assert isinstance(facts, DealFacts)
+    assert grounded(extracted.acquirer or "", _DEAL_ARTICLE) and grounded(extracted.target or "", _DEAL_ARTICLE)
