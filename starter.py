@@ -78,11 +78,19 @@ async def _seed(engine) -> int:  # type: ignore[no-untyped-def]
     return 0
 
 
+# An alert definition is a few hundred characters; a larger one is a mistake (or an attack on the parser).
+MAX_DEFINITION_CHARS = 10_000
+
+
 async def _alerts_add(engine, raw: str, settings: Settings, task_queue: str) -> int:  # type: ignore[no-untyped-def]
+    if len(raw) > MAX_DEFINITION_CHARS:
+        raise InvalidAlert(f"the definition is {len(raw)} characters, at most {MAX_DEFINITION_CHARS}")
     try:
         data = json.loads(raw)
     except json.JSONDecodeError as error:
         raise InvalidAlert(f"the definition is not JSON: {error.msg} at column {error.colno}") from None
+    except RecursionError:
+        raise InvalidAlert("the definition is not JSON an alert can be: nested too deeply") from None
     rule = parse_alert(data)
     alert_id = await add_alert(engine, rule)
     print(alert_id, flush=True)

@@ -109,10 +109,16 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         base_url=settings.alphavantage_base_url,
         api_key=settings.alphavantage_api_key,
         timeout=settings.alphavantage_timeout_seconds,
+        max_body_bytes=settings.alphavantage_max_body_bytes,
+        deadline_seconds=settings.alphavantage_deadline_seconds,
     )
     http = httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=False)
     newsapi = NewsApiClient(
-        base_url=settings.newsapi_base_url, api_key=settings.news_api_key, timeout=settings.newsapi_timeout_seconds
+        base_url=settings.newsapi_base_url,
+        api_key=settings.news_api_key,
+        timeout=settings.newsapi_timeout_seconds,
+        max_body_bytes=settings.newsapi_max_body_bytes,
+        deadline_seconds=settings.newsapi_deadline_seconds,
     )
     try:
         llm = gateway_from_settings(settings, engine)

@@ -182,6 +182,10 @@ class Settings(BaseSettings):
     alphavantage_calls_per_day: Annotated[int, Field(ge=1, le=10_000_000)] = 25
     # Per AlphaVantage request.
     alphavantage_timeout_seconds: Annotated[float, Field(gt=0, le=120)] = 15.0
+    # Provider answers are read as streams within a size cap and an overall deadline
+    # (deallens/providers/bounded.py): a larger body is refused (non-retryable), a slower one retried.
+    alphavantage_max_body_bytes: Annotated[int, Field(ge=1024, le=1024**3)] = 16 * 1024 * 1024
+    alphavantage_deadline_seconds: Annotated[float, Field(gt=0, le=600)] = 60.0
 
     # NewsAPI key; unset = simulated (as for AlphaVantage).
     news_api_key: SecretStr | None = None
@@ -206,6 +210,9 @@ class Settings(BaseSettings):
     llm_requests_per_minute: Annotated[int, Field(ge=1, le=100_000)] = 60
     # Per OpenAI request.
     llm_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 60.0
+    # The whole OpenAI exchange (headers to last byte); a completion larger than the cap is refused.
+    llm_deadline_seconds: Annotated[float, Field(gt=0, le=1200)] = 120.0
+    openai_max_body_bytes: Annotated[int, Field(ge=1024, le=1024**3)] = 10 * 1024 * 1024
     # A CSV like deallens/llm/openai_prices_per_1m_tokens_usd.csv, replacing the packaged prices.
     openai_prices_file: Path | None = None
     # Deal tracking (deals.track): articles per LLM deal-extraction call (and per transaction).
@@ -303,6 +310,8 @@ class Settings(BaseSettings):
     newsapi_calls_per_minute: Annotated[int, Field(ge=1, le=10_000)] = 30
     # Per NewsAPI request.
     newsapi_timeout_seconds: Annotated[float, Field(gt=0, le=120)] = 15.0
+    newsapi_max_body_bytes: Annotated[int, Field(ge=1024, le=1024**3)] = 5 * 1024 * 1024
+    newsapi_deadline_seconds: Annotated[float, Field(gt=0, le=600)] = 60.0
     # The plan's result cap per query (100 on the Developer plan): paging stops there.
     newsapi_max_results: Annotated[int, Field(ge=1, le=10_000)] = 100
     # Spread the daily quota over the UTC day (by each hour, its share plus an hour's worth),

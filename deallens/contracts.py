@@ -19,6 +19,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 _SYMBOL = re.compile(r"^[A-Z0-9][A-Z0-9.\-]{0,15}$")
 
 
+# A date a workflow input may name: checked without a clock (workflow code must not read one),
+# so the bounds are fixed: far enough for any backfill or schedule, close enough to catch
+# "0001-01-01" and "9999-12-31" typos before they reach a query.
+InputDate = Annotated[dt.date, Field(ge=dt.date(2000, 1, 1), le=dt.date(2100, 12, 31))]
+
+
 class Model(BaseModel):
     # Unknown fields are an error: a typo in `--input` must not be silently ignored.
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -30,7 +36,7 @@ def normalize_symbols(values: list[str]) -> list[str]:
     for value in values:
         symbol = value.strip().upper()
         if not _SYMBOL.match(symbol):
-            raise ValueError(f"{value!r} is not a ticker symbol (letters, digits, '.' or '-', at most 16)")
+            raise ValueError(f"{value[:40]!r} is not a ticker symbol (letters, digits, '.' or '-', at most 16)")
         seen.setdefault(symbol, None)
     return list(seen)
 
@@ -300,11 +306,11 @@ class AlertMonitorInput(Model):
     # Evaluations before continue-as-new (each adds about ten history events).
     evaluations_per_run: Annotated[int, Field(ge=1, le=1000)] = 200
     paused: bool = False
-    pause_reason: str | None = None
-    pending_symbols: list[str] = []
+    pause_reason: Annotated[str, Field(max_length=500)] | None = None
+    pending_symbols: Annotated[list[str], Field(max_length=10_000)] = []
     pending_all: bool = False
-    evaluations: int = 0
-    fired_total: int = 0
+    evaluations: Annotated[int, Field(ge=0)] = 0
+    fired_total: Annotated[int, Field(ge=0)] = 0
     last_evaluation_at: dt.datetime | None = None
     last_evaluation_fired: int | None = None
     # Evaluations that failed in a row (their retries ran out), since when, and the last reason:
@@ -312,6 +318,11 @@ class AlertMonitorInput(Model):
     failed_evaluations: int = 0
     failing_since: dt.datetime | None = None
     last_error: Annotated[str, Field(max_length=500)] | None = None
+
+    @field_validator("pending_symbols")
+    @classmethod
+    def _pending(cls, value: list[str]) -> list[str]:
+        return normalize_symbols(value)
 
 
 class PauseInput(Model):
@@ -499,8 +510,8 @@ class DigestInput(Model):
     """`{"date": "YYYY-MM-DD", "user_ids": [..]}`: without a date, every opted-in user whose
     local digest time has come at the workflow's start (the hourly schedule's run)."""
 
-    date: dt.date | None = None
-    user_ids: list[Annotated[int, Field(gt=0)]] | None = None
+    date: InputDate | None = None
+    user_ids: Annotated[list[Annotated[int, Field(gt=0)]], Field(max_length=10_000)] | None = None
     # Users per batch activity (one SMTP connection each) and batches in flight.
     batch_size: Annotated[int, Field(ge=1, le=5_000)] = 250
     parallel_batches: Annotated[int, Field(ge=1, le=32)] = 4
@@ -705,7 +716,7 @@ class GenerateDealInsightsInput(Model):
 class GenerateMarketSummaryInput(Model):
     """`{"date": "YYYY-MM-DD"}`; no date: the trading day of the run's start (America/New_York)."""
 
-    date: dt.date | None = None
+    date: InputDate | None = None
     force: bool = False
 
 

@@ -25,6 +25,8 @@ class Sink:
     host: str = "127.0.0.1"
     port: int = 0
     messages: list[EmailMessage] = field(default_factory=list)
+    # RCPT TO of each accepted message, in the order of `messages`: who really got it.
+    envelopes: list[list[str]] = field(default_factory=list)
     # recipient address -> SMTP reply for RCPT TO (e.g. "550 5.1.1 user unknown")
     refuse_rcpt: dict[str, str] = field(default_factory=dict)
     # reply for DATA while > 0 answers remain (e.g. "451 4.3.0 try later"), then accept
@@ -86,6 +88,7 @@ class _Handler:
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         with self.sink._lock:
             self.sink.messages.append(message)  # type: ignore[arg-type]
+            self.sink.envelopes.append(list(envelope.rcpt_tos))
         return "250 Message accepted for delivery"
 
 

@@ -203,7 +203,7 @@ def test_header_injection_is_stripped() -> None:
     assert subject == "[DealLens] AAPL above 200.00: x Bcc: evil@x X-Injected: 1"
     to = parsed["To"]
     assert len(to.addresses) == 1 and to.addresses[0].addr_spec == "ana@example.com"
-    assert to.addresses[0].display_name == "Ana Bcc: evil2@x"
+    assert to.addresses[0].display_name == "Ana Bcc evil2 x"  # no address punctuation in a display name
     assert str(parsed["X-DealLens-Kind"]) == "alert Bcc: evil3@x"
 
 

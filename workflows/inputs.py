@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 from temporalio.exceptions import ApplicationError
 
 M = TypeVar("M", bound=BaseModel)
+_MAX_LINE = 300
 
 
 def validated(model: type[M], raw: Any) -> M:
@@ -30,7 +31,9 @@ def validated(model: type[M], raw: Any) -> M:
     except ValidationError as error:
         first = error.errors()[0]
         field = ".".join(str(part) for part in first["loc"]) or "input"
-        message = first["msg"].removeprefix("Value error, ")
+        message = " ".join(first["msg"].removeprefix("Value error, ").split())
+        line = f"invalid input: {field[:80]}: {message}"
+        # One bounded line whatever the input held (a message may quote the offending value).
         raise ApplicationError(
-            f"invalid input: {field}: {message}", type="InvalidInput", non_retryable=True
+            line if len(line) <= _MAX_LINE else line[: _MAX_LINE - 1] + "…", type="InvalidInput", non_retryable=True
         ) from None

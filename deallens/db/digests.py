@@ -21,6 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from deallens.db.claims import Ledger
+from deallens.domain.freshness import DataKind, is_stale
 from deallens.domain.market_calendar import session_at
 from deallens.notify.content import DealMoveRow, DigestContent, FiredAlertRow, InsightRow, NewsRow, WatchlistRow
 
@@ -372,6 +373,15 @@ _DEAL_INSIGHTS = text(
 )
 
 
+def _judged(row: WatchlistRow, at: dt.datetime) -> WatchlistRow:
+    """`row` marked stale if its last close is older than a digest sent at `at` should show.
+
+    A row without any close is not marked: it says "No data" already.
+    """
+    stale = row.as_of is not None and is_stale(row.as_of, at, DataKind.DAILY_BAR)
+    return row.model_copy(update={"stale": stale}) if stale != row.stale else row
+
+
 def _change(closes: list[Decimal], back: int) -> float | None:
     if len(closes) <= back or closes[-1 - back] == 0:
         return None
@@ -503,7 +513,7 @@ async def load_batch(
                 user_name=user.name,
                 user_email=user.email,
                 timezone=user.timezone,
-                watchlist=[watch_rows[c] for c in mine[:MAX_WATCHLIST] if c in watch_rows],
+                watchlist=[_judged(watch_rows[c], end) for c in mine[:MAX_WATCHLIST] if c in watch_rows],
                 watchlist_more=max(0, len(mine) - MAX_WATCHLIST),
                 alerts=[
                     FiredAlertRow(

@@ -43,14 +43,19 @@ class _SymbolRule(_Rule):
         return value.strip().upper()
 
 
+# What alerts.threshold (numeric(18,6)) holds: a larger value is refused here, naming the
+# field, rather than by the database as a numeric overflow.
+MAX_THRESHOLD = Decimal("1e12")
+
+
 class PriceAbove(_SymbolRule):
     type: Literal["price_above"]
-    threshold: Annotated[Decimal, Field(gt=0)]
+    threshold: Annotated[Decimal, Field(gt=0, lt=MAX_THRESHOLD, allow_inf_nan=False)]
 
 
 class PriceBelow(_SymbolRule):
     type: Literal["price_below"]
-    threshold: Annotated[Decimal, Field(gt=0)]
+    threshold: Annotated[Decimal, Field(gt=0, lt=MAX_THRESHOLD, allow_inf_nan=False)]
 
 
 class PercentChange(_SymbolRule):
@@ -72,7 +77,7 @@ class VolumeSpike(_SymbolRule):
 
 class VolumeAbove(_SymbolRule):
     type: Literal["volume_above"]
-    threshold: Annotated[int, Field(gt=0)]
+    threshold: Annotated[int, Field(gt=0, lt=int(MAX_THRESHOLD))]
 
 
 class NewsMention(_SymbolRule):

@@ -96,3 +96,17 @@ def sessions_closed_after(day: dt.date, at: dt.datetime) -> int:
         return 0
     sessions = _calendar().sessions_in_range(pd.Timestamp(day) + pd.Timedelta(days=1), pd.Timestamp(last_closed))
     return int(len(sessions))
+
+
+def session_close(day: dt.date) -> dt.datetime:
+    """When the session of `day` closes (early closes included); ValueError if `day` is no session."""
+    if not is_trading_day(day):
+        raise ValueError(f"{day} is not an NYSE session")
+    return _utc(_calendar().session_close(pd.Timestamp(day)))
+
+
+def previous_session(day: dt.date) -> dt.date:
+    """The session before the session `day`."""
+    if not is_trading_day(day):
+        raise ValueError(f"{day} is not an NYSE session")
+    return _calendar().previous_session(pd.Timestamp(day)).date()

@@ -53,6 +53,9 @@ from deallens.llm.errors import (
 )
 from deallens.llm.prices import ModelPrice, PriceTable, PriceTableError
 from deallens.observability import metrics, tracing
+from deallens.llm.transport import CappedTransport
+from deallens.providers.bounded import MIB
+from deallens.providers.errors import ProviderError, ResponseTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +70,9 @@ _ESTIMATE_TOKENS_PER_MESSAGE = 8
 DEFAULT_RETRY_SECONDS = 5.0
 _TRY_AGAIN = re.compile(r"try again in (\d+(?:\.\d+)?)(ms|s)\b", re.IGNORECASE)
 _SCHEMA_NAME = re.compile(r"[^a-zA-Z0-9_-]")
+# A completion is a few KB; 10 MiB is no answer of ours. Batch result files have their own cap.
+DEFAULT_MAX_BODY_BYTES = 10 * MIB
+DEFAULT_FILE_MAX_BODY_BYTES = 200 * MIB
 # What an error line may quote of the provider's message.
 _MESSAGE_CHARS = 200
 
@@ -171,6 +177,9 @@ class LLMGateway:
         requests_per_minute: float | None = None,
         timeout_seconds: float = 60.0,
         today: Callable[[], dt.date] = _utc_day,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        file_max_body_bytes: int = DEFAULT_FILE_MAX_BODY_BYTES,
+        deadline_seconds: float | None = None,
     ) -> None:
         self._engine = engine
         self._default_model = default_model
@@ -185,11 +194,16 @@ class LLMGateway:
             self._unavailable = "disabled"
         elif key is None:
             self._unavailable = "no_key"
+        # httpx's timeout is per read: a trickling answer is bounded by this deadline instead.
+        self._deadline = deadline_seconds if deadline_seconds is not None else 2 * timeout_seconds
         self._client = AsyncOpenAI(
             api_key=key or "unset",
             base_url=base_url,
             max_retries=0,
             timeout=httpx.Timeout(timeout_seconds, connect=10.0),
+            http_client=openai.DefaultAsyncHttpxClient(
+                transport=CappedTransport(max_bytes=max_body_bytes, file_max_bytes=file_max_body_bytes)
+            ),
         )
 
     @property
@@ -317,15 +331,9 @@ class LLMGateway:
             else:
                 retry_tokens = output_tokens
                 try:
-                    output = schema.model_validate_json(answer.content or "")
-                    reason = check(output) if check is not None else None
-                    if reason:
-                        problem = f"the answer was rejected: {reason}"
-                        output = None
-                except ValidationError as error:
-                    first = error.errors()[0]
-                    where = ".".join(str(p) for p in first.get("loc", ())) or "(root)"
-                    problem = f"the answer does not match the {_schema_name(schema)} schema at {where}: {first['msg']}"
+                    output = parse_answer(schema, answer.content, check=check)
+                except LLMInvalidOutput as error:
+                    problem = error.message
                 except Exception as error:
                     # The caller's check broke: the call still happened and is billed.
                     await llm_budget.settle(self._engine, reservation, _replace(billed, "failed", f"check raised {error!r}"))
@@ -382,13 +390,22 @@ class LLMGateway:
                 wait = await usage.take_call_slot(self._engine, PROVIDER, self._rpm)
                 if wait > 0:
                     await asyncio.sleep(wait)
-            completion = await self._client.chat.completions.create(
-                model=model,
-                messages=messages,  # type: ignore[arg-type]
-                response_format=response_format,  # type: ignore[arg-type]
-                temperature=0,
-                max_completion_tokens=max_output_tokens,
-            )
+            try:
+                async with asyncio.timeout(self._deadline):
+                    completion = await self._client.chat.completions.create(
+                        model=model,
+                        messages=messages,  # type: ignore[arg-type]
+                        response_format=response_format,  # type: ignore[arg-type]
+                        temperature=0,
+                        max_completion_tokens=max_output_tokens,
+                    )
+            except TimeoutError:
+                raise LLMServerError(
+                    PROVIDER, f"no complete answer within {self._deadline:g}s (a stalled or trickling body)"
+                ) from None
+            if not completion.choices:
+                # An HTTP 200 whose body is an error object, or no completion at all.
+                raise LLMServerError(PROVIDER, f"answered HTTP 200 without a completion{_error_in_body(completion)}")
         except BaseException as error:
             mapped = _map_error(error) if isinstance(error, Exception) else None
             detail = str(mapped) if mapped is not None else type(error).__name__
@@ -419,6 +436,27 @@ class LLMGateway:
         return answer, reservation
 
 
+def parse_answer(schema: type[T], content: str | None, *, check: Callable[[T], str | None] | None = None) -> T:
+    """The model's content as a `schema` instance that passes `check`, or LLMInvalidOutput saying why.
+
+    The one reading of a structured output (the gateway's and any test's): JSON held to the
+    schema (extra fields, wrong types, out-of-range values and unknown labels all refused),
+    then to the caller's check. A check that raises is a bug of ours and propagates as is.
+    """
+    try:
+        output = schema.model_validate_json(content or "")
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "(root)"
+        raise LLMInvalidOutput(
+            PROVIDER, f"the answer does not match the {_schema_name(schema)} schema at {where}: {_clip(first['msg'])}"
+        ) from None
+    reason = check(output) if check is not None else None
+    if reason:
+        raise LLMInvalidOutput(PROVIDER, f"the answer was rejected: {_clip(reason)}")
+    return output
+
+
 def _replace(settlement: Settlement, outcome: llm_budget.Outcome, error: str) -> Settlement:
     return Settlement(
         outcome=outcome,
@@ -436,12 +474,30 @@ def map_error(error: Exception) -> Exception | None:
     return _map_error(error)
 
 
+def _error_in_body(completion: Any) -> str:
+    """': <message>' of an error object an HTTP-200 body carried instead of a completion, or ''."""
+    extra = getattr(completion, "model_extra", None) or {}
+    inner = extra.get("error")
+    if isinstance(inner, dict) and inner.get("message"):
+        return f": {_clip(str(inner['message']))}"
+    return ""
+
+
 def _map_error(error: Exception) -> Exception | None:
     """The SDK's exception as one of ours, in one line without the key; None if not an API error."""
+    if isinstance(error, ProviderError):
+        return error  # ours already (LLMServerError above, ResponseTooLarge from the transport)
+    if isinstance(error.__cause__, ResponseTooLarge):
+        return error.__cause__
     if isinstance(error, openai.APITimeoutError):
         return LLMServerError(PROVIDER, "the request timed out")
     if isinstance(error, openai.APIConnectionError):
-        return LLMServerError(PROVIDER, "cannot connect to the API")
+        cause = type(error.__cause__).__name__ if error.__cause__ is not None else ""
+        if cause == "ConnectError" or not cause:
+            return LLMServerError(PROVIDER, "cannot connect to the API")
+        if cause == "RemoteProtocolError":
+            return LLMServerError(PROVIDER, "the connection closed before the answer was complete")
+        return LLMServerError(PROVIDER, f"the connection failed ({cause})")
     if not isinstance(error, openai.APIStatusError):
         if isinstance(error, (httpx.HTTPError, json.JSONDecodeError)):
             return LLMServerError(PROVIDER, f"unreadable answer ({type(error).__name__})")
@@ -493,4 +549,6 @@ def gateway_from_settings(settings: Any, engine: AsyncEngine) -> LLMGateway:
         enabled=settings.llm_enabled,
         requests_per_minute=settings.llm_requests_per_minute,
         timeout_seconds=settings.llm_timeout_seconds,
+        max_body_bytes=settings.openai_max_body_bytes,
+        deadline_seconds=settings.llm_deadline_seconds,
     )

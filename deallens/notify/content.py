@@ -45,7 +45,10 @@ class WatchlistRow(_Content):
     day_change_pct: float | None
     week_change_pct: float | None
     closes: list[float]  # oldest first, up to ~30 sessions: the sparkline
-    as_of: dt.date | None
+    as_of: dt.date | None  # the session of last_close
+    # The last close is older than the digest's time expects (deallens/domain/freshness.py):
+    # a sync that could not run; shown as "stale", never as the current price.
+    stale: bool = False
 
 
 class FiredAlertRow(_Content):

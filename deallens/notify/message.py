@@ -135,6 +135,21 @@ def _png_part(cid: str, png: bytes) -> MIMEPart:
     return part
 
 
+_ADDRESS_SPECIALS = re.compile(r'[<>@,;:"\\()\[\]]+')
+
+
+def display_name(value: str) -> str:
+    """A user's name as a safe display name for `To`: one line, and no address punctuation.
+
+    formataddr quotes specials, but a long or non-ASCII name is RFC 2047-encoded, and the
+    email package's refolding then writes the decoded words without their quotes: a name
+    like "Ana Bcc: thief@evil.example" would become a group with a second recipient (whom
+    the envelope, read from the headers, would mail). Without < > @ , ; : " \\ ( ) [ ] no
+    reading of the name can hold an address.
+    """
+    return " ".join(_ADDRESS_SPECIALS.sub(" ", header_safe(value, 100)).split())
+
+
 def _address(value: str, what: str) -> str:
     """One address, as given: a comma (or a group) would add recipients to a user's email."""
     if _CONTROL.search(value) or not value.strip():
@@ -171,7 +186,7 @@ def build_message(
         raise ValueError(f"unsubscribe_mailto must be a mailto: URL, got {unsubscribe_mailto!r}")
     sender = _address(sender, "sender")
     to = _address(to, "to")
-    name = header_safe(to_name, 100) if to_name else ""
+    name = display_name(to_name) if to_name else ""
 
     msg = EmailMessage(policy=POLICY)
     _header(msg, "From", sender)

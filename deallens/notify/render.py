@@ -212,6 +212,7 @@ class WatchView(NamedTuple):
     week: Change
     spark: Spark | None
     as_of: str
+    stale: bool = False
 
 
 class AlertView(NamedTuple):
@@ -251,16 +252,19 @@ def _deal_move(row: DealMoveRow) -> str:
 
 def _text_table(rows: Sequence[WatchView], *, weekly: bool) -> str:
     """The watchlist as aligned monospace columns for the text part."""
-    header = ("Symbol", "Name", "Last", "Week" if weekly else "Day", "Day" if weekly else "Week")
+    header = ("Symbol", "Name", "Last", "Week" if weekly else "Day", "Day" if weekly else "Week", "As of")
     body = [
-        (r.symbol, clip(r.name, 30), r.last, (r.week if weekly else r.day).text, (r.day if weekly else r.week).text)
+        (
+            r.symbol, clip(r.name, 30), r.last, (r.week if weekly else r.day).text, (r.day if weekly else r.week).text,
+            f"{r.as_of} (stale)" if r.stale else (r.as_of or "-"),
+        )
         for r in rows
     ]
-    widths = [max(len(line[i]) for line in [header, *body]) for i in range(5)]
+    widths = [max(len(line[i]) for line in [header, *body]) for i in range(6)]
     lines = []
     for line in [header, *body]:
         cells = [line[0].ljust(widths[0]), line[1].ljust(widths[1])]
-        cells += [line[i].rjust(widths[i]) for i in (2, 3, 4)]
+        cells += [line[i].rjust(widths[i]) for i in (2, 3, 4, 5)]
         lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)
 
@@ -473,6 +477,7 @@ class Renderer:
             "watch_heading": watch_heading,
             "watch": watch,
             "watch_more": content.watchlist_more,
+            "watch_stale": any(w.stale for w in watch),
             # The period's own change first (day for the daily digest, week for the weekly).
             "first_label": "Week" if weekly else "Day",
             "second_label": "Day" if weekly else "Week",
@@ -527,6 +532,7 @@ class Renderer:
             week=Change.of(row.week_change_pct),
             spark=spark,
             as_of=format_date(row.as_of, year=False) if row.as_of else "",
+            stale=row.stale,
         )
 
     @staticmethod

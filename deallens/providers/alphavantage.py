@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 import httpx
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, field_validator, model_validator
 
+from deallens.providers.bounded import MIB, BodyLimits, get_bounded, retry_after_seconds
 from deallens.providers.errors import (
     MalformedResponse,
     ProviderConfigError,
@@ -39,6 +40,11 @@ SIMULATED_KEY = "simulated"
 BURST_RETRY_SECONDS = 2.0
 MINUTE_RETRY_SECONDS = 60.0
 DAILY_RETRY_SECONDS = 3600.0
+# The largest legitimate answer is a full TIME_SERIES_DAILY (25 years of bars: about 1.2 MB
+# from the stand-in, ~2 MB from the real service); 16 MiB leaves room and still protects a worker.
+DEFAULT_MAX_BODY_BYTES = 16 * MIB
+# The whole exchange, headers to last byte (httpx's own timeout is per read).
+DEFAULT_DEADLINE_SECONDS = 60.0
 # REALTIME_BULK_QUOTES takes at most this many comma-separated symbols per call.
 BULK_QUOTES_MAX_SYMBOLS = 100
 # AlphaVantage labels its timestamps in US/Eastern (every series' "5. Time Zone").
@@ -47,6 +53,8 @@ _EASTERN = ZoneInfo("America/New_York")
 _PLACEHOLDERS = frozenset({"None", "-", ""})
 # Volumes, share counts and market caps are stored as bigint.
 _MAX_WHOLE = Decimal(2**63 - 1)
+# Decimal exponents beyond this are no price, volume or ratio (and overflow arithmetic).
+_MAX_EXPONENT = 40
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 # "3. Last Refreshed" is a date, or a date and time when the series was taken intraday.
 _LAST_REFRESHED = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2})(?: [0-9]{2}:[0-9]{2}:[0-9]{2})?")
@@ -231,9 +239,14 @@ def _decimal(field: str, raw: object) -> Decimal:
     if not isinstance(raw, str):
         raise MalformedResponse(PROVIDER, f"{field} is {type(raw).__name__}, expected a numeric string")
     try:
-        return Decimal(raw.strip().removesuffix("%"))
+        value = Decimal(raw.strip().removesuffix("%"))
     except InvalidOperation:
         raise MalformedResponse(PROVIDER, f"{field} is not a number: {raw[:40]!r}") from None
+    # "1e999999999" is a Decimal, but any arithmetic on it overflows: no real figure is that
+    # large (or that small and not zero), so it is refused here, naming the field.
+    if value.is_finite() and value != 0 and not -_MAX_EXPONENT <= value.adjusted() <= _MAX_EXPONENT:
+        raise MalformedResponse(PROVIDER, f"{field} is out of any possible range: {raw[:40]!r}")
+    return value
 
 
 def _finite_decimal(field: str, raw: object) -> Decimal:
@@ -279,7 +292,13 @@ def _validated_quote(where: str, values: dict[str, object]) -> Quote:
         first = error.errors()[0]
         field = ".".join(str(part) for part in first["loc"]) or "quote"
         message = first["msg"].removeprefix("Value error, ")
-        raise MalformedResponse(PROVIDER, f"{where} {field}: {message}") from None
+        raise MalformedResponse(PROVIDER, _line(f"{where} {field}: {message}")) from None
+
+
+def _line(text: str, limit: int = 240) -> str:
+    """One bounded line for an error message: a hostile body may put anything in a value it quotes."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def raise_for_error_body(body: Any, *, function: str, symbol: str | None = None) -> None:
@@ -347,12 +366,13 @@ def parse_global_quote(body: Any, symbol: str) -> Quote:
             values[name] = _decimal(key, value)
     quote = _validated_quote("GLOBAL_QUOTE", values)
     if quote.symbol.upper() != symbol.upper():
-        raise MalformedResponse(PROVIDER, f"GLOBAL_QUOTE answered for {quote.symbol!r}, asked for {symbol!r}")
+        raise MalformedResponse(PROVIDER, f"GLOBAL_QUOTE answered for {quote.symbol[:16]!r}, asked for {symbol!r}")
     return quote
 
 
 def _volume(raw: object) -> int:
-    if not isinstance(raw, str) or not raw.strip().isdigit():
+    # isdigit() also takes other scripts' digits and any length: int() of those is refused or huge.
+    if not isinstance(raw, str) or not raw.strip().isascii() or not raw.strip().isdigit() or len(raw.strip()) > 19:
         raise MalformedResponse(PROVIDER, f"06. volume is not a whole number: {str(raw)[:40]!r}")
     return int(raw)
 
@@ -383,7 +403,8 @@ def parse_bulk_quotes(body: Any, symbols: list[str]) -> BulkQuotes:
     requested = {symbol.upper() for symbol in symbols}
     unexpected = [quote.symbol for quote in quotes if quote.symbol.upper() not in requested]
     if unexpected:
-        raise MalformedResponse(PROVIDER, f"REALTIME_BULK_QUOTES answered for {', '.join(unexpected)}, not requested")
+        named = _line(", ".join(symbol[:16] for symbol in unexpected[:5]), 120)
+        raise MalformedResponse(PROVIDER, f"REALTIME_BULK_QUOTES answered for {named}, not requested")
     answered = {quote.symbol.upper() for quote in quotes}
     return BulkQuotes(quotes=quotes, unknown=[symbol for symbol in symbols if symbol.upper() not in answered])
 
@@ -568,8 +589,11 @@ class AlphaVantageClient:
         api_key: SecretStr | None,
         timeout: float = 15.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        deadline_seconds: float = DEFAULT_DEADLINE_SECONDS,
     ) -> None:
         self._api_key = api_key or SecretStr(SIMULATED_KEY)
+        self._limits = BodyLimits(max_bytes=max_body_bytes, deadline_seconds=deadline_seconds)
         self._http = httpx.AsyncClient(
             base_url=base_url,
             timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
@@ -607,15 +631,15 @@ class AlphaVantageClient:
     async def _get(self, params: dict[str, str]) -> Any:
         function = params["function"]
         query = {**params, "apikey": self._api_key.get_secret_value()}
-        try:
-            response = await self._http.get("/query", params=query)
-        except httpx.TimeoutException:
-            raise ProviderUnavailable(PROVIDER, f"{function} timed out") from None
-        except httpx.HTTPError as error:
-            # The message of a transport error names the host, never the query string.
-            raise ProviderUnavailable(PROVIDER, f"{function} failed: {type(error).__name__}") from None
+        response = await get_bounded(self._http, "/query", params=query, provider=PROVIDER, what=function, limits=self._limits)
         if response.status_code == 429:
-            raise RateLimited(PROVIDER, f"{function} answered HTTP 429", retry_after=MINUTE_RETRY_SECONDS)
+            # A gateway in front of the service; its Retry-After (when sent) is the next attempt's delay.
+            delay = retry_after_seconds(response.headers)
+            raise RateLimited(
+                PROVIDER,
+                f"{function} answered HTTP 429" + (f" (Retry-After {delay:g}s)" if delay is not None else ""),
+                retry_after=MINUTE_RETRY_SECONDS if delay is None else delay,
+            )
         if response.status_code >= 500:
             raise ProviderUnavailable(PROVIDER, f"{function} answered HTTP {response.status_code}")
         if response.status_code != 200:

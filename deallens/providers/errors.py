@@ -51,3 +51,19 @@ class ProviderConfigError(ProviderError):
     """Our side is wrong (missing/invalid key, premium-only endpoint): fix the configuration."""
 
     permanent = True
+
+
+class ResponseTooLarge(ProviderError):
+    """The answer is larger than this provider's cap: refused before (Content-Length) or while reading.
+
+    Permanent: the same request brings the same body, and holding it would cost the worker
+    its memory. Raise the cap (its setting is named in the message) if the data really grew.
+    """
+
+    permanent = True
+
+    def __init__(self, provider: str, what: str, *, size: int, limit: int, declared: bool) -> None:
+        amount = f"announced {size} bytes" if declared else f"sent more than {limit} bytes"
+        super().__init__(provider, f"{what} {amount}, over the {limit}-byte cap for this provider")
+        self.size = size
+        self.limit = limit

@@ -31,6 +31,7 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
+from deallens.providers.bounded import MIB, BodyLimits, get_bounded, retry_after_seconds
 from deallens.providers.errors import (
     MalformedResponse,
     ProviderConfigError,
@@ -49,8 +50,9 @@ MAX_PAGE_SIZE = 100
 # rateLimited on the Developer plan means the day's 100 requests are spent.
 DAILY_RETRY_SECONDS = 3600.0
 MINUTE_RETRY_SECONDS = 60.0
-# A page is ~100 articles of ~2 KB; anything much larger is not a NewsAPI page.
-MAX_BODY_BYTES = 32 * 1024 * 1024
+# A page is ~100 articles of ~2 KB (the samples: 19 KB for 20 articles); 5 MiB is no NewsAPI page.
+DEFAULT_MAX_BODY_BYTES = 5 * MIB
+DEFAULT_DEADLINE_SECONDS = 60.0
 
 _KEY_CODES = {
     "apiKeyInvalid": "the API key is invalid: set NEWS_API_KEY to a valid key",
@@ -98,17 +100,23 @@ def _parameter_of(code: str, message: str, sent: Mapping[str, str]) -> str | Non
     return None
 
 
-def raise_for_error(status: int, body: Any, params: Mapping[str, str]) -> None:
-    """Raise the typed error an error response stands for; return for an `ok` body."""
+def raise_for_error(status: int, body: Any, params: Mapping[str, str], *, retry_after: float | None = None) -> None:
+    """Raise the typed error an error response stands for; return for an `ok` body.
+
+    `retry_after` is the response's Retry-After: a rate limit that names its delay is retried
+    then (the next attempt's delay), not treated as the day's quota being spent.
+    """
     if not isinstance(body, dict):
         raise MalformedResponse(PROVIDER, f"answered a JSON {type(body).__name__}, expected an object")
     if body.get("status") == "ok" and status == 200:
         return
-    code = body.get("code") if isinstance(body.get("code"), str) else ""
+    code = " ".join(body["code"].split())[:40] if isinstance(body.get("code"), str) else ""
     raw_message = body.get("message") if isinstance(body.get("message"), str) else ""
     message = " ".join(raw_message.split())[:_MAX_MESSAGE]
     if code in _KEY_CODES:
         raise ProviderConfigError(PROVIDER, f"{code}: {_KEY_CODES[code]}")
+    if (code == "rateLimited" or status == 429) and retry_after is not None:
+        raise RateLimited(PROVIDER, f"rateLimited: retry after {retry_after:g}s (Retry-After)", retry_after=retry_after)
     if code == "rateLimited" or status == 429:
         raise RateLimited(PROVIDER, "rateLimited: the plan's daily requests are used up", retry_after=DAILY_RETRY_SECONDS, daily=True)
     if code == "maximumResultsReached":
@@ -154,8 +162,11 @@ class NewsApiClient:
         api_key: SecretStr | None,
         timeout: float = 15.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        deadline_seconds: float = DEFAULT_DEADLINE_SECONDS,
     ) -> None:
         key = (api_key or SecretStr(SIMULATED_KEY)).get_secret_value()
+        self._limits = BodyLimits(max_bytes=max_body_bytes, deadline_seconds=deadline_seconds)
         self._http = httpx.AsyncClient(
             base_url=base_url,
             timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
@@ -203,27 +214,31 @@ class NewsApiClient:
         return await self._get(TOP_HEADLINES, params)
 
     async def _get(self, path: str, params: dict[str, str]) -> NewsPage:
-        try:
-            response = await self._http.get(path, params=params)
-        except httpx.TimeoutException:
-            raise ProviderUnavailable(PROVIDER, f"{path} timed out") from None
-        except httpx.HTTPError as error:
-            raise ProviderUnavailable(PROVIDER, f"{path} failed: {type(error).__name__}") from None
-        if len(response.content) > MAX_BODY_BYTES:
-            raise MalformedResponse(PROVIDER, f"{path} answered {len(response.content)} bytes, more than a page can be")
-        try:
-            # Invalid UTF-8 in one article must not make the page unreadable: it survives as lone
-            # surrogates, which the store recognises and skips that article for.
-            body = json.loads(response.content.decode("utf-8", errors="surrogateescape"))
-        except ValueError:
-            if response.status_code >= 500:
-                raise ProviderUnavailable(PROVIDER, f"{path} answered HTTP {response.status_code}") from None
-            if response.status_code == 429:
-                raise RateLimited(PROVIDER, f"{path} answered HTTP 429", retry_after=MINUTE_RETRY_SECONDS) from None
-            raise MalformedResponse(PROVIDER, f"{path} answered HTTP {response.status_code} with a body that is not JSON") from None
-        raise_for_error(response.status_code, body, params)
-        total = body.get("totalResults")
-        articles = body.get("articles")
-        if not isinstance(total, int) or isinstance(total, bool) or total < 0 or not isinstance(articles, list):
-            raise MalformedResponse(PROVIDER, f"{path} ok body has no totalResults count or articles list")
-        return NewsPage(total_results=total, articles=list(articles))
+        response = await get_bounded(self._http, path, params=params, provider=PROVIDER, what=path, limits=self._limits)
+        return parse_page(
+            response.status_code, response.content, params, path=path, retry_after=retry_after_seconds(response.headers)
+        )
+
+
+def parse_page(
+    status: int, content: bytes, params: Mapping[str, str], *, path: str, retry_after: float | None = None
+) -> NewsPage:
+    """A NewsAPI answer (status and raw body) as a page, or the typed error it stands for."""
+    try:
+        # Invalid UTF-8 in one article must not make the page unreadable: it survives as lone
+        # surrogates, which the store recognises and skips that article for.
+        body = json.loads(content.decode("utf-8", errors="surrogateescape"))
+    except (ValueError, RecursionError):
+        if status >= 500:
+            raise ProviderUnavailable(PROVIDER, f"{path} answered HTTP {status}") from None
+        if status == 429:
+            raise RateLimited(
+                PROVIDER, f"{path} answered HTTP 429", retry_after=MINUTE_RETRY_SECONDS if retry_after is None else retry_after
+            ) from None
+        raise MalformedResponse(PROVIDER, f"{path} answered HTTP {status} with a body that is not JSON") from None
+    raise_for_error(status, body, params, retry_after=retry_after)
+    total = body.get("totalResults")
+    articles = body.get("articles")
+    if not isinstance(total, int) or isinstance(total, bool) or total < 0 or not isinstance(articles, list):
+        raise MalformedResponse(PROVIDER, f"{path} ok body has no totalResults count or articles list")
+    return NewsPage(total_results=total, articles=list(articles))

@@ -97,7 +97,9 @@ ERROR_FAULTS: dict[str, tuple[int, str, str]] = {
     "unexpected_error": (500, "unexpectedError", UNEXPECTED_ERROR),
 }
 BAD_ARTICLES = "bad_articles"
-FAULT_KINDS: frozenset[str] = COMMON_KINDS | set(ERROR_FAULTS) | {BAD_ARTICLES}
+# unexpectedError in the body of an HTTP 200 (a proxy rewriting statuses): still an error.
+ERROR_200 = "error_200"
+FAULT_KINDS: frozenset[str] = COMMON_KINDS | set(ERROR_FAULTS) | {BAD_ARTICLES, ERROR_200}
 EVERYTHING = "/v2/everything"
 TOP_HEADLINES = "/v2/top-headlines"
 
@@ -449,7 +451,9 @@ def bad_articles(moment: datetime) -> list[dict[str, Any]]:
         {**base, "title": "No url here", "url": None},
         {**base, "title": None, "url": "https://broken.example.com/no-title"},
         {**base, "title": "Unparseable date", "url": "https://broken.example.com/bad-date", "publishedAt": "yesterday-ish"},
-        {**base, "title": "Huge body", "url": "https://broken.example.com/huge", "content": "x" * (10 * 1024 * 1024)},
+        # Ten times what an article may hold, yet within the client's page cap (a page over
+        # the cap is the "oversized" fault: refused whole, before it is read).
+        {**base, "title": "Huge body", "url": "https://broken.example.com/huge", "content": "x" * (1024 * 1024)},
         {**base, "title": "Invalid UTF-8 \udcff\udcfe here", "url": "https://broken.example.com/utf8"},
         {**base, "title": "<b>Markup</b> <script>alert(1)</script> headline", "url": "https://broken.example.com/html"},
         {**base, "title": "Not a URL", "url": "javascript:alert(1)"},
@@ -707,6 +711,8 @@ def _fault_response(rule: FaultRule, request: Request) -> Response:
             return _error(500, "unexpectedError", UNEXPECTED_ERROR)
         case "http_503":
             return gateway_error(503)
+        case "error_200":
+            return _error(200, "unexpectedError", UNEXPECTED_ERROR)
         case "api_key_invalid":
             return _error(401, "apiKeyInvalid", API_KEY_INVALID)
         case _:

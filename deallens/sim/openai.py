@@ -67,6 +67,7 @@ INSUFFICIENT_QUOTA = (
     "read the docs: https://platform.openai.com/docs/guides/error-codes/api-errors."
 )
 REFUSAL = "I'm very sorry, but I can't assist with that."
+RATE_LIMIT_RPM = "Rate limit reached for {model} in organization org-********** on requests per min (RPM)."
 SERVER_ERROR = "The server had an error while processing your request. Sorry about that!"
 OVERLOADED = "The engine is currently overloaded, please try again later."
 INVALID_JSON_BODY = (
@@ -85,11 +86,13 @@ BATCH_LINE = "batch_line"
 DEFAULT_BATCH_DELAY = timedelta(minutes=20)
 MAX_SCHEMA_DEPTH = 12
 
+# error_200: an error object (server_error) sent with HTTP 200 instead of a completion.
+ERROR_200 = "error_200"
 # schema_violation: JSON that breaks the requested schema; bad_json_content: content that is
 # not JSON at all (the HTTP body itself stays valid, unlike the common malformed_json).
 FAULT_KINDS: frozenset[str] = COMMON_KINDS | {
     "rate_limit", "insufficient_quota", "refusal", "length", "schema_violation", "bad_json_content",
-    "invented_figure",
+    "invented_figure", ERROR_200,
 }
 # The delay the rate-limit sample asks for ("Please try again in 26.604s"), also sent as headers.
 RATE_LIMIT_RESET_SECONDS = 26.604
@@ -486,11 +489,16 @@ def _completion_response(completion: dict[str, Any]) -> Response:
 
 def _error_fault(rule: FaultRule, model: str) -> Response:
     match rule.kind:
-        case "rate_limit" | "http_429":
+        case "rate_limit":
             response = _error(429, RATE_LIMIT_TPM.format(model=model), type_="tokens", code="rate_limit_exceeded")
             response.headers["retry-after"] = str(math.ceil(RATE_LIMIT_RESET_SECONDS))
             response.headers["x-ratelimit-reset-tokens"] = f"{RATE_LIMIT_RESET_SECONDS}s"
             return response
+        case "http_429":
+            # A 429 that names no delay (no Retry-After, no "try again in"); a rule's retry_after adds one.
+            return _error(429, RATE_LIMIT_RPM.format(model=model), type_="requests", code="rate_limit_exceeded")
+        case "error_200":
+            return _error(200, SERVER_ERROR, type_="server_error", code=None)
         case "insufficient_quota":
             return _error(429, INSUFFICIENT_QUOTA, type_="insufficient_quota", code="insufficient_quota")
         case "http_500":

@@ -15,7 +15,9 @@ import socket
 from collections.abc import AsyncIterator, Generator
 
 import uvicorn
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from deallens.sim.faults import TRANSPORT_SCOPE_KEY
 
 _STARTUP_TIMEOUT_S = 10.0
 
@@ -67,7 +69,7 @@ async def serve_asgi(app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0) ->
     bound_port = sock.getsockname()[1]
     # A request still sleeping in a "latency" fault after its client gave up would hold the
     # shutdown; one second of grace, then it is cancelled.
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=1)
+    config = uvicorn.Config(_with_transport(app), log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=1)
     server = _EmbeddedServer(config)
     task = asyncio.create_task(server.serve(sockets=[sock]), name=f"sim-server:{bound_port}")
     try:
@@ -78,6 +80,22 @@ async def serve_asgi(app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0) ->
         server.should_exit = True
         await task
         sock.close()
+
+
+def _with_transport(app: ASGIApp) -> ASGIApp:
+    """`app`, told its connection's asyncio transport in the scope (TRANSPORT_SCOPE_KEY).
+
+    A connection fault (reset, body cut short; deallens/sim/faults.py) must act on the socket,
+    which ASGI does not expose; uvicorn's `send` is a method of the request cycle that holds it.
+    """
+
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        transport = getattr(getattr(send, "__self__", None), "transport", None)
+        if scope["type"] == "http" and transport is not None:
+            scope = {**scope, TRANSPORT_SCOPE_KEY: transport}
+        await app(scope, receive, send)
+
+    return wrapped
 
 
 async def _wait_started(server: uvicorn.Server, task: asyncio.Task[None]) -> None:
