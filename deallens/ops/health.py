@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from enum import IntEnum
 from typing import Any
 
+from deallens.domain.freshness import QUOTE_MAX_AGE
 from deallens.domain.market_calendar import market_minutes_between, sessions_closed_after
 
 
@@ -190,7 +191,8 @@ def stuck_margin(lease_seconds: int) -> dt.timedelta:
 # one session behind is the gap between the close and the evening sync. Articles arrive every
 # 15-30 minutes around the clock. Insights are re-made only when their context changes, but the
 # market summary is written after every session's close.
-QUOTE_MAX_MARKET_MINUTES = 15
+# The same quote age the digest marks stale (deallens/domain/freshness.py), in market minutes.
+QUOTE_MAX_MARKET_MINUTES = int(QUOTE_MAX_AGE.total_seconds() // 60)
 BAR_MAX_SESSIONS_BEHIND = 1
 ARTICLE_MAX_AGE = dt.timedelta(hours=3)
 INSIGHT_MAX_SESSIONS_BEHIND = 1
