@@ -319,6 +319,10 @@ class _Features:
     title_values: tuple[tuple[str, tuple[float, ...]], ...]  # (kind, values): amounts by currency, per-share, %, counts
     quarters: frozenset[str]
     years: frozenset[str]
+    actor: frozenset[str]  # the keys of the entity the headline starts with ("Alaska Airlines grounds ..."), or empty
+    title_keys: frozenset[str]  # every title entity's keys (tokens, joined form, initials, metonym)
+    entity_keys: tuple[frozenset[str], ...]  # per title entity, its keys
+    all_keys: frozenset[str]  # names and title_keys
 
 
 def _numbers(text: str) -> tuple[dict[str, list[float]], str]:
@@ -371,9 +375,9 @@ def _names(raw: str, title_case: bool, sentences: bool = False) -> set[str]:
     return names
 
 
-def _entities(raw: str, names: set[str] | frozenset[str]) -> tuple[frozenset[str], ...]:
-    """The names of `raw` grouped into runs of adjacent words, one run per company or place."""
-    runs: list[set[str]] = []
+def _entities(raw: str, names: set[str] | frozenset[str]) -> tuple[tuple[str, ...], ...]:
+    """The names of `raw` grouped into runs of adjacent words, one run per company or place, in order."""
+    runs: list[list[str]] = []
     previous_end = -1
     for match in _CAPITALISED.finditer(raw):
         token = _fold_word(match.group(0).lower())
@@ -381,11 +385,12 @@ def _entities(raw: str, names: set[str] | frozenset[str]) -> tuple[frozenset[str
             previous_end = -1
             continue
         if previous_end >= 0 and raw[previous_end : match.start()].strip() in ("", "&"):
-            runs[-1].add(token)
+            if token not in runs[-1]:
+                runs[-1].append(token)
         else:
-            runs.append({token})
+            runs.append([token])
         previous_end = match.end()
-    return tuple(frozenset(run) for run in runs)
+    return tuple(tuple(run) for run in runs)
 
 
 def _is_title_case(raw: str) -> bool:
@@ -431,6 +436,10 @@ def _features(story: StoryText) -> _Features:
         title_names = (capitalised & description_names) if description_names else capitalised
     title_names &= frozenset(title_words)
     names = frozenset(title_names | (description_names & tokens))
+    title_runs = _entities(raw_title, title_names)
+    title_entities = tuple(frozenset(run) for run in title_runs)
+    entity_keys = tuple(_entity_keys(run) for run in title_runs)
+    title_keys = frozenset(k for keys in entity_keys for k in keys) | title_names
     specific = frozenset(t for t in tokens if t not in _GENERIC and t[0] != "#")
     return _Features(
         published_at=story.published_at,
@@ -439,7 +448,7 @@ def _features(story: StoryText) -> _Features:
         tokens=tokens,
         names=names,
         title_names=frozenset(title_names),
-        title_entities=_entities(raw_title, title_names),
+        title_entities=title_entities,
         weights={t: _weight(t, names) for t in tokens},
         specific=specific,
         anchors=(names & specific) or frozenset(t for t in specific if _is_number_token(t)) or specific,
@@ -454,7 +463,65 @@ def _features(story: StoryText) -> _Features:
         title_values=tuple((kind, tuple(v)) for kind, v in sorted(title_values.items())),
         quarters=frozenset(_QUARTER.findall(title_text)),
         years=frozenset(m.group(1) for m in _YEAR.finditer(title_text)),
+        actor=_actor(raw_title, title_runs),
+        title_keys=title_keys,
+        entity_keys=entity_keys,
+        all_keys=names | title_keys,
     )
+
+
+# One actor under its other names: a capital for its government or regulator ("Brussels" / "EU",
+# "Beijing" / "China"), an institution's short name ("Fed" / "Federal Reserve").
+_METONYMS: dict[str, tuple[str, ...]] = {
+    "eu": ("eu", "brussels", "european commission", "european union", "commission"),
+    "china": ("china", "beijing", "chinese", "samr"),
+    "us": ("us", "u.s.", "washington", "united states", "america"),
+    "uk": ("uk", "britain", "london", "british"),
+    "fed": ("fed", "federal reserve"),
+    "japan": ("japan", "tokyo", "japanese"),
+}
+_METONYM_OF: dict[frozenset[str], str] = {
+    frozenset(t for t in map(_fold_word, phrase.split()) if t): canonical
+    for canonical, phrases in _METONYMS.items()
+    for phrase in phrases
+    if any(map(_fold_word, phrase.split()))  # "us" is a stopword: never an actor
+}
+# Words a headline may start with before its actor.
+_LEADING = re.compile(r"(?:the\s+)?([A-Za-z][A-Za-z0-9&'.-]*)", re.IGNORECASE)
+
+
+def _entity_keys(run: tuple[str, ...]) -> frozenset[str]:
+    """What an entity may be written as elsewhere: its tokens, its words joined ("Exxon
+    Mobil" / "ExxonMobil"), its initials ("Hewlett Packard Enterprise" / "HPE"), its metonym."""
+    keys = set(run)
+    if len(run) > 1:
+        keys.add("".join(run))
+        keys.add("".join(t[0] for t in run))
+    metonym = _METONYM_OF.get(frozenset(run))
+    if metonym:
+        keys.add(f"={metonym}")
+    return frozenset(keys)
+
+
+def _actor(raw_title: str, runs: tuple[tuple[str, ...], ...]) -> frozenset[str]:
+    """The keys of the entity the headline starts with, its actor; empty when it starts otherwise."""
+    match = _LEADING.match(raw_title)
+    if not runs or match is None or _fold_word(match.group(1).lower()) not in runs[0]:
+        return frozenset()
+    return _entity_keys(runs[0])
+
+
+def _different_actors(a: _Features, b: _Features) -> bool:
+    """Both headlines start with an actor, and neither actor is in the other headline.
+
+    "Alaska Airlines grounds its 737 MAX 9 jets" and "FAA orders grounding of 737 MAX 9
+    planes" share the action and the object, but a different party acts in each: two
+    decisions. A rewrite from the other party's angle names both ("Chipotle shares slump as
+    Niccol departs for Starbucks" / "Starbucks names Chipotle's Niccol CEO").
+    """
+    if not a.actor or not b.actor:
+        return False
+    return not (a.actor & b.title_keys) and not (b.actor & a.title_keys)
 
 
 def _values_disagree(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
@@ -480,12 +547,16 @@ def _vetoed(a: _Features, b: _Features, window: timedelta) -> bool:
         return True
     if a.years and b.years and not (a.years & b.years):
         return True
+    if _different_actors(a, b):
+        return True
     # Different companies in the same template ("Netflix raises prices" / "Spotify raises
     # prices", "Microsoft and Broadcom announce partnership" / "Microsoft and IBM announce
     # partnership"): each headline's names are mostly ones the other article never mentions.
     # Counted by entity, not by word: "International Business Machines" is one name.
-    only_a = [e for e in a.title_entities if not (e & b.names)]
-    only_b = [e for e in b.title_entities if not (e & a.names)]
+    # An entity is found under any of its keys ("Fed" / "Federal Reserve", "HPE" / "Hewlett
+    # Packard Enterprise").
+    only_a = [e for e in a.entity_keys if not (e & b.all_keys)]
+    only_b = [e for e in b.entity_keys if not (e & a.all_keys)]
     return (
         bool(only_a and only_b)
         and 2 * len(only_a) >= len(a.title_entities)
