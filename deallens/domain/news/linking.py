@@ -224,6 +224,10 @@ class _Evidence:
     count: int = 1
 
 
+# How many texts' links a linker remembers (copies arrive within hours of each other).
+_RECENT_TEXTS = 4_096
+
+
 class CompanyLinker:
     """Links articles to a fixed set of companies; build once per batch, reuse for every article."""
 
@@ -248,6 +252,9 @@ class CompanyLinker:
         if patterns:
             self._automaton.make_automaton()
         self._empty = not patterns
+        # Syndicated copies repeat title and description: the links of recent texts, kept
+        # (links are immutable; each caller gets its own list).
+        self._recent: dict[tuple[str, str | None], tuple[CompanyLink, ...]] = {}
 
     @staticmethod
     def _variants(target: LinkTarget, symbol: str) -> list[tuple[Literal["name", "alias"], str]]:
@@ -264,6 +271,15 @@ class CompanyLinker:
 
     def link(self, title: str, description: str | None) -> list[CompanyLink]:
         """One link per company found, the most relevant first."""
+        key = (title, description)
+        found = self._recent.get(key)
+        if found is None:
+            if len(self._recent) >= _RECENT_TEXTS:
+                self._recent.clear()
+            found = self._recent[key] = tuple(self._link(title, description))
+        return list(found)
+
+    def _link(self, title: str, description: str | None) -> list[CompanyLink]:
         evidence: dict[int, _Evidence] = {}
         pending: list[tuple[int, str, FoundIn, str]] = []  # common-word names awaiting context
         for place, text in (("title", title), ("description", description)):

@@ -28,16 +28,16 @@ a company with thousands of articles in the window does not make a lookup quadra
 
 from __future__ import annotations
 
-import heapq
 import random
 import re
 import unicodedata
 import zlib
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
+from operator import itemgetter
 from typing import Any
 
 import ahocorasick
@@ -314,6 +314,8 @@ class _Features:
     specific: frozenset[str]  # tokens that identify the event: names, numbers, rare words
     anchors: frozenset[str]  # what the LSH signature is made of: the names, else amounts, else `specific`
     polarity: tuple[int, ...]  # per _POLARITY pair: +1, -1 or 0 (neither or both)
+    positive: int  # bit i set: +1 on _POLARITY pair i (the veto's test in two ANDs)
+    negative: int
     stage: str | None
     topics: frozenset[str]
     title_values: tuple[tuple[str, tuple[float, ...]], ...]  # (kind, values): amounts by currency, per-share, %, counts
@@ -409,9 +411,21 @@ def _fold_text(text: str) -> str:
 def _features(story: StoryText) -> _Features:
     if story.published_at.tzinfo is None:
         raise ValueError("StoryText.published_at must be timezone-aware")
-    raw_title = strip_outlet(story.title[:_MAX_FIELD])
+    features = _text_features(story.title, story.description)
+    return replace(features, published_at=story.published_at)
+
+
+# The epoch stands in for the publication time in the cached, time-free features.
+_NO_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@lru_cache(maxsize=4_096)
+def _text_features(title: str, description: str | None) -> _Features:
+    """The features of a text, whenever published: syndicated copies repeat the text (within
+    hours, so a small cache catches them), and the window is re-read when an index is rebuilt."""
+    raw_title = strip_outlet(title[:_MAX_FIELD])
     # A description is a summary; past its first sentences it adds cost, not evidence.
-    raw_description = _clean((story.description or "")[:_MAX_FIELD])
+    raw_description = _clean((description or "")[:_MAX_FIELD])
     title = _fold_text(raw_title)
     description = _fold_text(raw_description)
     title_values, title_text = _numbers(title)
@@ -441,23 +455,26 @@ def _features(story: StoryText) -> _Features:
     entity_keys = tuple(_entity_keys(run) for run in title_runs)
     title_keys = frozenset(k for keys in entity_keys for k in keys) | title_names
     specific = frozenset(t for t in tokens if t not in _GENERIC and t[0] != "#")
+    polarity = tuple(
+        (1 if positive.search(folded_title) else 0) - (1 if negative.search(folded_title) else 0)
+        if not triggers.isdisjoint(title_words)
+        else 0
+        for positive, negative, triggers in _POLARITY
+    )
     return _Features(
-        published_at=story.published_at,
+        published_at=_NO_TIME,
         title_key=" ".join(_WORD.findall(raw_title.lower())),
         title_tokens=frozenset(title_words),
         tokens=tokens,
         names=names,
         title_names=frozenset(title_names),
         title_entities=title_entities,
-        weights={t: _weight(t, names) for t in tokens},
+        weights={t: _NAME_WEIGHT if t in names and t[0] != "#" else _base_weight(t) for t in tokens},
         specific=specific,
         anchors=(names & specific) or frozenset(t for t in specific if _is_number_token(t)) or specific,
-        polarity=tuple(
-            (1 if positive.search(folded_title) else 0) - (1 if negative.search(folded_title) else 0)
-            if not triggers.isdisjoint(title_words)
-            else 0
-            for positive, negative, triggers in _POLARITY
-        ),
+        polarity=polarity,
+        positive=sum(1 << i for i, p in enumerate(polarity) if p > 0),
+        negative=sum(1 << i for i, p in enumerate(polarity) if p < 0),
         stage=_stage(folded_title, title),
         topics=title_topics,
         title_values=tuple((kind, tuple(v)) for kind, v in sorted(title_values.items())),
@@ -490,6 +507,7 @@ _METONYM_OF: dict[frozenset[str], str] = {
 _LEADING = re.compile(r"(?:the\s+)?([A-Za-z][A-Za-z0-9&'.-]*)", re.IGNORECASE)
 
 
+@lru_cache(maxsize=65_536)
 def _entity_keys(run: tuple[str, ...]) -> frozenset[str]:
     """What an entity may be written as elsewhere: its tokens, its words joined ("Exxon
     Mobil" / "ExxonMobil"), its initials ("Hewlett Packard Enterprise" / "HPE"), its metonym."""
@@ -534,7 +552,7 @@ def _values_disagree(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
 def _vetoed(a: _Features, b: _Features, window: timedelta) -> bool:
     if abs(a.published_at - b.published_at) > window:
         return True
-    if any(x * y < 0 for x, y in zip(a.polarity, b.polarity, strict=True)):
+    if (a.positive & b.negative) or (a.negative & b.positive):
         return True
     if a.stage and b.stage and a.stage != b.stage:
         return True
@@ -565,14 +583,20 @@ def _vetoed(a: _Features, b: _Features, window: timedelta) -> bool:
 
 
 def _is_number_token(token: str) -> bool:
-    return token[0].isdigit() or (token[:1] in "anp" and any(c.isdigit() for c in token))
+    return token[0].isdigit() or (token[0] in "anp" and _DIGIT.search(token) is not None)
 
 
 def _weight(token: str, names: frozenset[str]) -> float:
+    if token in names and token[0] != "#":
+        return _NAME_WEIGHT
+    return _base_weight(token)
+
+
+@lru_cache(maxsize=131_072)
+def _base_weight(token: str) -> float:
+    """A token's weight when no article writes it as a name."""
     if token[0] == "#":
         return _TOPIC_WEIGHT
-    if token in names:
-        return _NAME_WEIGHT
     if token in _GENERIC:
         return _GENERIC_WEIGHT
     if _is_number_token(token):
@@ -600,6 +624,9 @@ def _similarity(a: _Features, b: _Features) -> float:
 
 
 def _score(a: _Features, b: _Features, window: timedelta) -> float:
+    # The cheap tests first: nothing specific in common scores 0 whatever the vetoes say.
+    if abs(a.published_at - b.published_at) > window or a.specific.isdisjoint(b.specific):
+        return 0.0
     if _vetoed(a, b, window):
         return 0.0
     # Copies and rewrites follow an event within hours; the same company's next event comes
@@ -629,18 +656,26 @@ _MAX_CANDIDATES = 12
 # average (average linkage): matching one member alone lets a story chain from one event
 # into the next through an article that sits between them.
 _MIN_MEAN_SCORE = SAME_EVENT_THRESHOLD
+# Candidates by bands shared, then newest first.
+_BY_SHARED = itemgetter(1, 0)
 # How many of a band bucket's newest articles a lookup reads.
 _MAX_BUCKET = 32
 # How many of a story's articles a newcomer is checked against for vetoes.
 _MAX_MEMBERS_CHECKED = 8
 
 
+@lru_cache(maxsize=131_072)
+def _token_hashes(token: str) -> tuple[int, ...]:
+    """The token's value under each permutation: names and amounts recur across articles, so
+    each is computed once and a signature is a column-wise min in C."""
+    h = zlib.crc32(token.encode())
+    return tuple((a * h + b) % _PRIME for a, b in _PERMUTATIONS)
+
+
 def _band_keys(tokens: frozenset[str]) -> list[int]:
     if not tokens:
         return []
-    hashes = [zlib.crc32(t.encode()) for t in tokens]
-    # A handful of anchors a text: plain integers beat numpy's per-call overhead here.
-    signature = [min((a * h + b) % _PRIME for h in hashes) for a, b in _PERMUTATIONS]
+    signature = list(map(min, zip(*map(_token_hashes, tokens), strict=True)))
     # A 64-bit hash of (band, rows) as the key: a collision only adds a candidate to score.
     return [hash((band, *signature[band * _ROWS : (band + 1) * _ROWS])) for band in range(_BANDS)]
 
@@ -698,17 +733,30 @@ class StoryIndex:
     def match(self, text: StoryText) -> int | None:
         """The story in the window that reports the same event as `text`, or None."""
         features, keys = self._features(text)
-        shared: dict[int, int] = {}
-        for entry_id in self._by_title.get(features.title_key, ()) if features.title_key else ():
-            shared[entry_id] = _BANDS + 1  # exact copies first
+        # Counter.update and the sort run in C: a lookup touches up to 16 x 32 entries.
+        shared: Counter[int] = Counter()
+        bands = self._bands
         for key in keys:
             # A hot bucket (a big company's name, a round amount) is read from its newest end
             # only: copies and rewrites come within hours, and the cost stays bounded.
-            for entry_id in self._bands.get(key, ())[-_MAX_BUCKET:]:
-                shared[entry_id] = shared.get(entry_id, 0) + 1
-        ranked = heapq.nlargest(_MAX_CANDIDATES, shared, key=lambda e: (shared[e], e))
+            bucket = bands.get(key)
+            if bucket:
+                shared.update(bucket[-_MAX_BUCKET:])
+        copies = self._by_title.get(features.title_key, ()) if features.title_key else ()
+        # A verbatim copy of a headline (the wire's syndication) joins its story at once, as
+        # the ranking below would decide (a score of 1 wins; the lowest story on a tie).
+        verbatim = [
+            self._entries[e].story_id
+            for e in copies[-_MAX_CANDIDATES:]
+            if _score(features, self._entries[e].features, self._window) >= 1.0
+        ]
+        if verbatim:
+            return min(verbatim)
+        for entry_id in copies:
+            shared[entry_id] = _BANDS + 1  # exact copies first
+        ranked = sorted(shared.items(), key=_BY_SHARED, reverse=True)[:_MAX_CANDIDATES]
         best: dict[int, float] = {}
-        for entry_id in ranked:
+        for entry_id, _ in ranked:
             entry = self._entries[entry_id]
             score = _score(features, entry.features, self._window)
             if score >= SAME_EVENT_THRESHOLD and score > best.get(entry.story_id, 0.0):
