@@ -9,7 +9,10 @@ one company ("Apple beats estimates" / "Apple misses estimates", "X in talks to 
 1. Vetoes that wording similarity cannot override: opposite polarity (beat/miss, up/down,
    upgrade/downgrade, raise/cut, approve/reject), different deal stages, different amounts,
    per-share prices, percentages or counts in the headlines, different quarters or years,
-   different companies leading the headlines, different topics, too far apart in time.
+   different companies leading the headlines, different actors starting them ("Alaska
+   Airlines grounds ..." / "FAA orders grounding ...": each actor absent from the other
+   headline under its words, joined words, initials or metonym), different topics, too far
+   apart in time.
 2. A similarity over canonical tokens (synonyms folded: "tops"/"beats", "buy"/"acquire",
    "forecasts"/"estimates"; outlet suffixes like " - Reuters" dropped), weighted so that names
    count most, then numbers and topics, with rapidfuzz's character ratio on the headline for
