@@ -121,6 +121,8 @@ _SCALE = {
     "million": 1e6, "mln": 1e6, "mn": 1e6, "m": 1e6, "thousand": 1e3, "k": 1e3,
 }
 _DIGIT = re.compile(r"\d")
+# What _MONEY cannot match without.
+_CURRENCY_MARK = re.compile(r"[$€£¥]|usd|eur|gbp")
 _PERCENT = re.compile(r"(\d+(?:\.\d+)?)\s*%")
 _ORDINAL = re.compile(r"\b(\d+)(?:st|nd|rd|th)\b")
 _NUMBER = re.compile(r"(?<![\w.])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)(?![\w.])")
@@ -129,7 +131,8 @@ _QUARTER = re.compile(r"\bq([1-4])\b")
 _WORD = re.compile(r"[a-z0-9][a-z0-9&'.-]*[a-z0-9]|[a-z0-9]")
 # A word with a capital anywhere: "Apple", "eBay", "HPE".
 _CAPITALISED = re.compile(r"\b[a-z0-9]*[A-Z][A-Za-z0-9&'.-]*[A-Za-z0-9]|\b[A-Z]\b")
-# Matches (searched up to a word's start) when the word begins the text or a sentence.
+# Matches (searched up to a word's start) when the word begins the text or a sentence; the
+# reference for _starts_sentence, which answers the same from the characters before the word.
 _SENTENCE_START = re.compile(r"(?:^|[.!?:;]\s+|\"\s*)$")
 _RAW_WORD = re.compile(r"[A-Za-z][A-Za-z0-9&'.-]*[A-Za-z0-9]|[A-Za-z]")
 
@@ -343,8 +346,11 @@ def _numbers(text: str) -> tuple[dict[str, list[float]], str]:
         values.setdefault(kind, []).append(value)
         return f" {kind}{float(f'{value:.2g}'):.0f} "
 
-    text = _MONEY_WORDS.sub(lambda m: f"{_WORD_CURRENCY[m.group(3)]}{m.group(1)} {m.group(2) or ''} ", text)
-    text = _MONEY.sub(money, text)
+    # Each pattern only where its literal can be (most texts hold no currency or percent).
+    if "euro" in text or "pound" in text or "dollar" in text:
+        text = _MONEY_WORDS.sub(lambda m: f"{_WORD_CURRENCY[m.group(3)]}{m.group(1)} {m.group(2) or ''} ", text)
+    if _CURRENCY_MARK.search(text):
+        text = _MONEY.sub(money, text)
 
     def token(kind: str, prefix: str) -> Callable[[re.Match[str]], str]:
         def replace(match: re.Match[str]) -> str:
@@ -354,11 +360,25 @@ def _numbers(text: str) -> tuple[dict[str, list[float]], str]:
 
         return replace
 
-    text = _PERCENT.sub(token("pct", "pct"), text)
+    if "%" in text:
+        text = _PERCENT.sub(token("pct", "pct"), text)
     text = _ORDINAL.sub(token("count", "n"), text)
     years = {m.group(1) for m in _YEAR.finditer(text)}
     text = _NUMBER.sub(lambda m: m.group(0) if m.group(1) in years else token("count", "n")(m), text)
     return values, text
+
+
+def _starts_sentence(raw: str, start: int) -> bool:
+    """_SENTENCE_START.search(raw, 0, start) is not None, without scanning the whole prefix
+    for each word (that search tries every position before the word: quadratic in a text).
+    The same answer on text without newlines, which _clean has turned into spaces."""
+    if start == 0:
+        return True
+    prefix = raw[:start]
+    stripped = prefix.rstrip()
+    if not stripped:
+        return False
+    return stripped[-1] == '"' or (stripped[-1] in ".!?:;" and len(stripped) < len(prefix))
 
 
 def _names(raw: str, title_case: bool, sentences: bool = False) -> set[str]:
@@ -372,7 +392,7 @@ def _names(raw: str, title_case: bool, sentences: bool = False) -> set[str]:
         word = match.group(0)
         if title_case and not word.isupper() and word[1:].islower():
             continue  # "Beats", "Deal": every word is capitalised in a Title Case headline
-        if sentences and word[1:].islower() and _SENTENCE_START.search(raw, 0, match.start()) is not None:
+        if sentences and word[1:].islower() and _starts_sentence(raw, match.start()):
             continue
         token = _fold_word(word.lower())
         if token and token not in _GENERIC and not token[0].isdigit():
