@@ -178,6 +178,9 @@ class _FinanceAnalyzer(SentimentIntensityAnalyzer):  # type: ignore[misc]
             if lowered in vader.BOOSTER_DICT or (lowered == "kind" and i < len(words) - 1 and words[i + 1].lower() == "of"):
                 sentiments.append(0)
                 continue
+            if lowered not in lexicon:
+                sentiments.append(0)  # what sentiment_valence appends for a word without valence
+                continue
             sentiments = self.sentiment_valence(0, sentitext, item, i, sentiments)
         sentiments = self._but_check(words, sentiments)
         return self.score_valence(sentiments, text.strip())  # type: ignore[no-any-return]

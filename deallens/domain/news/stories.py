@@ -317,6 +317,8 @@ class _Features:
     title_names: frozenset[str]
     title_entities: tuple[frozenset[str], ...]  # runs of adjacent name tokens: "International Business Machines"
     weights: dict[str, float]  # each token's weight in the similarity, with this article's names
+    title_weight: float  # the weights of title_tokens, summed
+    weight: float  # the weights of tokens, summed
     specific: frozenset[str]  # tokens that identify the event: names, numbers, rare words
     anchors: frozenset[str]  # what the LSH signature is made of: the names, else amounts, else `specific`
     polarity: tuple[int, ...]  # per _POLARITY pair: +1, -1 or 0 (neither or both)
@@ -478,6 +480,8 @@ def _text_features(title: str, description: str | None) -> _Features:
     entity_keys = tuple(_entity_keys(run) for run in title_runs)
     title_keys = frozenset(k for keys in entity_keys for k in keys) | title_names
     specific = frozenset(t for t in tokens if t not in _GENERIC and t[0] != "#")
+    weights = {t: _NAME_WEIGHT if t in names and t[0] != "#" else _base_weight(t) for t in tokens}
+    title_token_set = frozenset(title_words)
     polarity = tuple(
         (1 if positive.search(folded_title) else 0) - (1 if negative.search(folded_title) else 0)
         if not triggers.isdisjoint(title_words)
@@ -487,12 +491,14 @@ def _text_features(title: str, description: str | None) -> _Features:
     return _Features(
         published_at=_NO_TIME,
         title_key=" ".join(_WORD.findall(raw_title.lower())),
-        title_tokens=frozenset(title_words),
+        title_tokens=title_token_set,
         tokens=tokens,
         names=names,
         title_names=frozenset(title_names),
         title_entities=title_entities,
-        weights={t: _NAME_WEIGHT if t in names and t[0] != "#" else _base_weight(t) for t in tokens},
+        weights=weights,
+        title_weight=sum(weights[t] for t in title_token_set),
+        weight=sum(weights.values()),
         specific=specific,
         anchors=(names & specific) or frozenset(t for t in specific if _is_number_token(t)) or specific,
         polarity=polarity,
@@ -627,11 +633,30 @@ def _base_weight(token: str) -> float:
     return _WORD_WEIGHT
 
 
-def _weighted_jaccard(a: frozenset[str], b: frozenset[str], wa: dict[str, float], wb: dict[str, float]) -> float:
-    """Weighted Jaccard; a token is a name when either article writes it as one (the larger weight)."""
-    shared = sum(max(wa[t], wb[t]) for t in a & b)
-    total = shared + sum(wa[t] for t in a - b) + sum(wb[t] for t in b - a)
-    return shared / total if total else 0.0
+def _weighted_jaccard(
+    a: frozenset[str], b: frozenset[str], wa: dict[str, float], wb: dict[str, float], total_a: float, total_b: float
+) -> float:
+    """Weighted Jaccard; a token is a name when either article writes it as one (the larger weight).
+
+    `total_a` and `total_b` are the weights of all of a's and b's tokens, so only the shared
+    tokens (a handful) are visited: the union's weight is both totals less the smaller weight
+    of each shared token.
+    """
+    common = a & b
+    if not common:
+        return 0.0
+    shared = 0.0
+    smaller = 0.0
+    for t in common:
+        x, y = wa[t], wb[t]
+        if x >= y:
+            shared += x
+            smaller += y
+        else:
+            shared += y
+            smaller += x
+    total = total_a + total_b - smaller
+    return shared / total if total > 0 else 0.0
 
 
 def _similarity(a: _Features, b: _Features) -> float:
@@ -641,8 +666,8 @@ def _similarity(a: _Features, b: _Features) -> float:
     if a.title_key and a.title_key == b.title_key:
         return 1.0
     ratio = fuzz.ratio(a.title_key, b.title_key) / 100.0
-    title = _weighted_jaccard(a.title_tokens, b.title_tokens, a.weights, b.weights)
-    overall = _weighted_jaccard(a.tokens, b.tokens, a.weights, b.weights)
+    title = _weighted_jaccard(a.title_tokens, b.title_tokens, a.weights, b.weights, a.title_weight, b.title_weight)
+    overall = _weighted_jaccard(a.tokens, b.tokens, a.weights, b.weights, a.weight, b.weight)
     return max(ratio, title, 0.5 * title + 0.5 * overall)
 
 
