@@ -683,6 +683,19 @@ def _score(a: _Features, b: _Features, window: timedelta) -> float:
     return _similarity(a, b) - _DECAY_PER_HOUR * max(0.0, hours - _DECAY_AFTER_HOURS)
 
 
+def _score_if_same(a: _Features, b: _Features, window: timedelta) -> float | None:
+    """_score when it reaches the threshold, else None: the similarity (cheap) first, the
+    vetoes (dearer) only for a pair similar enough to need them. A veto only lowers a score
+    to 0, so the answer is _score's whenever that is at or above the threshold."""
+    if abs(a.published_at - b.published_at) > window or a.specific.isdisjoint(b.specific):
+        return None
+    hours = abs(a.published_at - b.published_at).total_seconds() / 3600
+    score = _similarity(a, b) - _DECAY_PER_HOUR * max(0.0, hours - _DECAY_AFTER_HOURS)
+    if score < SAME_EVENT_THRESHOLD or _vetoed(a, b, window):
+        return None
+    return score
+
+
 def same_event(a: StoryText, b: StoryText) -> bool:
     """Whether two articles report the same real-world event (the pairwise decision)."""
     return _score(_features(a), _features(b), DEFAULT_WINDOW) >= SAME_EVENT_THRESHOLD
@@ -806,8 +819,8 @@ class StoryIndex:
         best: dict[int, float] = {}
         for entry_id, _ in ranked:
             entry = self._entries[entry_id]
-            score = _score(features, entry.features, self._window)
-            if score >= SAME_EVENT_THRESHOLD and score > best.get(entry.story_id, 0.0):
+            score = _score_if_same(features, entry.features, self._window)
+            if score is not None and score > best.get(entry.story_id, 0.0):
                 best[entry.story_id] = score
         for story_id in sorted(best, key=lambda s: (-best[s], s)):
             members = self._members.get(story_id, ())[-_MAX_MEMBERS_CHECKED:]
