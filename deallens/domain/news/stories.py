@@ -725,7 +725,7 @@ _MAX_BUCKET = 32
 _MAX_MEMBERS_CHECKED = 8
 
 
-@lru_cache(maxsize=131_072)
+@lru_cache(maxsize=32_768)
 def _token_hashes(token: str) -> tuple[int, ...]:
     """The token's value under each permutation: names and amounts recur across articles, so
     each is computed once and a signature is a column-wise min in C."""
