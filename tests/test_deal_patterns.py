@@ -260,3 +260,18 @@ if __name__ == "__main__":
         print("\n".join(result.lines(set_name)))
         for error in result.errors:
             print("   ", error)
+
+
+def test_deal_parties_and_news_linking_know_the_same_other_names() -> None:
+    """One alias table: a name the linker links ("Chase Bank", "Coca-Cola", "Walt Disney") is a
+    name the deal resolver resolves, to the same company."""
+    from deallens.domain.aliases import KNOWN_ALIASES
+    from deallens.domain.news.linking import CompanyLinker, LinkTarget
+
+    universe = [Company(1, "JPM", "JPMorgan Chase & Co."), Company(2, "KO", "The Coca-Cola Company"), Company(3, "META", "Meta Platforms Inc")]
+    resolver = PartyResolver(universe)
+    linker = CompanyLinker([LinkTarget(c.company_id, c.symbol, c.name, ()) for c in universe])
+    for company in universe:
+        for alias in KNOWN_ALIASES[company.symbol]:
+            assert resolver.resolve(alias).company_id == company.company_id, alias
+            assert [link.company_id for link in linker.link(f"{alias} shares rise after results", None)] == [company.company_id], alias

@@ -157,9 +157,9 @@ def test_a_huge_description_costs_no_more_than_its_first_kilobyte() -> None:
     assert same_event(a, b)
 
 
-def test_same_event_on_the_held_out_articles() -> None:
-    """Written after the weights and threshold were chosen and run once: every pair within a family."""
-    with (LABELLED / "story_articles_holdout.jsonl").open() as handle:
+def _held_out(name: str) -> tuple[float, float, int, int, int, int]:
+    """Every pair within a family of a held-out file: (precision, recall, tp, fp, fn, pairs)."""
+    with (LABELLED / name).open() as handle:
         rows = [json.loads(line) for line in handle]
     decisions = [
         (same_event(_text(a), _text(b)), a["event"] == b["event"])
@@ -168,13 +168,49 @@ def test_same_event_on_the_held_out_articles() -> None:
         if a["family"] == b["family"]
     ]
     precision, recall, tp, fp, fn = _precision_recall(decisions)
-    print(f"\nheld-out story pairs: {len(decisions)}  precision {precision:.3f}  recall {recall:.3f}  (tp {tp}, fp {fp}, fn {fn})")
-    # Out of sample the precision target is not met (0.886 when this set was first run: one
-    # pair of events, Alaska grounding its 737 MAX 9 jets and the FAA grounding them the next
-    # day, makes all four false positives). The floor guards against regressions; the set is
-    # not tuned on, or it would stop measuring anything.
-    assert precision >= 0.85
+    print(f"\n{name}: {len(decisions)} pairs  precision {precision:.3f}  recall {recall:.3f}  (tp {tp}, fp {fp}, fn {fn})")
+    return precision, recall, tp, fp, fn, len(decisions)
+
+
+def test_same_event_on_the_held_out_articles() -> None:
+    """The first held-out set: 0.886 precision when first run; its four false positives (Alaska
+    grounding its 737 MAX 9 jets, the FAA grounding them the next day) led to the actor veto,
+    so this set is no longer out of sample for that rule (see tests/labelled/README.md)."""
+    precision, recall, *_ = _held_out("story_articles_holdout.jsonl")
+    assert precision >= PRECISION_TARGET
     assert recall >= RECALL_TARGET
+
+
+def test_same_event_on_the_second_held_out_articles() -> None:
+    """Written before the actor veto, and not tuned on: 0.871 precision, 0.964 recall with it.
+
+    Out of sample the precision target is not met: the four false positives are one case, a
+    share move in the session after the news (Tesla's robotaxi event on a Thursday night, the
+    stock's slide on Friday), which the in-sample labels treat both ways (McDonald's pre-market
+    fall joins its outbreak story, Nvidia's next-day reversal does not). The floor guards
+    against regressions.
+    """
+    precision, recall, _, _, _, pairs = _held_out("story_articles_holdout2.jsonl")
+    assert pairs >= 140
+    assert precision >= 0.87
+    assert recall >= RECALL_TARGET
+
+
+def test_a_headline_actor_is_known_under_its_other_names() -> None:
+    """The actor veto splits different deciders, not one decider written two ways."""
+    assert not same_event(
+        _story("Alaska Airlines grounds Boeing 737 MAX 9 jets after cabin panel blows out"),
+        _story("FAA orders grounding of some Boeing 737 MAX 9 planes", hours=20),
+    )
+    assert same_event(_story("Brussels fines Apple €500mn over App Store rules"), _story("EU fines Apple €500M over App Store rules", hours=1))
+    assert same_event(
+        _story("Fed cuts interest rates by half a point, its first cut since 2020"),
+        _story("Federal Reserve cuts interest rates by half a point", hours=1),
+    )
+    assert same_event(
+        _story("HPE to buy Juniper Networks for $14 billion"),
+        _story("Hewlett Packard Enterprise to buy Juniper Networks for $14 billion", hours=1),
+    )
 
 
 def test_the_stand_ins_feed_groups_copies_and_never_mixes_companies() -> None:

@@ -105,3 +105,31 @@ async def test_large_deletes_go_in_batches(db: AsyncEngine) -> None:
     )
     assert removed == {"price_quotes": 12000}
     assert seen == [retention.BATCH, 2 * retention.BATCH, 12000]
+
+
+async def test_news_retention_removes_emptied_stories_and_re_leads_the_rest(db: AsyncEngine) -> None:
+    """A story whose articles all went goes with them; a story that keeps some is led by the
+    first one left, with its count and span from what remains (same transaction)."""
+    old, newer, new = NOW - dt.timedelta(days=400), NOW - dt.timedelta(days=399), NOW - dt.timedelta(days=2)
+    async with db.begin() as conn:
+        await conn.execute(text(
+            "INSERT INTO news_stories (id, first_published_at, last_published_at, articles) VALUES "
+            "(1, :old, :newer, 2), (2, :old, :new, 2), (3, :new, :new, 1)"
+        ), {"old": old, "newer": newer, "new": new})
+        ids = (await conn.execute(text(
+            "INSERT INTO news_articles (url, canonical_url, title, published_at, source, story_id) VALUES "
+            "('a1', 'a1', 'gone 1', :old, 'test', 1), ('a2', 'a2', 'gone 2', :newer, 'test', 1), "
+            "('b1', 'b1', 'gone', :old, 'test', 2), ('b2', 'b2', 'kept', :new, 'test', 2), "
+            "('c1', 'c1', 'kept', :new, 'test', 3) RETURNING id"
+        ), {"old": old, "newer": newer, "new": new})).scalars().all()
+        await conn.execute(text(
+            "UPDATE news_stories s SET lead_article_id = (SELECT min(id) FROM news_articles a WHERE a.story_id = s.id)"
+        ))
+    rules = retention.rules(price_quotes_days=0, ohlc_days=0, news_days=365, alert_history_days=0, usage_days=0)
+    removed, _ = await retention.apply(db, rules, at=NOW, dry_run=False)
+    assert removed == {"news_articles": 3}
+    async with db.connect() as conn:
+        stories = (await conn.execute(text(
+            "SELECT id, articles, lead_article_id, first_published_at FROM news_stories ORDER BY id"
+        ))).all()
+    assert [tuple(s) for s in stories] == [(2, 1, ids[3], new), (3, 1, ids[4], new)]

@@ -24,6 +24,31 @@ class Rule:
     days: int
     # A further condition a row must meet to go, whatever its age.
     only_if: str = "true"
+    # What the deleted rows leave behind, tidied in the batch's own transaction: a statement
+    # run with :ids, the deleted rows' `returning` column (so a crash between the two cannot
+    # leave the leftovers unfindable).
+    returning: str | None = None
+    cleanup: str | None = None
+
+
+# A story whose articles have all gone goes too; one that keeps some gets its count, span and
+# lead (the first published article left) from what remains.
+_STORIES_AFTER_NEWS = """
+WITH touched AS (SELECT DISTINCT id FROM unnest(CAST(:ids AS bigint[])) AS t(id) WHERE id IS NOT NULL),
+gone AS (
+    DELETE FROM news_stories s USING touched
+     WHERE s.id = touched.id AND NOT EXISTS (SELECT 1 FROM news_articles a WHERE a.story_id = s.id)
+)
+UPDATE news_stories s SET
+    articles = x.n, first_published_at = x.first_at, last_published_at = x.last_at, lead_article_id = x.lead
+FROM (
+    SELECT a.story_id, count(*) AS n, min(a.published_at) AS first_at, max(a.published_at) AS last_at,
+           (array_agg(a.id ORDER BY a.published_at, a.id))[1] AS lead
+    FROM news_articles a JOIN touched ON touched.id = a.story_id
+    GROUP BY a.story_id
+) x
+WHERE s.id = x.story_id
+"""
 
 
 def rules(
@@ -37,7 +62,7 @@ def rules(
             "AND newer.quoted_at > price_quotes.quoted_at)",
         ),
         Rule("ohlc_data", "date", ohlc_days),
-        Rule("news_articles", "published_at", news_days),
+        Rule("news_articles", "published_at", news_days, returning="story_id", cleanup=_STORIES_AFTER_NEWS),
         Rule("alert_history", "triggered_at", alert_history_days),
         # The digest ledger lives as long as alert history (alert deliveries go with their firing).
         Rule("digest_deliveries", "period", alert_history_days, only_if="status <> 'pending'"),
@@ -82,10 +107,18 @@ async def apply(
         statement = text(
             f"DELETE FROM {rule.table} WHERE ctid IN "
             f"(SELECT ctid FROM {rule.table} WHERE {_where(rule)} LIMIT {BATCH})"
+            + (f" RETURNING {rule.returning}" if rule.returning else "")
         )
         while True:
             async with engine.begin() as conn:
-                deleted = (await conn.execute(statement, params)).rowcount
+                result = await conn.execute(statement, params)
+                if rule.returning and rule.cleanup:
+                    returned = [row[0] for row in result]
+                    deleted = len(returned)
+                    if returned:
+                        await conn.execute(text(rule.cleanup), {"ids": returned})
+                else:
+                    deleted = result.rowcount
             total += deleted
             outcome = progress(rule.table, total)
             if outcome is not None:

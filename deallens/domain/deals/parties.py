@@ -16,6 +16,8 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from deallens.domain.aliases import KNOWN_ALIASES
+
 LEGAL_SUFFIXES = frozenset(
     {
         "inc", "incorporated", "corp", "corporation", "co", "company", "ltd", "limited", "plc", "llc", "lp",
@@ -23,20 +25,8 @@ LEGAL_SUFFIXES = frozenset(
         "holding", "group", "the", "class", "a", "b", "c",
     }
 )
-# Well-known other names (the news says "Google" for Alphabet). Per-company extras come from
-# the caller (companies.aliases once the news branch adds it).
-WELL_KNOWN_ALIASES: dict[str, tuple[str, ...]] = {
-    "GOOGL": ("Google",),
-    "GOOG": ("Google",),
-    "META": ("Facebook",),
-    "IBM": ("IBM", "Big Blue"),
-    "JPM": ("JPMorgan", "J.P. Morgan", "JP Morgan"),
-    "XOM": ("Exxon", "ExxonMobil"),
-    "DIS": ("Disney",),
-    "KO": ("Coke",),
-    "AMZN": ("Amazon",),
-    "GS": ("Goldman", "Goldman Sachs"),
-}
+# Well-known other names (the news says "Google" for Alphabet): the linker's table, one source.
+WELL_KNOWN_ALIASES = KNOWN_ALIASES
 # A bare partial match must be at least this long (so "Co" or "GE" never match partially).
 MIN_PARTIAL_CHARS = 4
 

@@ -31,6 +31,8 @@ from typing import Literal
 
 import ahocorasick
 
+from deallens.domain.aliases import KNOWN_ALIASES
+
 FoundIn = Literal["title", "description"]
 
 
@@ -50,78 +52,6 @@ class CompanyLink:
     matched: str
 
 
-# Well-known other names, by symbol. Per-company extras come from companies.aliases.
-KNOWN_ALIASES: dict[str, tuple[str, ...]] = {
-    "GOOGL": ("Google", "Alphabet"),
-    "GOOG": ("Google", "Alphabet"),
-    "META": ("Facebook", "Meta"),
-    "AMZN": ("Amazon", "Amazon.com", "AWS", "Amazon Web Services"),
-    "MSFT": ("Microsoft",),
-    "AAPL": ("Apple",),
-    "NVDA": ("Nvidia",),
-    "JPM": ("JPMorgan", "JP Morgan", "J.P. Morgan", "JPMorgan Chase", "Chase Bank"),
-    "GS": ("Goldman", "Goldman Sachs"),
-    "MS": ("Morgan Stanley",),
-    "IBM": ("IBM", "Big Blue"),
-    "XOM": ("Exxon", "ExxonMobil", "Exxon Mobil"),
-    "CVX": ("Chevron",),
-    "DIS": ("Disney", "Walt Disney"),
-    "KO": ("Coca-Cola", "Coke"),
-    "PEP": ("PepsiCo", "Pepsi"),
-    "WMT": ("Walmart", "Wal-Mart"),
-    "JNJ": ("J&J", "Johnson & Johnson"),
-    "BRK.B": ("Berkshire", "Berkshire Hathaway"),
-    "BRK.A": ("Berkshire", "Berkshire Hathaway"),
-    "T": ("AT&T",),
-    "VZ": ("Verizon",),
-    "F": ("Ford", "Ford Motor"),
-    "GM": ("General Motors",),
-    "BAC": ("Bank of America", "BofA"),
-    "WFC": ("Wells Fargo",),
-    "C": ("Citigroup", "Citi", "Citibank"),
-    "COST": ("Costco",),
-    "NET": ("Cloudflare",),
-    "NOW": ("ServiceNow",),
-    "ON": ("onsemi", "ON Semiconductor"),
-    "CAT": ("Caterpillar",),
-    "KEY": ("KeyCorp", "KeyBank"),
-    "ALL": ("Allstate",),
-    "IT": ("Gartner",),
-    "A": ("Agilent", "Agilent Technologies"),
-    "V": ("Visa",),
-    "MA": ("Mastercard",),
-    "TGT": ("Target",),
-    "HD": ("Home Depot",),
-    "LOW": ("Lowe's",),
-    "SHEL": ("Shell",),
-    "BP": ("BP",),
-    "XYZ": ("Block", "Square"),
-    "SQ": ("Block", "Square"),
-    "X": ("U.S. Steel", "US Steel", "United States Steel"),
-    "TSLA": ("Tesla",),
-    "NFLX": ("Netflix",),
-    "ORCL": ("Oracle",),
-    "CSCO": ("Cisco",),
-    "AVGO": ("Broadcom",),
-    "PFE": ("Pfizer",),
-    "INTC": ("Intel",),
-    "AMD": ("AMD", "Advanced Micro Devices"),
-    "CRM": ("Salesforce",),
-    "ADBE": ("Adobe",),
-    "QCOM": ("Qualcomm",),
-    "TXN": ("Texas Instruments",),
-    "UNH": ("UnitedHealth",),
-    "LLY": ("Eli Lilly", "Lilly"),
-    "MRK": ("Merck",),
-    "ABBV": ("AbbVie",),
-    "BA": ("Boeing",),
-    "PG": ("Procter & Gamble", "P&G"),
-    "MCD": ("McDonald's",),
-    "SBUX": ("Starbucks",),
-    "NKE": ("Nike",),
-    "UBER": ("Uber",),
-    "ABNB": ("Airbnb",),
-}
 
 # Tickers that are words or common acronyms: linked only as $TICKER or EXCHANGE: TICKER.
 COMMON_WORD_TICKERS: frozenset[str] = frozenset(
@@ -224,6 +154,10 @@ class _Evidence:
     count: int = 1
 
 
+# How many texts' links a linker remembers (copies arrive within hours of each other).
+_RECENT_TEXTS = 4_096
+
+
 class CompanyLinker:
     """Links articles to a fixed set of companies; build once per batch, reuse for every article."""
 
@@ -248,6 +182,9 @@ class CompanyLinker:
         if patterns:
             self._automaton.make_automaton()
         self._empty = not patterns
+        # Syndicated copies repeat title and description: the links of recent texts, kept
+        # (links are immutable; each caller gets its own list).
+        self._recent: dict[tuple[str, str | None], tuple[CompanyLink, ...]] = {}
 
     @staticmethod
     def _variants(target: LinkTarget, symbol: str) -> list[tuple[Literal["name", "alias"], str]]:
@@ -264,6 +201,15 @@ class CompanyLinker:
 
     def link(self, title: str, description: str | None) -> list[CompanyLink]:
         """One link per company found, the most relevant first."""
+        key = (title, description)
+        found = self._recent.get(key)
+        if found is None:
+            if len(self._recent) >= _RECENT_TEXTS:
+                self._recent.clear()
+            found = self._recent[key] = tuple(self._link(title, description))
+        return list(found)
+
+    def _link(self, title: str, description: str | None) -> list[CompanyLink]:
         evidence: dict[int, _Evidence] = {}
         pending: list[tuple[int, str, FoundIn, str]] = []  # common-word names awaiting context
         for place, text in (("title", title), ("description", description)):

@@ -178,6 +178,9 @@ class _FinanceAnalyzer(SentimentIntensityAnalyzer):  # type: ignore[misc]
             if lowered in vader.BOOSTER_DICT or (lowered == "kind" and i < len(words) - 1 and words[i + 1].lower() == "of"):
                 sentiments.append(0)
                 continue
+            if lowered not in lexicon:
+                sentiments.append(0)  # what sentiment_valence appends for a word without valence
+                continue
             sentiments = self.sentiment_valence(0, sentitext, item, i, sentiments)
         sentiments = self._but_check(words, sentiments)
         return self.score_valence(sentiments, text.strip())  # type: ignore[no-any-return]
@@ -204,7 +207,12 @@ def label_for(score: float) -> SentimentLabel:
 
 def score_lexicon(text: str) -> tuple[float, SentimentLabel]:
     """(score in [-1, 1], label) of a headline or short text; empty text is neutral."""
-    text = text[:MAX_TEXT_CHARS]
+    return _score_lexicon(text[:MAX_TEXT_CHARS])
+
+
+@lru_cache(maxsize=4_096)
+def _score_lexicon(text: str) -> tuple[float, SentimentLabel]:
+    """Syndicated copies carry the same title and description: scored once while they arrive."""
     text = _PHRASES.sub(lambda match: f" {match.lastgroup} ", text)
     compound = float(_analyzer().polarity_scores(text)["compound"])
     score = max(-1.0, min(1.0, round(compound, 4)))

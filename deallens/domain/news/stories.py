@@ -9,7 +9,10 @@ one company ("Apple beats estimates" / "Apple misses estimates", "X in talks to 
 1. Vetoes that wording similarity cannot override: opposite polarity (beat/miss, up/down,
    upgrade/downgrade, raise/cut, approve/reject), different deal stages, different amounts,
    per-share prices, percentages or counts in the headlines, different quarters or years,
-   different companies leading the headlines, different topics, too far apart in time.
+   different companies leading the headlines, different actors starting them ("Alaska
+   Airlines grounds ..." / "FAA orders grounding ...": each actor absent from the other
+   headline under its words, joined words, initials or metonym), different topics, too far
+   apart in time.
 2. A similarity over canonical tokens (synonyms folded: "tops"/"beats", "buy"/"acquire",
    "forecasts"/"estimates"; outlet suffixes like " - Reuters" dropped), weighted so that names
    count most, then numbers and topics, with rapidfuzz's character ratio on the headline for
@@ -28,16 +31,16 @@ a company with thousands of articles in the window does not make a lookup quadra
 
 from __future__ import annotations
 
-import heapq
 import random
 import re
 import unicodedata
 import zlib
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
+from operator import itemgetter
 from typing import Any
 
 import ahocorasick
@@ -118,6 +121,8 @@ _SCALE = {
     "million": 1e6, "mln": 1e6, "mn": 1e6, "m": 1e6, "thousand": 1e3, "k": 1e3,
 }
 _DIGIT = re.compile(r"\d")
+# What _MONEY cannot match without.
+_CURRENCY_MARK = re.compile(r"[$€£¥]|usd|eur|gbp")
 _PERCENT = re.compile(r"(\d+(?:\.\d+)?)\s*%")
 _ORDINAL = re.compile(r"\b(\d+)(?:st|nd|rd|th)\b")
 _NUMBER = re.compile(r"(?<![\w.])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)(?![\w.])")
@@ -126,7 +131,8 @@ _QUARTER = re.compile(r"\bq([1-4])\b")
 _WORD = re.compile(r"[a-z0-9][a-z0-9&'.-]*[a-z0-9]|[a-z0-9]")
 # A word with a capital anywhere: "Apple", "eBay", "HPE".
 _CAPITALISED = re.compile(r"\b[a-z0-9]*[A-Z][A-Za-z0-9&'.-]*[A-Za-z0-9]|\b[A-Z]\b")
-# Matches (searched up to a word's start) when the word begins the text or a sentence.
+# Matches (searched up to a word's start) when the word begins the text or a sentence; the
+# reference for _starts_sentence, which answers the same from the characters before the word.
 _SENTENCE_START = re.compile(r"(?:^|[.!?:;]\s+|\"\s*)$")
 _RAW_WORD = re.compile(r"[A-Za-z][A-Za-z0-9&'.-]*[A-Za-z0-9]|[A-Za-z]")
 
@@ -311,14 +317,22 @@ class _Features:
     title_names: frozenset[str]
     title_entities: tuple[frozenset[str], ...]  # runs of adjacent name tokens: "International Business Machines"
     weights: dict[str, float]  # each token's weight in the similarity, with this article's names
+    title_weight: float  # the weights of title_tokens, summed
+    weight: float  # the weights of tokens, summed
     specific: frozenset[str]  # tokens that identify the event: names, numbers, rare words
     anchors: frozenset[str]  # what the LSH signature is made of: the names, else amounts, else `specific`
     polarity: tuple[int, ...]  # per _POLARITY pair: +1, -1 or 0 (neither or both)
+    positive: int  # bit i set: +1 on _POLARITY pair i (the veto's test in two ANDs)
+    negative: int
     stage: str | None
     topics: frozenset[str]
     title_values: tuple[tuple[str, tuple[float, ...]], ...]  # (kind, values): amounts by currency, per-share, %, counts
     quarters: frozenset[str]
     years: frozenset[str]
+    actor: frozenset[str]  # the keys of the entity the headline starts with ("Alaska Airlines grounds ..."), or empty
+    title_keys: frozenset[str]  # every title entity's keys (tokens, joined form, initials, metonym)
+    entity_keys: tuple[frozenset[str], ...]  # per title entity, its keys
+    all_keys: frozenset[str]  # names and title_keys
 
 
 def _numbers(text: str) -> tuple[dict[str, list[float]], str]:
@@ -334,8 +348,11 @@ def _numbers(text: str) -> tuple[dict[str, list[float]], str]:
         values.setdefault(kind, []).append(value)
         return f" {kind}{float(f'{value:.2g}'):.0f} "
 
-    text = _MONEY_WORDS.sub(lambda m: f"{_WORD_CURRENCY[m.group(3)]}{m.group(1)} {m.group(2) or ''} ", text)
-    text = _MONEY.sub(money, text)
+    # Each pattern only where its literal can be (most texts hold no currency or percent).
+    if "euro" in text or "pound" in text or "dollar" in text:
+        text = _MONEY_WORDS.sub(lambda m: f"{_WORD_CURRENCY[m.group(3)]}{m.group(1)} {m.group(2) or ''} ", text)
+    if _CURRENCY_MARK.search(text):
+        text = _MONEY.sub(money, text)
 
     def token(kind: str, prefix: str) -> Callable[[re.Match[str]], str]:
         def replace(match: re.Match[str]) -> str:
@@ -345,11 +362,25 @@ def _numbers(text: str) -> tuple[dict[str, list[float]], str]:
 
         return replace
 
-    text = _PERCENT.sub(token("pct", "pct"), text)
+    if "%" in text:
+        text = _PERCENT.sub(token("pct", "pct"), text)
     text = _ORDINAL.sub(token("count", "n"), text)
     years = {m.group(1) for m in _YEAR.finditer(text)}
     text = _NUMBER.sub(lambda m: m.group(0) if m.group(1) in years else token("count", "n")(m), text)
     return values, text
+
+
+def _starts_sentence(raw: str, start: int) -> bool:
+    """_SENTENCE_START.search(raw, 0, start) is not None, without scanning the whole prefix
+    for each word (that search tries every position before the word: quadratic in a text).
+    The same answer on text without newlines, which _clean has turned into spaces."""
+    if start == 0:
+        return True
+    prefix = raw[:start]
+    stripped = prefix.rstrip()
+    if not stripped:
+        return False
+    return stripped[-1] == '"' or (stripped[-1] in ".!?:;" and len(stripped) < len(prefix))
 
 
 def _names(raw: str, title_case: bool, sentences: bool = False) -> set[str]:
@@ -363,7 +394,7 @@ def _names(raw: str, title_case: bool, sentences: bool = False) -> set[str]:
         word = match.group(0)
         if title_case and not word.isupper() and word[1:].islower():
             continue  # "Beats", "Deal": every word is capitalised in a Title Case headline
-        if sentences and word[1:].islower() and _SENTENCE_START.search(raw, 0, match.start()) is not None:
+        if sentences and word[1:].islower() and _starts_sentence(raw, match.start()):
             continue
         token = _fold_word(word.lower())
         if token and token not in _GENERIC and not token[0].isdigit():
@@ -371,9 +402,9 @@ def _names(raw: str, title_case: bool, sentences: bool = False) -> set[str]:
     return names
 
 
-def _entities(raw: str, names: set[str] | frozenset[str]) -> tuple[frozenset[str], ...]:
-    """The names of `raw` grouped into runs of adjacent words, one run per company or place."""
-    runs: list[set[str]] = []
+def _entities(raw: str, names: set[str] | frozenset[str]) -> tuple[tuple[str, ...], ...]:
+    """The names of `raw` grouped into runs of adjacent words, one run per company or place, in order."""
+    runs: list[list[str]] = []
     previous_end = -1
     for match in _CAPITALISED.finditer(raw):
         token = _fold_word(match.group(0).lower())
@@ -381,11 +412,12 @@ def _entities(raw: str, names: set[str] | frozenset[str]) -> tuple[frozenset[str
             previous_end = -1
             continue
         if previous_end >= 0 and raw[previous_end : match.start()].strip() in ("", "&"):
-            runs[-1].add(token)
+            if token not in runs[-1]:
+                runs[-1].append(token)
         else:
-            runs.append({token})
+            runs.append([token])
         previous_end = match.end()
-    return tuple(frozenset(run) for run in runs)
+    return tuple(tuple(run) for run in runs)
 
 
 def _is_title_case(raw: str) -> bool:
@@ -404,9 +436,21 @@ def _fold_text(text: str) -> str:
 def _features(story: StoryText) -> _Features:
     if story.published_at.tzinfo is None:
         raise ValueError("StoryText.published_at must be timezone-aware")
-    raw_title = strip_outlet(story.title[:_MAX_FIELD])
+    features = _text_features(story.title, story.description)
+    return replace(features, published_at=story.published_at)
+
+
+# The epoch stands in for the publication time in the cached, time-free features.
+_NO_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@lru_cache(maxsize=4_096)
+def _text_features(title: str, description: str | None) -> _Features:
+    """The features of a text, whenever published: syndicated copies repeat the text (within
+    hours, so a small cache catches them), and the window is re-read when an index is rebuilt."""
+    raw_title = strip_outlet(title[:_MAX_FIELD])
     # A description is a summary; past its first sentences it adds cost, not evidence.
-    raw_description = _clean((story.description or "")[:_MAX_FIELD])
+    raw_description = _clean((description or "")[:_MAX_FIELD])
     title = _fold_text(raw_title)
     description = _fold_text(raw_description)
     title_values, title_text = _numbers(title)
@@ -431,30 +475,100 @@ def _features(story: StoryText) -> _Features:
         title_names = (capitalised & description_names) if description_names else capitalised
     title_names &= frozenset(title_words)
     names = frozenset(title_names | (description_names & tokens))
+    title_runs = _entities(raw_title, title_names)
+    title_entities = tuple(frozenset(run) for run in title_runs)
+    entity_keys = tuple(_entity_keys(run) for run in title_runs)
+    title_keys = frozenset(k for keys in entity_keys for k in keys) | title_names
     specific = frozenset(t for t in tokens if t not in _GENERIC and t[0] != "#")
+    weights = {t: _NAME_WEIGHT if t in names and t[0] != "#" else _base_weight(t) for t in tokens}
+    title_token_set = frozenset(title_words)
+    polarity = tuple(
+        (1 if positive.search(folded_title) else 0) - (1 if negative.search(folded_title) else 0)
+        if not triggers.isdisjoint(title_words)
+        else 0
+        for positive, negative, triggers in _POLARITY
+    )
     return _Features(
-        published_at=story.published_at,
+        published_at=_NO_TIME,
         title_key=" ".join(_WORD.findall(raw_title.lower())),
-        title_tokens=frozenset(title_words),
+        title_tokens=title_token_set,
         tokens=tokens,
         names=names,
         title_names=frozenset(title_names),
-        title_entities=_entities(raw_title, title_names),
-        weights={t: _weight(t, names) for t in tokens},
+        title_entities=title_entities,
+        weights=weights,
+        title_weight=sum(weights[t] for t in title_token_set),
+        weight=sum(weights.values()),
         specific=specific,
         anchors=(names & specific) or frozenset(t for t in specific if _is_number_token(t)) or specific,
-        polarity=tuple(
-            (1 if positive.search(folded_title) else 0) - (1 if negative.search(folded_title) else 0)
-            if not triggers.isdisjoint(title_words)
-            else 0
-            for positive, negative, triggers in _POLARITY
-        ),
+        polarity=polarity,
+        positive=sum(1 << i for i, p in enumerate(polarity) if p > 0),
+        negative=sum(1 << i for i, p in enumerate(polarity) if p < 0),
         stage=_stage(folded_title, title),
         topics=title_topics,
         title_values=tuple((kind, tuple(v)) for kind, v in sorted(title_values.items())),
         quarters=frozenset(_QUARTER.findall(title_text)),
         years=frozenset(m.group(1) for m in _YEAR.finditer(title_text)),
+        actor=_actor(raw_title, title_runs),
+        title_keys=title_keys,
+        entity_keys=entity_keys,
+        all_keys=names | title_keys,
     )
+
+
+# One actor under its other names: a capital for its government or regulator ("Brussels" / "EU",
+# "Beijing" / "China"), an institution's short name ("Fed" / "Federal Reserve").
+_METONYMS: dict[str, tuple[str, ...]] = {
+    "eu": ("eu", "brussels", "european commission", "european union", "commission"),
+    "china": ("china", "beijing", "chinese", "samr"),
+    "us": ("us", "u.s.", "washington", "united states", "america"),
+    "uk": ("uk", "britain", "london", "british"),
+    "fed": ("fed", "federal reserve"),
+    "japan": ("japan", "tokyo", "japanese"),
+}
+_METONYM_OF: dict[frozenset[str], str] = {
+    frozenset(t for t in map(_fold_word, phrase.split()) if t): canonical
+    for canonical, phrases in _METONYMS.items()
+    for phrase in phrases
+    if any(map(_fold_word, phrase.split()))  # "us" is a stopword: never an actor
+}
+# Words a headline may start with before its actor.
+_LEADING = re.compile(r"(?:the\s+)?([A-Za-z][A-Za-z0-9&'.-]*)", re.IGNORECASE)
+
+
+@lru_cache(maxsize=65_536)
+def _entity_keys(run: tuple[str, ...]) -> frozenset[str]:
+    """What an entity may be written as elsewhere: its tokens, its words joined ("Exxon
+    Mobil" / "ExxonMobil"), its initials ("Hewlett Packard Enterprise" / "HPE"), its metonym."""
+    keys = set(run)
+    if len(run) > 1:
+        keys.add("".join(run))
+        keys.add("".join(t[0] for t in run))
+    metonym = _METONYM_OF.get(frozenset(run))
+    if metonym:
+        keys.add(f"={metonym}")
+    return frozenset(keys)
+
+
+def _actor(raw_title: str, runs: tuple[tuple[str, ...], ...]) -> frozenset[str]:
+    """The keys of the entity the headline starts with, its actor; empty when it starts otherwise."""
+    match = _LEADING.match(raw_title)
+    if not runs or match is None or _fold_word(match.group(1).lower()) not in runs[0]:
+        return frozenset()
+    return _entity_keys(runs[0])
+
+
+def _different_actors(a: _Features, b: _Features) -> bool:
+    """Both headlines start with an actor, and neither actor is in the other headline.
+
+    "Alaska Airlines grounds its 737 MAX 9 jets" and "FAA orders grounding of 737 MAX 9
+    planes" share the action and the object, but a different party acts in each: two
+    decisions. A rewrite from the other party's angle names both ("Chipotle shares slump as
+    Niccol departs for Starbucks" / "Starbucks names Chipotle's Niccol CEO").
+    """
+    if not a.actor or not b.actor:
+        return False
+    return not (a.actor & b.title_keys) and not (b.actor & a.title_keys)
 
 
 def _values_disagree(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
@@ -467,7 +581,7 @@ def _values_disagree(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
 def _vetoed(a: _Features, b: _Features, window: timedelta) -> bool:
     if abs(a.published_at - b.published_at) > window:
         return True
-    if any(x * y < 0 for x, y in zip(a.polarity, b.polarity, strict=True)):
+    if (a.positive & b.negative) or (a.negative & b.positive):
         return True
     if a.stage and b.stage and a.stage != b.stage:
         return True
@@ -480,12 +594,16 @@ def _vetoed(a: _Features, b: _Features, window: timedelta) -> bool:
         return True
     if a.years and b.years and not (a.years & b.years):
         return True
+    if _different_actors(a, b):
+        return True
     # Different companies in the same template ("Netflix raises prices" / "Spotify raises
     # prices", "Microsoft and Broadcom announce partnership" / "Microsoft and IBM announce
     # partnership"): each headline's names are mostly ones the other article never mentions.
     # Counted by entity, not by word: "International Business Machines" is one name.
-    only_a = [e for e in a.title_entities if not (e & b.names)]
-    only_b = [e for e in b.title_entities if not (e & a.names)]
+    # An entity is found under any of its keys ("Fed" / "Federal Reserve", "HPE" / "Hewlett
+    # Packard Enterprise").
+    only_a = [e for e in a.entity_keys if not (e & b.all_keys)]
+    only_b = [e for e in b.entity_keys if not (e & a.all_keys)]
     return (
         bool(only_a and only_b)
         and 2 * len(only_a) >= len(a.title_entities)
@@ -494,14 +612,20 @@ def _vetoed(a: _Features, b: _Features, window: timedelta) -> bool:
 
 
 def _is_number_token(token: str) -> bool:
-    return token[0].isdigit() or (token[:1] in "anp" and any(c.isdigit() for c in token))
+    return token[0].isdigit() or (token[0] in "anp" and _DIGIT.search(token) is not None)
 
 
 def _weight(token: str, names: frozenset[str]) -> float:
+    if token in names and token[0] != "#":
+        return _NAME_WEIGHT
+    return _base_weight(token)
+
+
+@lru_cache(maxsize=131_072)
+def _base_weight(token: str) -> float:
+    """A token's weight when no article writes it as a name."""
     if token[0] == "#":
         return _TOPIC_WEIGHT
-    if token in names:
-        return _NAME_WEIGHT
     if token in _GENERIC:
         return _GENERIC_WEIGHT
     if _is_number_token(token):
@@ -509,11 +633,30 @@ def _weight(token: str, names: frozenset[str]) -> float:
     return _WORD_WEIGHT
 
 
-def _weighted_jaccard(a: frozenset[str], b: frozenset[str], wa: dict[str, float], wb: dict[str, float]) -> float:
-    """Weighted Jaccard; a token is a name when either article writes it as one (the larger weight)."""
-    shared = sum(max(wa[t], wb[t]) for t in a & b)
-    total = shared + sum(wa[t] for t in a - b) + sum(wb[t] for t in b - a)
-    return shared / total if total else 0.0
+def _weighted_jaccard(
+    a: frozenset[str], b: frozenset[str], wa: dict[str, float], wb: dict[str, float], total_a: float, total_b: float
+) -> float:
+    """Weighted Jaccard; a token is a name when either article writes it as one (the larger weight).
+
+    `total_a` and `total_b` are the weights of all of a's and b's tokens, so only the shared
+    tokens (a handful) are visited: the union's weight is both totals less the smaller weight
+    of each shared token.
+    """
+    common = a & b
+    if not common:
+        return 0.0
+    shared = 0.0
+    smaller = 0.0
+    for t in common:
+        x, y = wa[t], wb[t]
+        if x >= y:
+            shared += x
+            smaller += y
+        else:
+            shared += y
+            smaller += x
+    total = total_a + total_b - smaller
+    return shared / total if total > 0 else 0.0
 
 
 def _similarity(a: _Features, b: _Features) -> float:
@@ -523,18 +666,34 @@ def _similarity(a: _Features, b: _Features) -> float:
     if a.title_key and a.title_key == b.title_key:
         return 1.0
     ratio = fuzz.ratio(a.title_key, b.title_key) / 100.0
-    title = _weighted_jaccard(a.title_tokens, b.title_tokens, a.weights, b.weights)
-    overall = _weighted_jaccard(a.tokens, b.tokens, a.weights, b.weights)
+    title = _weighted_jaccard(a.title_tokens, b.title_tokens, a.weights, b.weights, a.title_weight, b.title_weight)
+    overall = _weighted_jaccard(a.tokens, b.tokens, a.weights, b.weights, a.weight, b.weight)
     return max(ratio, title, 0.5 * title + 0.5 * overall)
 
 
 def _score(a: _Features, b: _Features, window: timedelta) -> float:
+    # The cheap tests first: nothing specific in common scores 0 whatever the vetoes say.
+    if abs(a.published_at - b.published_at) > window or a.specific.isdisjoint(b.specific):
+        return 0.0
     if _vetoed(a, b, window):
         return 0.0
     # Copies and rewrites follow an event within hours; the same company's next event comes
     # later, so similarity counts a little less for each hour beyond the first few.
     hours = abs(a.published_at - b.published_at).total_seconds() / 3600
     return _similarity(a, b) - _DECAY_PER_HOUR * max(0.0, hours - _DECAY_AFTER_HOURS)
+
+
+def _score_if_same(a: _Features, b: _Features, window: timedelta) -> float | None:
+    """_score when it reaches the threshold, else None: the similarity (cheap) first, the
+    vetoes (dearer) only for a pair similar enough to need them. A veto only lowers a score
+    to 0, so the answer is _score's whenever that is at or above the threshold."""
+    if abs(a.published_at - b.published_at) > window or a.specific.isdisjoint(b.specific):
+        return None
+    hours = abs(a.published_at - b.published_at).total_seconds() / 3600
+    score = _similarity(a, b) - _DECAY_PER_HOUR * max(0.0, hours - _DECAY_AFTER_HOURS)
+    if score < SAME_EVENT_THRESHOLD or _vetoed(a, b, window):
+        return None
+    return score
 
 
 def same_event(a: StoryText, b: StoryText) -> bool:
@@ -558,18 +717,26 @@ _MAX_CANDIDATES = 12
 # average (average linkage): matching one member alone lets a story chain from one event
 # into the next through an article that sits between them.
 _MIN_MEAN_SCORE = SAME_EVENT_THRESHOLD
+# Candidates by bands shared, then newest first.
+_BY_SHARED = itemgetter(1, 0)
 # How many of a band bucket's newest articles a lookup reads.
 _MAX_BUCKET = 32
 # How many of a story's articles a newcomer is checked against for vetoes.
 _MAX_MEMBERS_CHECKED = 8
 
 
+@lru_cache(maxsize=32_768)
+def _token_hashes(token: str) -> tuple[int, ...]:
+    """The token's value under each permutation: names and amounts recur across articles, so
+    each is computed once and a signature is a column-wise min in C."""
+    h = zlib.crc32(token.encode())
+    return tuple((a * h + b) % _PRIME for a, b in _PERMUTATIONS)
+
+
 def _band_keys(tokens: frozenset[str]) -> list[int]:
     if not tokens:
         return []
-    hashes = [zlib.crc32(t.encode()) for t in tokens]
-    # A handful of anchors a text: plain integers beat numpy's per-call overhead here.
-    signature = [min((a * h + b) % _PRIME for h in hashes) for a, b in _PERMUTATIONS]
+    signature = list(map(min, zip(*map(_token_hashes, tokens), strict=True)))
     # A 64-bit hash of (band, rows) as the key: a collision only adds a candidate to score.
     return [hash((band, *signature[band * _ROWS : (band + 1) * _ROWS])) for band in range(_BANDS)]
 
@@ -627,20 +794,33 @@ class StoryIndex:
     def match(self, text: StoryText) -> int | None:
         """The story in the window that reports the same event as `text`, or None."""
         features, keys = self._features(text)
-        shared: dict[int, int] = {}
-        for entry_id in self._by_title.get(features.title_key, ()) if features.title_key else ():
-            shared[entry_id] = _BANDS + 1  # exact copies first
+        # Counter.update and the sort run in C: a lookup touches up to 16 x 32 entries.
+        shared: Counter[int] = Counter()
+        bands = self._bands
         for key in keys:
             # A hot bucket (a big company's name, a round amount) is read from its newest end
             # only: copies and rewrites come within hours, and the cost stays bounded.
-            for entry_id in self._bands.get(key, ())[-_MAX_BUCKET:]:
-                shared[entry_id] = shared.get(entry_id, 0) + 1
-        ranked = heapq.nlargest(_MAX_CANDIDATES, shared, key=lambda e: (shared[e], e))
+            bucket = bands.get(key)
+            if bucket:
+                shared.update(bucket[-_MAX_BUCKET:])
+        copies = self._by_title.get(features.title_key, ()) if features.title_key else ()
+        # A verbatim copy of a headline (the wire's syndication) joins its story at once, as
+        # the ranking below would decide (a score of 1 wins; the lowest story on a tie).
+        verbatim = [
+            self._entries[e].story_id
+            for e in copies[-_MAX_CANDIDATES:]
+            if _score(features, self._entries[e].features, self._window) >= 1.0
+        ]
+        if verbatim:
+            return min(verbatim)
+        for entry_id in copies:
+            shared[entry_id] = _BANDS + 1  # exact copies first
+        ranked = sorted(shared.items(), key=_BY_SHARED, reverse=True)[:_MAX_CANDIDATES]
         best: dict[int, float] = {}
-        for entry_id in ranked:
+        for entry_id, _ in ranked:
             entry = self._entries[entry_id]
-            score = _score(features, entry.features, self._window)
-            if score >= SAME_EVENT_THRESHOLD and score > best.get(entry.story_id, 0.0):
+            score = _score_if_same(features, entry.features, self._window)
+            if score is not None and score > best.get(entry.story_id, 0.0):
                 best[entry.story_id] = score
         for story_id in sorted(best, key=lambda s: (-best[s], s)):
             members = self._members.get(story_id, ())[-_MAX_MEMBERS_CHECKED:]
