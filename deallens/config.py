@@ -185,6 +185,7 @@ class Settings(BaseSettings):
     # Provider answers are read as streams within a size cap and an overall deadline
     # (deallens/providers/bounded.py): a larger body is refused (non-retryable), a slower one retried.
     alphavantage_max_body_bytes: Annotated[int, Field(ge=1024, le=1024**3)] = 16 * 1024 * 1024
+    # The whole AlphaVantage exchange, headers to last byte (a slow body is retried).
     alphavantage_deadline_seconds: Annotated[float, Field(gt=0, le=600)] = 60.0
 
     # NewsAPI key; unset = simulated (as for AlphaVantage).
@@ -212,6 +213,7 @@ class Settings(BaseSettings):
     llm_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 60.0
     # The whole OpenAI exchange (headers to last byte); a completion larger than the cap is refused.
     llm_deadline_seconds: Annotated[float, Field(gt=0, le=1200)] = 120.0
+    # The largest OpenAI answer read (streamed; a larger one is refused, non-retryable).
     openai_max_body_bytes: Annotated[int, Field(ge=1024, le=1024**3)] = 10 * 1024 * 1024
     # A CSV like deallens/llm/openai_prices_per_1m_tokens_usd.csv, replacing the packaged prices.
     openai_prices_file: Path | None = None
@@ -310,7 +312,9 @@ class Settings(BaseSettings):
     newsapi_calls_per_minute: Annotated[int, Field(ge=1, le=10_000)] = 30
     # Per NewsAPI request.
     newsapi_timeout_seconds: Annotated[float, Field(gt=0, le=120)] = 15.0
+    # The largest NewsAPI page read (streamed; a larger one is refused, non-retryable).
     newsapi_max_body_bytes: Annotated[int, Field(ge=1024, le=1024**3)] = 5 * 1024 * 1024
+    # The whole NewsAPI exchange, headers to last byte (a slow body is retried).
     newsapi_deadline_seconds: Annotated[float, Field(gt=0, le=600)] = 60.0
     # The plan's result cap per query (100 on the Developer plan): paging stops there.
     newsapi_max_results: Annotated[int, Field(ge=1, le=10_000)] = 100
