@@ -447,7 +447,9 @@ def parse_answer(schema: type[T], content: str | None, *, check: Callable[[T], s
         output = schema.model_validate_json(content or "")
     except ValidationError as error:
         first = error.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ())) or "(root)"
+        # The location holds the answer's own keys: a model (or an injected article) can put a
+        # newline or a screenful there, so it is clipped to one short line like the message.
+        where = _clip(".".join(str(p) for p in first.get("loc", ()))[:80]) or "(root)"
         raise LLMInvalidOutput(
             PROVIDER, f"the answer does not match the {_schema_name(schema)} schema at {where}: {_clip(first['msg'])}"
         ) from None

@@ -565,7 +565,7 @@ def parse_overview(body: Any, symbol: str) -> Overview:
         raise UnknownSymbol(PROVIDER, symbol, "OVERVIEW returned an empty object")
     for key, value in body.items():
         if not isinstance(value, str):
-            raise MalformedResponse(PROVIDER, f"OVERVIEW {str(key)[:40]} is {type(value).__name__}, expected a string")
+            raise MalformedResponse(PROVIDER, _line(f"OVERVIEW {str(key)[:40]} is {type(value).__name__}, expected a string"))
     raw: dict[str, str] = body
     missing = [key for key in ("Symbol", "Name") if raw.get(key, "").strip() in _PLACEHOLDERS]
     if missing:

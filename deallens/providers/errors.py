@@ -14,10 +14,17 @@ class ProviderError(Exception):
 
     permanent: bool = False
 
+    # A message quotes what the provider sent (a key, a value): whatever a hostile body holds,
+    # the error stays one bounded line in logs, Temporal failures and the CLI.
+    MAX_MESSAGE = 300
+
     def __init__(self, provider: str, message: str) -> None:
-        super().__init__(f"{provider}: {message}")
+        line = " ".join(str(message).split())
+        if len(line) > self.MAX_MESSAGE:
+            line = line[: self.MAX_MESSAGE - 1] + "…"
+        super().__init__(f"{provider}: {line}")
         self.provider = provider
-        self.message = message
+        self.message = line
 
 
 class ProviderUnavailable(ProviderError):
