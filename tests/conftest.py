@@ -21,6 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
@@ -39,6 +40,16 @@ TEMPORAL_CLI = BIN / "temporal"
 TEST_SERVER = BIN / "temporal-test-server"
 SAMPLES = Path(__file__).with_name("provider-samples")
 HISTORIES = Path(__file__).with_name("histories")
+
+
+# ------------------------------------------------------------------ hypothesis
+
+# In CI the property tests draw the same examples every run (a submission's verdict must not
+# depend on the draw); on a developer's machine they draw fresh ones, and what they find is
+# fixed and kept. HYPOTHESIS_PROFILE=explore asks CI-like runs for fresh draws too.
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+hypothesis_settings.register_profile("explore", derandomize=False, print_blob=True)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "explore"))
 
 
 # ------------------------------------------------------------------ CI: no hidden skips
