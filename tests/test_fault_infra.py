@@ -455,7 +455,9 @@ async def test_postgres_unreachable_for_30_seconds(
             )
             await asyncio.sleep(30)
             assert worker.proc is not None and worker.proc.poll() is None, f"the worker died:\n{worker.tail()}"
-            during = [m.groups() for m in RETRY_LINE.finditer(worker.log.read_text(errors="replace"))]
+            log_text = worker.log.read_text(errors="replace")
+            during = [m.groups() for m in RETRY_LINE.finditer(log_text)]
+            example = next((line for line in log_text.splitlines() if RETRY_LINE.search(line)), "")
             await proxy.start()
             restored_at = time.monotonic()
             priced = await asyncio.wait_for(prices.result(), 120)
@@ -494,7 +496,8 @@ async def test_postgres_unreachable_for_30_seconds(
                 f"postgres cut 30 s: {len(during)} retry lines ({', '.join(f'{a}: {d}' for a, d in by_activity.items())}); "
                 f"workflows finished {finished - restored_at:.1f} s after the restore "
                 f"({finished - cut_at:.1f} s after the cut); {len(SYMBOLS)} quotes once each, {len(ids)} firings x 2 "
-                f"channels once each; worker up throughout; next run 0 failed attempts; proxy accepted {proxy.accepted}"
+                f"channels once each; worker up throughout; next run 0 failed attempts; proxy accepted {proxy.accepted}\n"
+                f"  e.g. {example}"
             )
         finally:
             await worker.stop()

@@ -42,6 +42,8 @@ def summary(pytestconfig: pytest.Config) -> Iterator[None]:
         f"held={len(OUTCOMES)} lost=0 duplicated=0 in-flight re-sends (same id)={resent}",
         *(o.line(SEED) for o in OUTCOMES),
     ]
+    if reporter is not None:
+        reporter.ensure_newline()
     for line in lines:
         if reporter is not None:
             reporter.write_line(line)
