@@ -161,8 +161,8 @@ async def smtp_outage(db: AsyncEngine, stack: object, env: WorkflowEnvironment, 
 
 
 async def main_async(args: argparse.Namespace) -> int:
-    server = load_settings(database_url=args.database_url, _env_file=None).database_url if args.database_url else None
-    server = server or os.environ.get("DATABASE_URL")
+    raw = args.database_url or os.environ.get("DATABASE_URL")
+    server = load_settings(database_url=raw, _env_file=None).database_url if raw else None
     if not server:
         print("soak: --database-url or DATABASE_URL: a PostgreSQL server to create the soak database on", file=sys.stderr)
         return 2
