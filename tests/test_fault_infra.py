@@ -59,6 +59,7 @@ from deallens.contracts import (
     SyncCompanyPricesResult,
 )
 from deallens.db.alerts import add_alert
+from deallens.db.engine import create_engine, unreachable_reason
 from deallens.db.prices import store_quotes
 from deallens.domain.alert_rules import parse_alert
 from temporal_client import DATA_CONVERTER, interceptors
@@ -175,6 +176,34 @@ def test_a_ten_minute_relay_outage_is_ridden_out_before_anything_is_parked(name:
 def test_the_backoff_arithmetic() -> None:
     assert [next_retry_seconds(a, 10, 2.0, 300) for a in range(1, 8)] == [10, 20, 40, 80, 160, 300, 300]
     assert next_retry_seconds(9, 1, 2.0, None) == 100  # the server's default cap: 100 x initial
+
+
+async def test_what_counts_as_the_database_being_unreachable(db: AsyncEngine) -> None:
+    """Refused and lost connections from the driver are an outage; bad SQL is not, nor is a
+    refused connection raised elsewhere (an SMTP relay that is down, in the same activity)."""
+    closed = create_engine(f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/postgres", pool_size=1)
+    try:
+        with pytest.raises(Exception) as refused:
+            async with closed.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+    finally:
+        await closed.dispose()
+    assert unreachable_reason(refused.value) == "connection refused"
+    with pytest.raises(Exception) as bad_sql:
+        async with db.connect() as conn:
+            await conn.execute(text("SELECT no_such_column FROM users"))
+    assert unreachable_reason(bad_sql.value) is None
+    async with db.connect() as conn:
+        pid = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        async with db.connect() as other:
+            await other.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+        with pytest.raises(Exception) as lost:
+            await conn.execute(text("SELECT 1"))
+    assert unreachable_reason(lost.value) in ("connection lost", "the server is starting up or shutting down"), lost.value
+    try:
+        raise ConnectionRefusedError(111, "Connection refused")
+    except ConnectionRefusedError as smtp_down:
+        assert unreachable_reason(smtp_down) is None
 
 
 # ------------------------------------------------------------------ the Temporal server restarted

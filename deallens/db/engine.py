@@ -84,6 +84,6 @@ def unreachable_reason(error: BaseException) -> str | None:
             return "connection lost"
         if isinstance(e, exc.DBAPIError) and e.connection_invalidated:
             return "connection lost"
-        if isinstance(e, OSError) and not isinstance(e, (asyncpg.PostgresError,)):
+        if isinstance(e, OSError):
             return database_problem(e)
     return None
