@@ -28,7 +28,7 @@ from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from activities.alerts import AlertActivities
-from activities.errors import log_expected_failures_on_one_line
+from activities.errors import DatabaseOutages, log_expected_failures_on_one_line
 from activities.log_context import activity_log_context
 from activities.market_data import AlphaVantageActivities, MarketDataActivities
 from activities.news import NewsActivities, NewsApiActivities
@@ -291,7 +291,10 @@ def build_workers(
             raise ConfigError(f"--queue: {only!r} has no activities or workflows yet (known: {known})")
         specs = {only: specs[only]}
     return [
-        Worker(client, task_queue=name, graceful_shutdown_timeout=timedelta(seconds=10), **options)  # type: ignore[arg-type]
+        Worker(
+            client, task_queue=name, graceful_shutdown_timeout=timedelta(seconds=10),
+            interceptors=[DatabaseOutages()], **options,  # type: ignore[arg-type]
+        )
         for name, options in specs.items()
     ]
 

@@ -151,7 +151,7 @@ async def test_retries_run_out_then_the_delivery_is_parked_and_can_be_resent(
         (row,) = await deliveries(db)
         assert (parked.counts.failed, row.status) == (1, "failed")
         assert "421" in row.error
-        assert row.attempts == 6  # CHANNEL_RETRY["email"].maximum_attempts
+        assert row.attempts == 8  # CHANNEL_RETRY["email"].maximum_attempts
 
         sink.data_reply_times = 0
         alerts, digests_ = await retry_candidates(db)

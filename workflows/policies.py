@@ -31,14 +31,16 @@ BEST_EFFORT_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_a
 
 # Senders. Permanent refusals are recorded by the activity itself (never raised); what is
 # raised is transient (SMTP 4xx, HTTP 5xx/429, timeouts) and retried with backoff, then
-# parked as failed by the workflow.
+# parked as failed by the workflow. Email and digests ride out a relay down for 10 minutes
+# before anything is parked: the backoff before their last attempt sums to 910 s and
+# 1,230 s (tests/test_fault_infra.py checks it stays above 600 s).
 _NOT_RETRYABLE = ["PermanentDatabaseError", "InvalidInput", "PermanentDeliveryError"]
 CHANNEL_RETRY = {
     "email": RetryPolicy(
         initial_interval=timedelta(seconds=10),
         backoff_coefficient=2.0,
         maximum_interval=timedelta(minutes=5),
-        maximum_attempts=6,
+        maximum_attempts=8,
         non_retryable_error_types=_NOT_RETRYABLE,
     ),
     "push": RetryPolicy(
@@ -63,7 +65,7 @@ DIGEST_BATCH_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=10),
     backoff_coefficient=2.0,
     maximum_interval=timedelta(minutes=10),
-    maximum_attempts=6,
+    maximum_attempts=8,
     non_retryable_error_types=_NOT_RETRYABLE,
 )
 DIGEST_BATCH_TIMEOUT = timedelta(minutes=30)

@@ -35,3 +35,58 @@ def database_problem(error: BaseException) -> str:
     original = getattr(error, "orig", None) or error
     first = str(original).strip().splitlines()[0] if str(original).strip() else ""
     return first or type(original).__name__
+
+
+_DRIVER_PATHS = ("/sqlalchemy/", "/asyncpg/")
+
+
+def _raised_by_the_driver(error: BaseException) -> bool:
+    tb = error.__traceback__
+    while tb is not None:
+        if any(part in tb.tb_frame.f_code.co_filename for part in _DRIVER_PATHS):
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def _chain(error: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and current not in seen:
+        seen.append(current)
+        current = getattr(current, "orig", None) or current.__cause__ or current.__context__
+    return seen
+
+
+def unreachable_reason(error: BaseException) -> str | None:
+    """Why the database could not be reached ("connection refused", "connection lost", ...),
+    or None when `error` is something else (bad SQL, bad data, a bug, an SMTP or HTTP error).
+
+    An outage is transient: the caller retries with backoff and says what it is waiting for.
+    Only errors raised from inside SQLAlchemy or asyncpg count, so a refused SMTP or HTTP
+    connection in the same activity is never mistaken for the database being down.
+    """
+    import asyncpg  # the driver: imported here so that the module stays light for the CLIs
+    from sqlalchemy import exc
+
+    chain = _chain(error)
+    if not any(_raised_by_the_driver(e) or isinstance(e, (exc.DBAPIError, asyncpg.PostgresError)) for e in chain):
+        return None
+    for e in chain:
+        if isinstance(e, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(e, (ConnectionResetError, BrokenPipeError, asyncpg.ConnectionDoesNotExistError)):
+            return "connection lost"
+        if isinstance(e, asyncpg.CannotConnectNowError):
+            return "the server is starting up or shutting down"
+        if isinstance(e, asyncpg.TooManyConnectionsError):
+            return "too many connections"
+        if isinstance(e, (TimeoutError, asyncpg.ConnectionFailureError)):
+            return "connection timed out" if isinstance(e, TimeoutError) else "connection failure"
+        if isinstance(e, asyncpg.InterfaceError) and "closed" in str(e):
+            return "connection lost"
+        if isinstance(e, exc.DBAPIError) and e.connection_invalidated:
+            return "connection lost"
+        if isinstance(e, OSError):
+            return database_problem(e)
+    return None
