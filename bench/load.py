@@ -368,6 +368,32 @@ async def notification_starts(client: Client) -> tuple[dict[int, float], dict[dt
     return singles, batches
 
 
+async def evaluate_activities(client: Client) -> tuple[list[float], list[float]]:
+    """Per `alerts.evaluate` activity of the price monitor (every run of it): seconds from
+    scheduled to started (waiting for a worker slot and a poll) and from started to completed
+    (the evaluation itself). Where the time from evaluation to notification goes."""
+    waits, runs = [], []
+    async for execution in client.list_workflows(f"WorkflowId = '{monitor_id('price')}'"):
+        history = await client.get_workflow_handle(execution.id, run_id=execution.run_id).fetch_history()
+        scheduled: dict[int, float] = {}
+        started: dict[int, float] = {}
+        for event in history.events:
+            at = event.event_time.ToDatetime(dt.UTC).timestamp()
+            if event.HasField("activity_task_scheduled_event_attributes"):
+                if event.activity_task_scheduled_event_attributes.activity_type.name == "alerts.evaluate":
+                    scheduled[event.event_id] = at
+            elif event.HasField("activity_task_started_event_attributes"):
+                key = event.activity_task_started_event_attributes.scheduled_event_id
+                if key in scheduled:
+                    started[key] = at
+                    waits.append(at - scheduled[key])
+            elif event.HasField("activity_task_completed_event_attributes"):
+                key = event.activity_task_completed_event_attributes.scheduled_event_id
+                if key in started:
+                    runs.append(at - started[key])
+    return waits, runs
+
+
 # ------------------------------------------------------------------ figures
 
 
@@ -378,8 +404,8 @@ def percentile(values: list[float], share: float) -> float:
 
 def seconds_line(label: str, values: list[float]) -> str:
     if not values:
-        return f"  {label:<44} (none)"
-    return (f"  {label:<44} p50 {statistics.median(values):6.3f} s   p99 {percentile(values, 0.99):6.3f} s   "
+        return f"  {label:<48} (none)"
+    return (f"  {label:<48} p50 {statistics.median(values):6.3f} s   p99 {percentile(values, 0.99):6.3f} s   "
             f"max {max(values):6.3f} s   ({len(values):,})")
 
 
@@ -519,7 +545,11 @@ async def bench(server_url: str, cfg: Config) -> int:
             actions_after = scrape_actions(metrics_port)
             status = await client.get_workflow_handle(monitor_id("price")).query("status", result_type=MonitorStatus)
             singles, batches = await notification_starts(client)
-            figures = await collect(engine, load_from, smtp_arrivals, push_arrivals, singles, batches)
+            described = await digest.describe()
+            window = (described.start_time.timestamp(), described.close_time.timestamp()) if described.close_time else None
+            evaluations = await evaluate_activities(client)
+            figures = await collect(engine, load_from, smtp_arrivals, push_arrivals, singles, batches, start, window,
+                                    evaluations)
         return report(cfg, figures, status, digest_result, load, run_started=run_started, syncs_done=syncs_done,
                       finished=finished, size_before=size_before, size_after=size_after,
                       actions=actions_after - actions_before, smtp=smtp_arrivals)
@@ -558,6 +588,13 @@ class Figures:
     duplicated: int
     unexpected: int
     to_start: list[float]
+    to_evaluation: list[float]  # stored -> the evaluation that fired it (its triggered_at)
+    evaluation_to_start: list[float]
+    slowest: list[tuple[float, int, float, float]]  # (to start, sync, to evaluation, evaluation to start)
+    evaluate_waits: list[float]
+    evaluate_runs: list[float]
+    digest_window: tuple[float, float] | None
+    to_start_in_digest: list[float]
     to_email: list[float]
     to_push: list[float]
     deliveries: int
@@ -566,11 +603,12 @@ class Figures:
 
 
 async def collect(engine: Any, since: dt.datetime, smtp: Arrivals, pushes: Arrivals,
-                  singles: dict[int, float], batches: dict[dt.datetime, float]) -> Figures:
+                  singles: dict[int, float], batches: dict[dt.datetime, float], start: dt.datetime,
+                  digest_window: tuple[float, float] | None, evaluations: tuple[list[float], list[float]]) -> Figures:
     async with engine.connect() as conn:
         quotes = (await conn.execute(text("SELECT count(*) FROM price_quotes WHERE created_at >= :t"), {"t": since})).scalar_one()
         rows = (await conn.execute(text(
-            "SELECT h.id, h.triggered_at, extract(epoch FROM q.created_at) AS stored_at "
+            "SELECT h.id, h.triggered_at, h.data_at, extract(epoch FROM q.created_at) AS stored_at "
             "FROM alert_history h LEFT JOIN price_quotes q ON 'price:' || q.id = h.dedup_key ORDER BY h.id"
         ))).all()
     emails, email_at = smtp.snapshot()
@@ -581,14 +619,21 @@ async def collect(engine: Any, since: dt.datetime, smtp: Arrivals, pushes: Arriv
     lost = len(expected_email - alert_emails.keys()) + len(expected_push - pushed.keys())
     duplicated = sum(n - 1 for n in alert_emails.values() if n > 1) + sum(n - 1 for n in pushed.values() if n > 1)
     unexpected = len(alert_emails.keys() - expected_email) + len(pushed.keys() - expected_push)
-    to_start, to_email, to_push = [], [], []
+    to_start, to_email, to_push, to_evaluation, evaluation_to_start = [], [], [], [], []
+    slowest, in_digest = [], []
     for r in rows:
         if r.stored_at is None:
             continue
         stored = float(r.stored_at)
+        to_evaluation.append(r.triggered_at.timestamp() - stored)
         started = singles.get(r.id, batches.get(r.triggered_at))
         if started is not None:
             to_start.append(started - stored)
+            evaluation_to_start.append(started - r.triggered_at.timestamp())
+            sync = round((r.data_at - start).total_seconds() / 60)
+            slowest.append((started - stored, sync, r.triggered_at.timestamp() - stored, started - r.triggered_at.timestamp()))
+            if digest_window and digest_window[0] <= stored <= digest_window[1]:
+                in_digest.append(started - stored)
         if (at := email_at.get(f"<alert-{r.id}-email@{MAIL_DOMAIN}>")) is not None:
             to_email.append(at - stored)
         if (at := push_at.get(f"alert-{r.id}-push")) is not None:
@@ -597,7 +642,10 @@ async def collect(engine: Any, since: dt.datetime, smtp: Arrivals, pushes: Arriv
     arrivals = [t for k, t in email_at.items() if k.startswith("<alert-")] + list(push_at.values())
     return Figures(
         quotes=quotes, firings=len(rows), lost=lost, duplicated=duplicated, unexpected=unexpected,
-        to_start=to_start, to_email=to_email, to_push=to_push, deliveries=deliveries,
+        to_start=to_start, to_evaluation=to_evaluation, evaluation_to_start=evaluation_to_start,
+        slowest=sorted(slowest, reverse=True)[:5], evaluate_waits=evaluations[0], evaluate_runs=evaluations[1],
+        digest_window=digest_window, to_start_in_digest=in_digest,
+        to_email=to_email, to_push=to_push, deliveries=deliveries,
         first_fired=min((r.triggered_at.timestamp() for r in rows), default=None),
         last_delivered=max(arrivals, default=None),
     )
@@ -626,10 +674,19 @@ def report(cfg: Config, f: Figures, status: Any, digest: Any, load: LoadAverage,
     print(f"  firings                {f.firings:>9,}   ({f.firings / cfg.alerts:.2%} of the alerts over the run)")
     print(f"  notifications          {f.deliveries:>9,}   {f.deliveries / span:8.1f}/s   (email + push, first firing "
           f"to last arrival {span:.1f} s)")
-    print(f"  digests                {len(digest_ids):>9,}   (sent {digest.counts.sent}, failed {digest.counts.failed}, "
+    took = f"{f.digest_window[1] - f.digest_window[0]:.1f} s, " if f.digest_window else ""
+    print(f"  digests                {len(digest_ids):>9,}   ({took}sent {digest.counts.sent}, failed {digest.counts.failed}, "
           f"skipped {digest.counts.skipped} of {digest.users:,} eligible)")
     print("latency (from the quote's stored_at)")
     print(seconds_line("-> notification workflow started", f.to_start))
+    print(seconds_line("   of which -> the evaluation that fired it", f.to_evaluation))
+    print(seconds_line("   of which evaluation -> notification started", f.evaluation_to_start))
+    if f.digest_window:
+        print(seconds_line("   stored while the digest ran -> started", f.to_start_in_digest))
+    print(seconds_line("   evaluate activity: scheduled -> started", f.evaluate_waits))
+    print(seconds_line("   evaluate activity: started -> completed", f.evaluate_runs))
+    print("  slowest: " + "; ".join(
+        f"sync {sync}: {total:.2f} s ({evaluation:.2f} + {after:.2f})" for total, sync, evaluation, after in f.slowest))
     print(seconds_line("-> email at the SMTP sink", f.to_email))
     print(seconds_line("-> push at the webhook sink", f.to_push))
     per_hour = actions / simulated_minutes * 60
