@@ -235,7 +235,7 @@ async def seed_universe(engine: Any, companies: list[DemoCompany], users: int, p
 
 
 @dataclass(frozen=True)
-class Path_:
+class PricePath:
     """One company's prices at the syncs of the run (minute 1..syncs) and its reference."""
 
     company_id: int
@@ -249,19 +249,19 @@ def sim_minute(start: dt.datetime, minute: int) -> dt.datetime:
     return start + dt.timedelta(minutes=minute)
 
 
-def price_paths(companies: list[DemoCompany], ids: dict[str, int], start: dt.datetime, syncs: int) -> list[Path_]:
+def price_paths(companies: list[DemoCompany], ids: dict[str, int], start: dt.datetime, syncs: int) -> list[PricePath]:
     """The stand-in's prices at each sync, computed from the same deterministic market."""
     market = Market(0)
     paths = []
     for company in companies:
         first = market.quote(company, start)
         prices = [Decimal(str(market.quote(company, sim_minute(start, k)).bar.close)) for k in range(1, syncs + 1)]
-        paths.append(Path_(ids[company.symbol], company.symbol, Decimal(str(first.bar.close)),
+        paths.append(PricePath(ids[company.symbol], company.symbol, Decimal(str(first.bar.close)),
                            Decimal(str(first.previous_close)), prices))
     return paths
 
 
-def alert_definition(rand: random.Random, path: Path_, fires: bool) -> dict[str, Any]:
+def alert_definition(rand: random.Random, path: PricePath, fires: bool) -> dict[str, Any]:
     """A price alert on `path`'s company that crosses at some sync of the run if `fires`
     (its threshold between the starting price and the run's extreme), else never does (beyond
     the extreme). Falls back to a never-firing one when the path does not move that way."""
@@ -294,7 +294,7 @@ def alert_definition(rand: random.Random, path: Path_, fires: bool) -> dict[str,
     return {"type": "percent_change", "symbol": path.symbol, "percent": min(percent, Decimal(50))}
 
 
-async def seed_alerts(url: str, paths: list[Path_], user_ids: list[int], cfg: Config) -> None:
+async def seed_alerts(url: str, paths: list[PricePath], user_ids: list[int], cfg: Config) -> None:
     rand = random.Random(20_261_202)
     now = dt.datetime.now(dt.UTC)
     records = []

@@ -31,6 +31,6 @@ def test_quick_load_run_loses_and_duplicates_no_delivery(server_url: str) -> Non
     for sink in ("notification workflow started", "email at the SMTP sink", "push at the webhook sink"):
         line = next(line for line in out.splitlines() if sink in line)
         assert line.rstrip().endswith(f"({firings:,})"), line
-    digests = re.search(r"digests\s+([\d,]+)\s+\(sent ([\d,]+), failed 0, skipped 0 of ([\d,]+) eligible\)", out)
+    digests = re.search(r"digests\s+([\d,]+)\s+\((?:[\d.]+ s, )?sent ([\d,]+), failed 0, skipped 0 of ([\d,]+) eligible\)", out)
     assert digests and digests[1] == digests[2] == digests[3], out
     assert "check: 0 lost, 0 duplicated: OK" in out
