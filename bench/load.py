@@ -368,15 +368,19 @@ async def notification_starts(client: Client) -> tuple[dict[int, float], dict[dt
     return singles, batches
 
 
-async def evaluate_activities(client: Client) -> tuple[list[float], list[float]]:
+async def evaluate_activities(client: Client) -> tuple[list[float], list[float], list[float], list[float]]:
     """Per `alerts.evaluate` activity of the price monitor (every run of it): seconds from
     scheduled to started (waiting for a worker slot and a poll) and from started to completed
-    (the evaluation itself). Where the time from evaluation to notification goes."""
-    waits, runs = [], []
+    (the evaluation itself); then for the workflow task that follows (the one starting the
+    notifications): scheduled to started (waiting for the sticky worker to pick it up) and
+    started to completed (running it). Where the time from evaluation to notification goes."""
+    waits, runs, task_waits, task_runs = [], [], [], []
     async for execution in client.list_workflows(f"WorkflowId = '{monitor_id('price')}'"):
         history = await client.get_workflow_handle(execution.id, run_id=execution.run_id).fetch_history()
         scheduled: dict[int, float] = {}
         started: dict[int, float] = {}
+        after_evaluation = False
+        task_scheduled = task_started = None
         for event in history.events:
             at = event.event_time.ToDatetime(dt.UTC).timestamp()
             if event.HasField("activity_task_scheduled_event_attributes"):
@@ -391,7 +395,16 @@ async def evaluate_activities(client: Client) -> tuple[list[float], list[float]]
                 key = event.activity_task_completed_event_attributes.scheduled_event_id
                 if key in started:
                     runs.append(at - started[key])
-    return waits, runs
+                    after_evaluation, task_scheduled = True, None
+            elif after_evaluation and event.HasField("workflow_task_scheduled_event_attributes"):
+                task_scheduled = at
+            elif after_evaluation and task_scheduled and event.HasField("workflow_task_started_event_attributes"):
+                task_started = at
+                task_waits.append(at - task_scheduled)
+            elif after_evaluation and task_started and event.HasField("workflow_task_completed_event_attributes"):
+                task_runs.append(at - task_started)
+                after_evaluation, task_scheduled, task_started = False, None, None
+    return waits, runs, task_waits, task_runs
 
 
 # ------------------------------------------------------------------ figures
@@ -593,6 +606,8 @@ class Figures:
     slowest: list[tuple[float, int, float, float]]  # (to start, sync, to evaluation, evaluation to start)
     evaluate_waits: list[float]
     evaluate_runs: list[float]
+    task_waits: list[float]
+    task_runs: list[float]
     digest_window: tuple[float, float] | None
     to_start_in_digest: list[float]
     to_email: list[float]
@@ -604,7 +619,8 @@ class Figures:
 
 async def collect(engine: Any, since: dt.datetime, smtp: Arrivals, pushes: Arrivals,
                   singles: dict[int, float], batches: dict[dt.datetime, float], start: dt.datetime,
-                  digest_window: tuple[float, float] | None, evaluations: tuple[list[float], list[float]]) -> Figures:
+                  digest_window: tuple[float, float] | None,
+                  evaluations: tuple[list[float], list[float], list[float], list[float]]) -> Figures:
     async with engine.connect() as conn:
         quotes = (await conn.execute(text("SELECT count(*) FROM price_quotes WHERE created_at >= :t"), {"t": since})).scalar_one()
         rows = (await conn.execute(text(
@@ -644,6 +660,7 @@ async def collect(engine: Any, since: dt.datetime, smtp: Arrivals, pushes: Arriv
         quotes=quotes, firings=len(rows), lost=lost, duplicated=duplicated, unexpected=unexpected,
         to_start=to_start, to_evaluation=to_evaluation, evaluation_to_start=evaluation_to_start,
         slowest=sorted(slowest, reverse=True)[:5], evaluate_waits=evaluations[0], evaluate_runs=evaluations[1],
+        task_waits=evaluations[2], task_runs=evaluations[3],
         digest_window=digest_window, to_start_in_digest=in_digest,
         to_email=to_email, to_push=to_push, deliveries=deliveries,
         first_fired=min((r.triggered_at.timestamp() for r in rows), default=None),
@@ -685,6 +702,8 @@ def report(cfg: Config, f: Figures, status: Any, digest: Any, load: LoadAverage,
         print(seconds_line("   stored while the digest ran -> started", f.to_start_in_digest))
     print(seconds_line("   evaluate activity: scheduled -> started", f.evaluate_waits))
     print(seconds_line("   evaluate activity: started -> completed", f.evaluate_runs))
+    print(seconds_line("   next workflow task: scheduled -> started", f.task_waits))
+    print(seconds_line("   next workflow task: started -> completed", f.task_runs))
     print("  slowest: " + "; ".join(
         f"sync {sync}: {total:.2f} s ({evaluation:.2f} + {after:.2f})" for total, sync, evaluation, after in f.slowest))
     print(seconds_line("-> email at the SMTP sink", f.to_email))
