@@ -416,6 +416,20 @@ class Alert(Base):
         Index("ix_alerts_unevaluated", "kind", "company_id", postgresql_where=text("evaluated_at IS NULL")),
         # Expired alerts still active: each evaluation retires them (a scan of every alert without).
         Index("ix_alerts_expires_at", "expires_at", postgresql_where=text("active AND expires_at IS NOT NULL")),
+        # A price evaluation reads only the armed alerts whose level a new quote reached: a
+        # range scan per company and type (deallens/db/alert_eval.py, _PRICE_CANDIDATES), and
+        # every other active one through the second index (disarmed, windowed: few).
+        Index(
+            "ix_alerts_armed_levels", "kind", "company_id", "alert_type", "level",
+            postgresql_where=text("active AND armed AND window_minutes IS NULL"),
+        ),
+        Index(
+            "ix_alerts_price_unpruned", "kind", "company_id",
+            postgresql_where=text(
+                "active AND (NOT armed OR window_minutes IS NOT NULL OR "
+                "alert_type NOT IN ('price_above', 'price_below', 'percent_change'))"
+            ),
+        ),
         # Disarming/re-arming updates stay on their page (HOT) instead of rewriting every index.
         {"postgresql_with": {"fillfactor": 85}},
     )

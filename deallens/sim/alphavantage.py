@@ -16,7 +16,8 @@ from __future__ import annotations
 import random
 import re
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -163,11 +164,13 @@ def make_app(
     premium: bool = False,
     calls_per_minute: int | None = None,
     calls_per_day: int | None = None,
+    companies: Sequence[DemoCompany] = (),
 ) -> Starlette:
-    """The AlphaVantage stand-in. `premium` makes REALTIME_BULK_QUOTES answer like a premium key."""
+    """The AlphaVantage stand-in. `premium` makes REALTIME_BULK_QUOTES answer like a premium key;
+    `companies` are known besides the simulated universe (bench/load.py's 500 symbols)."""
     now: Clock = clock or system_clock
     controller = AlphaVantageController(seed, RateLimits(calls_per_minute=calls_per_minute, calls_per_day=calls_per_day))
-    service = _AlphaVantage(Market(seed), premium)
+    service = _AlphaVantage(Market(seed), premium, {c.symbol.upper(): c for c in companies})
 
     async def query(request: Request) -> Response:
         params = request.query_params
@@ -267,6 +270,12 @@ def _plain(value: float, places: int) -> str:
 class _AlphaVantage:
     market: Market
     premium: bool
+    # Companies known beyond the simulated universe (upper-case symbol -> company): a load
+    # test's hundreds of symbols.
+    extra: dict[str, DemoCompany] = field(default_factory=dict)
+
+    def company(self, symbol: str) -> DemoCompany | None:
+        return self.extra.get(symbol.strip().upper()) or sim_company(symbol)
 
     def dispatch(self, function: str, params: QueryParams, moment: datetime) -> dict[str, Any]:
         symbol = params.get("symbol", "").strip()
@@ -285,7 +294,7 @@ class _AlphaVantage:
     def global_quote(self, symbol: str, moment: datetime) -> dict[str, Any]:
         if not symbol:
             return {"Error Message": INVALID_CALL.format(function=GLOBAL_QUOTE)}
-        company = sim_company(symbol)
+        company = self.company(symbol)
         if company is None:
             return {"Global Quote": {}}
         quote = self.market.quote(company, moment)
@@ -306,7 +315,7 @@ class _AlphaVantage:
         }
 
     def time_series_daily(self, symbol: str, outputsize: str, moment: datetime) -> dict[str, Any]:
-        company = sim_company(symbol) if symbol else None
+        company = self.company(symbol) if symbol else None
         if company is None:
             return {"Error Message": INVALID_CALL.format(function=TIME_SERIES_DAILY)}
         full = outputsize.strip().lower() == "full"
@@ -343,7 +352,7 @@ class _AlphaVantage:
             return {"Error Message": INVALID_CALL.format(function=REALTIME_BULK_QUOTES)}
         data = []
         for symbol in requested:
-            company = sim_company(symbol)
+            company = self.company(symbol)
             if company is not None:
                 data.append(self._bulk_entry(self.market.quote(company, moment)))
         return {"endpoint": "Realtime Bulk Quotes", "data": data}
@@ -375,7 +384,7 @@ class _AlphaVantage:
     def overview(self, symbol: str, moment: datetime) -> dict[str, Any]:
         if not symbol:
             return {"Error Message": INVALID_CALL.format(function=OVERVIEW)}
-        company = sim_company(symbol)
+        company = self.company(symbol)
         if company is None:
             return {}
         # Fundamentals refresh daily: price-based fields use completed sessions only.

@@ -1,7 +1,7 @@
 """auto redelivery: how many times a parked delivery was re-queued without a person
 
 Revision ID: 0021
-Revises: 0012
+Revises: 0020
 Create Date: 2026-12-01 12:40:00
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0021"
-down_revision: str | None = "0012"
+down_revision: str | None = "0020"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
