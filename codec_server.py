@@ -148,7 +148,8 @@ def main() -> int:
         return 2
     import uvicorn
 
-    configure_logging(settings.log_level)
+    # LOG_FORMAT and the redaction of every configured secret, as in the worker.
+    configure_logging(settings.log_level, settings.log_format, secrets=settings.secret_values())
     host, _, port = settings.temporal_codec_bind.rpartition(":")
     uvicorn.run(app, host=host.strip("[]") or "0.0.0.0", port=int(port), log_level="warning")
     return 0

@@ -347,6 +347,10 @@ class Settings(BaseSettings):
             for name, info in type(self).model_fields.items()
             if "SecretStr" in str(info.annotation) and getattr(self, name) is not None
         ]
+        if self.temporal_codec_keys is not None:
+            # Each key on its own as well: a line may quote one entry, not the whole list.
+            for entry in self.temporal_codec_keys.get_secret_value().split(","):
+                values.append(entry.partition(":")[2].strip())
         if self.database_url is not None:
             password = urlsplit(str(self.database_url)).password
             if password:

@@ -188,3 +188,16 @@ def test_an_expected_failure_stays_one_line_in_json() -> None:
     event = json.loads(line)
     assert event["message"] == "Completing activity as failed: UnknownSymbol (non-retryable): unknown symbol 'NOPE'"
     assert "exc" not in event
+
+
+def test_each_codec_key_is_a_secret_on_its_own() -> None:
+    """A line quoting one TEMPORAL_CODEC_KEYS entry is redacted, not only the whole list."""
+    import base64
+
+    k2, k1 = (base64.b64encode(bytes([n]) * 32).decode() for n in (2, 1))
+    settings = load_settings(_env_file=None, temporal_codec_keys=f"k2:{k2}, k1:{k1}")
+    secrets = settings.secret_values()
+    assert {k1, k2} <= set(secrets)
+    logger, out = _capture(logs.JsonFormatter(secrets))
+    logger.warning("rotating from %s", k1)
+    assert k1 not in out.getvalue() and json.loads(out.getvalue())["message"] == "rotating from ***"

@@ -33,7 +33,8 @@ async def serve(settings: Settings) -> None:
 def main() -> int:
     try:
         settings = load_settings()
-        configure_logging(settings.log_level)
+        # LOG_FORMAT and the redaction of every configured secret, as in the worker.
+        configure_logging(settings.log_level, settings.log_format, secrets=settings.secret_values())
         asyncio.run(serve(settings))
     except ConfigError as error:
         print(f"web: {error}", file=sys.stderr)
