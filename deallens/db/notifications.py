@@ -16,8 +16,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from deallens.db.claims import Ledger
 from deallens.domain.redelivery import MAX_AUTO_RETRIES
 
-# The channels a user has: email unless disabled or unsubscribed, push with a webhook URL,
-# SMS with a number (and only when SMS is switched on).
+# The channels a user `u` has: email unless disabled or unsubscribed, push with a webhook URL,
+# SMS with a number (and only when SMS is switched on). One rule for the deliveries recorded
+# (_INTENTS) and the channels a firing's summary names (_FIRING_REFS).
+_CHANNELS = """(VALUES
+            (1, 'email', u.email_enabled AND u.unsubscribed_at IS NULL),
+            (2, 'push', u.push_webhook_url IS NOT NULL AND u.unsubscribed_at IS NULL),
+            (3, 'sms', u.sms_number IS NOT NULL AND u.unsubscribed_at IS NULL AND CAST(:sms AS boolean))
+        ) AS ch(position, channel, wanted)"""
+
 _INTENTS = """
     WITH firings AS ({firings}),
     inserted AS (
@@ -26,11 +33,7 @@ _INTENTS = """
         FROM firings f
         JOIN alerts a ON a.id = f.alert_id
         JOIN users u ON u.id = a.user_id
-        CROSS JOIN LATERAL (VALUES
-            ('email', u.email_enabled AND u.unsubscribed_at IS NULL),
-            ('push', u.push_webhook_url IS NOT NULL AND u.unsubscribed_at IS NULL),
-            ('sms', u.sms_number IS NOT NULL AND u.unsubscribed_at IS NULL AND CAST(:sms AS boolean))
-        ) AS ch(channel, wanted)
+        CROSS JOIN LATERAL {channels}
         WHERE ch.wanted
         ON CONFLICT (alert_history_id, channel) DO NOTHING
         RETURNING 1
@@ -38,11 +41,16 @@ _INTENTS = """
     SELECT (SELECT count(*) FROM firings) AS firings, (SELECT count(*) FROM inserted) AS deliveries
 """
 
-_BY_IDS = text(_INTENTS.format(firings="SELECT id, alert_id FROM alert_history WHERE id = ANY(CAST(:ids AS bigint[]))"))
+_BY_IDS = text(
+    _INTENTS.format(
+        firings="SELECT id, alert_id FROM alert_history WHERE id = ANY(CAST(:ids AS bigint[]))", channels=_CHANNELS
+    )
+)
 _BY_EVALUATION = text(
     _INTENTS.format(
         firings="SELECT h.id, h.alert_id FROM alert_history h JOIN alerts a ON a.id = h.alert_id "
-        "WHERE a.kind = :kind AND h.triggered_at = :at"
+        "WHERE a.kind = :kind AND h.triggered_at = :at",
+        channels=_CHANNELS,
     )
 )
 
@@ -79,15 +87,11 @@ async def evaluation_firings(engine: AsyncEngine, kind: str, triggered_at: dt.da
 
 
 # What the Web UI shows of an evaluation's firings (search attributes, summaries): ids and
-# symbols only. The channels mirror _INTENTS' choice (the plan decides; this only describes).
+# symbols only. The channels by _INTENTS' rule (the plan decides; this only describes).
 _FIRING_REFS = text(
-    """
+    f"""
     SELECT h.id AS history_id, a.id AS alert_id, a.user_id, a.kind, a.alert_type, c.symbol,
-           array_remove(ARRAY[
-               CASE WHEN u.email_enabled AND u.unsubscribed_at IS NULL THEN 'email' END,
-               CASE WHEN u.push_webhook_url IS NOT NULL AND u.unsubscribed_at IS NULL THEN 'push' END,
-               CASE WHEN u.sms_number IS NOT NULL AND u.unsubscribed_at IS NULL AND CAST(:sms AS boolean) THEN 'sms' END
-           ], NULL) AS channels
+           ARRAY(SELECT ch.channel FROM {_CHANNELS} WHERE ch.wanted ORDER BY ch.position) AS channels
     FROM alert_history h
     JOIN alerts a ON a.id = h.alert_id
     JOIN users u ON u.id = a.user_id
