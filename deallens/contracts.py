@@ -861,7 +861,7 @@ class RequeuedDeliveries(Model):
 
 class RetryParkedResult(Model):
     alerts_started: int = 0
-    # Firings whose notify-<id> was still running: it sends what it can; the rest is picked up
-    # again once parked.
+    # Firings whose notify-<id> was still running (rare: firings with a pending channel are
+    # not re-queued); what it had planned before the re-queue it does not send again.
     alerts_running: int = 0
     digests_requeued: int = 0

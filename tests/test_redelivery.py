@@ -94,6 +94,26 @@ async def test_only_rows_whose_retry_is_due_are_requeued_once(db: AsyncEngine) -
     assert len((await requeue_due(db, limit=1)).alert_history_ids) == 1
 
 
+async def test_a_firing_still_sending_on_another_channel_waits(db: AsyncEngine) -> None:
+    """Its notify-<id> is still running (push retrying, or held by quiet hours): re-queued under
+    it, the parked email would stay pending with nobody to send it. It goes once push settles."""
+    [user] = await make_users(db, 1)
+    firing = await fire(db, user, None)
+    await _park(db, firing, "email", ago=dt.timedelta(minutes=20), auto_retries=0)  # due
+    async with db.begin() as conn:
+        await conn.execute(
+            text("INSERT INTO notification_deliveries (alert_history_id, channel, status) VALUES (:h, 'push', 'pending')"),
+            {"h": firing},
+        )
+    assert (await requeue_due(db, limit=50)).alert_history_ids == []
+    assert (await waiting_for_auto_retry(db)).rows == 1  # still waiting, not given up
+    async with db.begin() as conn:
+        await conn.execute(
+            text("UPDATE notification_deliveries SET status = 'sent', sent_at = now() WHERE channel = 'push'")
+        )
+    assert (await requeue_due(db, limit=50)).alert_history_ids == [firing]
+
+
 @pytest.fixture
 def sink() -> Any:
     with smtp_sink() as sink:

@@ -81,8 +81,8 @@ class RetryParkedDeliveries:
                 execution_timeout=timeout,
             )
         except WorkflowAlreadyStartedError:
-            # notify-<id> still running (quiet hours, a slow channel): it sends the re-queued
-            # rows if it has not passed their channel yet; otherwise they are parked again and
-            # their next automatic retry picks them up.
+            # notify-<id> still running: a narrow window only, since a firing with a channel
+            # still pending is not re-queued (deallens/db/redelivery.py). A run that planned
+            # before the re-queue does not send those rows: they show as stuck in `health`.
             return False
         return True

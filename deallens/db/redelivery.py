@@ -25,11 +25,19 @@ def _due(alias: str) -> str:
     )
 
 
+# Not while another channel of the firing is still pending: its notify-<id> is still running
+# (a channel held by quiet hours, one still retrying), so a start would find it running and a
+# row re-queued under it would stay pending with nobody to send it (that run planned its
+# channels at its start). The next run re-queues the firing once every channel has settled.
 _REQUEUE_ALERTS = text(
     f"""
     WITH due AS (
         SELECT DISTINCT n.alert_history_id FROM notification_deliveries n
         WHERE {_due("n")}
+          AND NOT EXISTS (
+              SELECT 1 FROM notification_deliveries o
+              WHERE o.alert_history_id = n.alert_history_id AND o.status = 'pending'
+          )
         ORDER BY n.alert_history_id
         LIMIT :limit
     )
