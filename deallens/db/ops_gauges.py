@@ -32,7 +32,8 @@ _GAUGES = text(
     """
 )
 
-# Counted over the partial index ix_alerts_kind_active: what each evaluation of a kind reads.
+# Counted over the partial index ix_alerts_kind_active: the alerts each kind evaluates (a price
+# evaluation reads only the armed ones a new quote reached, and the rest: deallens/db/alert_eval.py).
 _ACTIVE = text("SELECT kind, count(*) FROM alerts WHERE active GROUP BY kind")
 
 _USED = text("SELECT provider, day, calls FROM api_usage WHERE (provider, day) IN (SELECT * FROM unnest(CAST(:providers AS text[]), CAST(:days AS date[])))")
