@@ -194,6 +194,97 @@ def test_same_event_on_the_second_held_out_articles() -> None:
     assert recall >= RECALL_TARGET
 
 
+def test_same_event_on_the_third_held_out_articles() -> None:
+    """Written blind (by a session that saw tests/labelled/README.md's rules, not the code) and
+    run once before any change: 0.767 precision, 0.635 recall. The session rule for share moves,
+    the "discuss" rumour stage, "ends ... merger deal" as a termination, durations that are not
+    counts and the spread of an agreed deal's reported values came from its errors, so it is
+    in-sample now; tests/labelled/story_articles_holdout4.jsonl measures them out of sample.
+    Its remaining misses are rewrites that name neither company ("Supermarket mega-merger takes
+    aim at Walmart" for Kroger / Albertsons)."""
+    precision, recall, _, _, _, pairs = _held_out("story_articles_holdout3.jsonl")
+    assert pairs >= 220
+    assert precision >= PRECISION_TARGET
+    assert recall >= 0.70
+
+
+def _at(utc: str) -> datetime:
+    return datetime.fromisoformat(utc)
+
+
+@pytest.mark.parametrize(
+    ("news", "news_at", "move", "move_at", "same"),
+    [
+        # The first session after Saturday-night news is Monday's: its slide is the news's story,
+        # however many hours the weekend put between them.
+        ("FAA orders grounding of Boeing 737 MAX 9 planes", "2024-01-07T01:00:00+00:00",
+         "Boeing shares slide 8% after FAA grounding of 737 MAX 9 planes", "2024-01-08T15:00:00+00:00", True),
+        # Sunday-evening deal, Monday's move: the first session, 15 hours later.
+        ("Paramount agrees to merge with Skydance", "2024-07-07T23:25:00+00:00",
+         "Paramount stock slides as investors digest Skydance merger terms", "2024-07-08T14:40:00+00:00", True),
+        # A move two sessions after the deal is its own event.
+        ("AMD signs AI chip supply deal with OpenAI", "2025-10-06T12:05:00+00:00",
+         "AMD shares jump on AI chip supply deal with OpenAI", "2025-10-07T19:40:00+00:00", False),
+        # A move the headline says is not the news's reaction.
+        ("Nvidia forecasts revenue above estimates as AI chip demand stays strong", "2026-11-18T21:25:00+00:00",
+         "Nvidia shares fall despite upbeat revenue forecast", "2026-11-19T18:30:00+00:00", False),
+    ],
+)
+def test_a_share_move_is_the_story_of_the_news_of_its_session(
+    news: str, news_at: str, move: str, move_at: str, same: bool
+) -> None:
+    assert same_event(StoryText(news, None, _at(news_at)), StoryText(move, None, _at(move_at))) is same
+
+
+def test_share_moves_of_two_sessions_are_two_events() -> None:
+    monday = StoryText("AMD shares soar after OpenAI chip deal", None, _at("2025-10-06T14:10:00+00:00"))
+    tuesday = StoryText("AMD shares soar again on OpenAI chip deal", None, _at("2025-10-07T19:40:00+00:00"))
+    after_hours = StoryText("AMD shares soar after hours on OpenAI chip deal", None, _at("2025-10-05T21:30:00+00:00"))
+    assert not same_event(monday, tuesday)
+    # Sunday evening's extended-hours move and Monday's are the same reaction... on a weekday;
+    # a Sunday has no session of its own, so it meets Monday's.
+    assert same_event(after_hours, monday)
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        # Talks reported (discussed) and the agreed deal a day later are two stages.
+        ("Kroger, Albertsons Discuss Merger of Supermarket Giants", "Kroger to buy Albertsons for $24.6 billion"),
+        # Ending one merger and agreeing another are two events of one target.
+        ("Spirit Airlines ends Frontier merger deal, opening door for JetBlue",
+         "JetBlue to buy Spirit Airlines for $3.8 billion after bidding war with Frontier"),
+    ],
+)
+def test_deal_stages_read_from_more_wordings(first: str, second: str) -> None:
+    assert not same_event(_story(first), _story(second, hours=15))
+
+
+def test_one_agreed_deal_under_two_reported_values_is_one_event() -> None:
+    """Equity value and enterprise value (with debt) are both reported for one deal."""
+    assert same_event(
+        _story("Boeing to buy Spirit AeroSystems for $4.7 billion"),
+        _story("Boeing Agrees to Reacquire Spirit AeroSystems in $8.3 Billion Deal", hours=1),
+    )
+    # A bid raised to another price is another event, and so is a deal of another size.
+    assert not same_event(
+        _story("Paramount bids $30 a share for Warner Bros. Discovery"),
+        _story("Paramount raises bid for Warner Bros. Discovery to $32 a share", hours=20),
+    )
+    assert not same_event(
+        _story("Pfizer to buy Metsera for $4.9 billion"), _story("Pfizer agrees to buy Metsera for $20 billion", hours=3)
+    )
+
+
+def test_a_duration_is_not_a_count_of_the_event() -> None:
+    """"Worst day in 50 years" does not disagree with "15,000 job cuts" the way 1,200 and 3,000 jobs do."""
+    assert same_event(
+        _story("Intel announces 15,000 layoffs and suspends dividend after weak quarter"),
+        _story("Intel shares suffer worst day in 50 years after layoffs and weak quarter", hours=4),
+    )
+    assert not same_event(_story("Pfizer to cut 1,200 jobs in restructuring"), _story("Pfizer to cut 3,000 jobs in restructuring", hours=3))
+
+
 def test_a_headline_actor_is_known_under_its_other_names() -> None:
     """The actor veto splits different deciders, not one decider written two ways."""
     assert not same_event(

@@ -38,10 +38,11 @@ import zlib
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from operator import itemgetter
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import ahocorasick
 from rapidfuzz import fuzz
@@ -77,8 +78,9 @@ _PHRASE_LIST: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     (r"\bwall street\b|\bthe street\b", " street ", ("street",)),
     (r"\b(?:call|calls|called|calling) off\b", " terminate ", (" off",)),
     (r"\b(?:walk|walks|walked|walking) away\b", " terminate ", (" away",)),
-    (r"\b(?:drop|drops|dropped|end|ends|ended) (?:its |the )?(?:\w+ )?(?:bid|pursuit|offer|talks)\b", " terminate ",
-     ("bid", "pursuit", "offer", "talks")),
+    (r"\b(?:drop|drops|dropped|end|ends|ended|scrap|scraps|scrapped) (?:its |the )?(?:\w+ ){0,2}"
+     r"(?:bid|pursuit|offer|talks|merger(?: deal| agreement)?|deal|takeover)\b", " terminate ",
+     ("bid", "pursuit", "offer", "talks", "merger", "deal", "takeover")),
     (r"\btalks (?:fail|failed|collapse|collapsed)\b", " terminate ", ("talks ",)),
     (r"\b(?:take|takes|took) over\b", " acquire ", (" over",)),
     (r"\b(?:snap|snaps|snapped) up\b", " acquire ", ("snap",)),
@@ -127,6 +129,11 @@ _PERCENT = re.compile(r"(\d+(?:\.\d+)?)\s*%")
 _ORDINAL = re.compile(r"\b(\d+)(?:st|nd|rd|th)\b")
 _NUMBER = re.compile(r"(?<![\w.])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)(?![\w.])")
 _YEAR = re.compile(r"\b(?:fy ?)?((?:19|20)\d\d)\b")
+# Concept and stem tokens that give a share move its direction.
+_MOVE_WORDS = frozenset({"up", "down", "higher", "lower"})
+_CONTRARY = re.compile(r"\b(?:despite|even as|shrugs? off|in spite of|regardless of|revers\w*)\b")
+# A number followed by a unit of time (what _numbers' counts leave out).
+_DURATION = re.compile(r"[ -](?:years?|months?|weeks?|days?|hours?|decades?)\b")
 _QUARTER = re.compile(r"\bq([1-4])\b")
 _WORD = re.compile(r"[a-z0-9][a-z0-9&'.-]*[a-z0-9]|[a-z0-9]")
 # A word with a capital anywhere: "Apple", "eBay", "HPE".
@@ -148,10 +155,10 @@ for _concept, _words in {
     "estimate": "estimate estimates expectations expectation consensus projections views forecasts",
     "up": "rise rises rose rising jump jumps jumped surge surges surged soar soars soared climb climbs "
           "climbed gain gains gained rally rallies rallied leap leaps leaped spike spikes spiked "
-          "pop pops popped rebound rebounds",
+          "pop pops popped rebound rebounds rocket rockets rocketing skyrocket skyrockets skyrocketed",
     "down": "fall falls fell falling drop drops dropped slide slides slid slump slumps slumped plunge "
             "plunges plunged tumble tumbles tumbled sink sinks sank decline declines declined slip slips "
-            "slipped dive dives dived skid skids crater craters sag sags",
+            "slipped dive dives dived skid skids crater craters sag sags crash crashes crashed",
     "shares": "share shares stock stocks",
     "profit": "profit profits earnings income eps",
     "revenue": "revenue revenues sales",
@@ -295,7 +302,7 @@ _STAGES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("agreed", re.compile(r"\b(?:agree\w*|sign\w*|strike\w* (?:\S+ ){0,3}deal|struck|announce\w*)\b")),
     ("regulatory", re.compile(r"\b(?:block\w*|probe\w*|investigat\w*|review\w*|challeng\w*|scrutiny|lawsuit|stop)\b")),
     ("bid", re.compile(r"\b(?:bid|unsolicited|hostile|sweeten\w*|approach\w*)\b")),
-    ("rumor", re.compile(r"\b(?:talks|explor\w*|consider\w*|weigh\w*|mull\w*|eyes?|eyeing|near\w*|said to|people familiar|interest in|potential)\b")),
+    ("rumor", re.compile(r"\b(?:talks|discuss\w*|explor\w*|consider\w*|weigh\w*|mull\w*|eyes?|eyeing|near\w*|said to|people familiar|interest in|potential)\b")),
     ("agreed", re.compile(r"\b(?:(?:to|will|is|are) (?:acquire|buy|purchase|merge|combine)|acquiring|buying|in (?:a )?(?:\S+ ){0,3}deal)\b")),
 )
 
@@ -330,6 +337,8 @@ class _Features:
     quarters: frozenset[str]
     years: frozenset[str]
     actor: frozenset[str]  # the keys of the entity the headline starts with ("Alaska Airlines grounds ..."), or empty
+    move: bool  # the headline reports a share move ("Ford stock rises premarket ...")
+    contrary: bool  # a move in spite of the news it names ("... shares fall despite upbeat forecast")
     title_keys: frozenset[str]  # every title entity's keys (tokens, joined form, initials, metonym)
     entity_keys: tuple[frozenset[str], ...]  # per title entity, its keys
     all_keys: frozenset[str]  # names and title_keys
@@ -366,7 +375,16 @@ def _numbers(text: str) -> tuple[dict[str, list[float]], str]:
         text = _PERCENT.sub(token("pct", "pct"), text)
     text = _ORDINAL.sub(token("count", "n"), text)
     years = {m.group(1) for m in _YEAR.finditer(text)}
-    text = _NUMBER.sub(lambda m: m.group(0) if m.group(1) in years else token("count", "n")(m), text)
+
+    def number(match: re.Match[str]) -> str:
+        if match.group(1) in years:
+            return match.group(0)
+        if _DURATION.match(text, match.end()):
+            # "worst day in 50 years", "a 6-week strike": how long, not how many the event is.
+            return f" dur{match.group(1)} "
+        return token("count", "n")(match)
+
+    text = _NUMBER.sub(number, text)
     return values, text
 
 
@@ -482,6 +500,10 @@ def _text_features(title: str, description: str | None) -> _Features:
     specific = frozenset(t for t in tokens if t not in _GENERIC and t[0] != "#")
     weights = {t: _NAME_WEIGHT if t in names and t[0] != "#" else _base_weight(t) for t in tokens}
     title_token_set = frozenset(title_words)
+    # A share move: the stock and a direction ("shares slide", "stock is rocketing higher").
+    move = "shares" in title_token_set and not _MOVE_WORDS.isdisjoint(title_token_set)
+    # "Nvidia shares fall despite upbeat forecast": a move the headline says is not the news's reaction.
+    contrary = move and _CONTRARY.search(title) is not None
     polarity = tuple(
         (1 if positive.search(folded_title) else 0) - (1 if negative.search(folded_title) else 0)
         if not triggers.isdisjoint(title_words)
@@ -509,7 +531,9 @@ def _text_features(title: str, description: str | None) -> _Features:
         title_values=tuple((kind, tuple(v)) for kind, v in sorted(title_values.items())),
         quarters=frozenset(_QUARTER.findall(title_text)),
         years=frozenset(m.group(1) for m in _YEAR.finditer(title_text)),
-        actor=_actor(raw_title, title_runs),
+        actor=_actor(raw_title, title_runs, raw_description),
+        move=move,
+        contrary=contrary,
         title_keys=title_keys,
         entity_keys=entity_keys,
         all_keys=names | title_keys,
@@ -550,11 +574,23 @@ def _entity_keys(run: tuple[str, ...]) -> frozenset[str]:
     return frozenset(keys)
 
 
-def _actor(raw_title: str, runs: tuple[tuple[str, ...], ...]) -> frozenset[str]:
-    """The keys of the entity the headline starts with, its actor; empty when it starts otherwise."""
+def _actor(raw_title: str, runs: tuple[tuple[str, ...], ...], raw_description: str) -> frozenset[str]:
+    """The keys of the entity the headline starts with, its actor; empty when it starts otherwise.
+
+    A headline capitalises its first word whatever it is ("Supermarket mega-merger takes aim
+    at Walmart", "Cheap flights could get pricier ..."), so a lone first word written
+    Capitalised is an actor only when the article also writes it as a name elsewhere
+    (Capitalised in the description, sentence starts included, or further on in the headline);
+    a run of names ("Alaska Airlines"), or a word in capitals ("FAA", "JetBlue"), is one anyway.
+    """
     match = _LEADING.match(raw_title)
     if not runs or match is None or _fold_word(match.group(1).lower()) not in runs[0]:
         return frozenset()
+    first = match.group(1)
+    if len(runs[0]) == 1 and first[1:].islower():
+        confirmed = _names(raw_description, False) | _names(raw_title[match.end() :], False)
+        if runs[0][0] not in confirmed:
+            return frozenset()
     return _entity_keys(runs[0])
 
 
@@ -578,8 +614,84 @@ def _values_disagree(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
     return not any(abs(x - y) <= _AMOUNT_TOLERANCE * max(abs(x), abs(y), 1e-9) for x in a for y in b)
 
 
+# Sessions in US Eastern time: the regular session closes at 16:00 and extended trading at
+# 20:00; weekends are skipped (holidays are not: a day off moves no share, so it splits nothing).
+_EASTERN = ZoneInfo("America/New_York")
+_CLOSE = time(16)
+_EXTENDED_OPEN = time(4)
+_DAY = timedelta(days=1)
+
+
+def _weekday_on_or_after(day: date) -> date:
+    while day.weekday() >= 5:
+        day += _DAY
+    return day
+
+
+@lru_cache(maxsize=65_536)
+def _news_session(at: datetime) -> date:
+    """The first session that can trade on news published at `at`."""
+    local = at.astimezone(_EASTERN)
+    return _weekday_on_or_after(local.date() + (_DAY if local.time() >= _CLOSE else timedelta(0)))
+
+
+@lru_cache(maxsize=65_536)
+def _move_sessions(at: datetime) -> tuple[date, date]:
+    """The first and last session a share move reported at `at` can be about: that day's
+    during it; after the close, that day's (a recap) or the next (after-hours trading on the
+    evening's news), until the next morning; over a weekend, Friday's or Monday's."""
+    local = at.astimezone(_EASTERN)
+    day = local.date()
+    if day.weekday() < 5 and _EXTENDED_OPEN <= local.time() < _CLOSE:
+        return day, day
+    if day.weekday() < 5 and local.time() >= _CLOSE:
+        return day, _weekday_on_or_after(day + _DAY)
+    previous = day - _DAY
+    while previous.weekday() >= 5:
+        previous -= _DAY
+    return previous, _weekday_on_or_after(day)
+
+
+def _different_sessions(a: _Features, b: _Features) -> bool:
+    """A share move is the story of the news it reacts to in the first session that can
+    trade on that news (McDonald's falling the morning after the outbreak was reported, Tesla
+    sliding the day after its Thursday-night event); a move in a later session is its own
+    event (AMD extending its rally two days after the OpenAI deal), and so are two moves of
+    different sessions."""
+    if a.move and b.move:
+        (a_first, a_last), (b_first, b_last) = _move_sessions(a.published_at), _move_sessions(b.published_at)
+        return a_last < b_first or b_last < a_first
+    move, news = (a, b) if a.move else (b, a)
+    # A move the headline says is not this news's reaction ("... despite upbeat forecast",
+    # "... stock reverses lower a day after blowout results") is not its story either.
+    return move.contrary or _move_sessions(move.published_at)[0] > _news_session(news.published_at)
+
+
+# Two reports of one agreed deal may value it differently (equity value / enterprise value
+# with debt, "up to" with contingent payments: "$4.7 billion" / "$8.3 billion"); a deal worth
+# more than this many times the other's value is another deal.
+_DEAL_VALUE_SPREAD = 3.0
+
+
+def _title_values_disagree(a: _Features, b: _Features) -> bool:
+    """Values of one kind in both headlines that cannot be the same (see _values_disagree)."""
+    b_values = dict(b.title_values)
+    for kind, values in a.title_values:
+        other = b_values.get(kind, ())
+        if kind == "pct" and a.move != b.move:
+            continue  # a share move's percentage is the price's, not the news's ("cut 15% of staff" / "plunges 26%")
+        if kind.startswith("amt-") and a.stage == b.stage == "agreed" and other:
+            if max(max(values), max(other)) <= _DEAL_VALUE_SPREAD * min(min(values), min(other)):
+                continue
+        if _values_disagree(values, other):
+            return True
+    return False
+
+
 def _vetoed(a: _Features, b: _Features, window: timedelta) -> bool:
     if abs(a.published_at - b.published_at) > window:
+        return True
+    if (a.move or b.move) and _different_sessions(a, b):
         return True
     if (a.positive & b.negative) or (a.negative & b.positive):
         return True
@@ -587,8 +699,7 @@ def _vetoed(a: _Features, b: _Features, window: timedelta) -> bool:
         return True
     if a.topics and b.topics and not (a.topics & b.topics):
         return True
-    b_values = dict(b.title_values)
-    if any(_values_disagree(values, b_values.get(kind, ())) for kind, values in a.title_values):
+    if _title_values_disagree(a, b):
         return True
     if a.quarters and b.quarters and not (a.quarters & b.quarters):
         return True
@@ -671,6 +782,17 @@ def _similarity(a: _Features, b: _Features) -> float:
     return max(ratio, title, 0.5 * title + 0.5 * overall)
 
 
+def _decay(a: _Features, b: _Features) -> float:
+    """How much similarity the time apart costs. A share move in the first session after the
+    news reacts to it however many hours the night or the weekend put between them."""
+    if a.move != b.move:
+        move, news = (a, b) if a.move else (b, a)
+        if _move_sessions(move.published_at)[1] == _news_session(news.published_at) and move.published_at > news.published_at:
+            return 0.0
+    hours = abs(a.published_at - b.published_at).total_seconds() / 3600
+    return _DECAY_PER_HOUR * max(0.0, hours - _DECAY_AFTER_HOURS)
+
+
 def _score(a: _Features, b: _Features, window: timedelta) -> float:
     # The cheap tests first: nothing specific in common scores 0 whatever the vetoes say.
     if abs(a.published_at - b.published_at) > window or a.specific.isdisjoint(b.specific):
@@ -679,8 +801,7 @@ def _score(a: _Features, b: _Features, window: timedelta) -> float:
         return 0.0
     # Copies and rewrites follow an event within hours; the same company's next event comes
     # later, so similarity counts a little less for each hour beyond the first few.
-    hours = abs(a.published_at - b.published_at).total_seconds() / 3600
-    return _similarity(a, b) - _DECAY_PER_HOUR * max(0.0, hours - _DECAY_AFTER_HOURS)
+    return _similarity(a, b) - _decay(a, b)
 
 
 def _score_if_same(a: _Features, b: _Features, window: timedelta) -> float | None:
@@ -689,8 +810,7 @@ def _score_if_same(a: _Features, b: _Features, window: timedelta) -> float | Non
     to 0, so the answer is _score's whenever that is at or above the threshold."""
     if abs(a.published_at - b.published_at) > window or a.specific.isdisjoint(b.specific):
         return None
-    hours = abs(a.published_at - b.published_at).total_seconds() / 3600
-    score = _similarity(a, b) - _DECAY_PER_HOUR * max(0.0, hours - _DECAY_AFTER_HOURS)
+    score = _similarity(a, b) - _decay(a, b)
     if score < SAME_EVENT_THRESHOLD or _vetoed(a, b, window):
         return None
     return score
