@@ -285,6 +285,36 @@ def test_a_duration_is_not_a_count_of_the_event() -> None:
     assert not same_event(_story("Pfizer to cut 1,200 jobs in restructuring"), _story("Pfizer to cut 3,000 jobs in restructuring", hours=3))
 
 
+def test_same_event_on_the_fourth_held_out_articles() -> None:
+    """Written blind after the session rule and run once before any change: 0.976 precision,
+    0.635 recall. "Proposes" as a bid, "clinches" / "seals" as agreed, "taken over" as a
+    takeover, "halts" / injunctions as regulatory action, unscaled sums as prices, totals
+    rounded within 6%, capitals as names in Title Case and a Title Case headline's own subject
+    came from its errors, so it is in-sample now (tests/labelled/README.md)."""
+    precision, recall, _, _, _, pairs = _held_out("story_articles_holdout4.jsonl")
+    assert pairs >= 220
+    assert precision >= PRECISION_TARGET
+    assert recall >= 0.75
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "same"),
+    [
+        # A proposal is a bid, and a bid is not the agreed deal.
+        ("UBS offers to buy Credit Suisse for up to $1bn", "Credit Suisse Agrees to Be Taken Over by UBS", False),
+        ("Emerson proposes to buy rest of AspenTech for $240 a share", "AspenTech agrees to $265-a-share buyout by Emerson", False),
+        ("Emerson clinches AspenTech deal after raising offer to $265 per share", "AspenTech agrees to $265-a-share buyout by Emerson", True),
+        # A court halting a deal is regulatory action, not a bid.
+        ("US judge blocks Tapestry's $8.5 billion Capri deal", "Court halts Tapestry's $8.5 billion Capri merger", True),
+        # A deal's total rounded ("nearly $2 billion"), and a price per share beside a deal value.
+        ("Elliott builds nearly $2 billion stake in Southwest Airlines", "Elliott takes $1.9 billion Southwest Airlines stake", True),
+        ("Nordstrom to go private in $6.25 billion deal with founding family", "Nordstrom agrees to go private at $24.25 a share", True),
+    ],
+)
+def test_deal_wordings_and_values(first: str, second: str, same: bool) -> None:
+    assert same_event(_story(first), _story(second, hours=2)) is same
+
+
 def test_a_headline_actor_is_known_under_its_other_names() -> None:
     """The actor veto splits different deciders, not one decider written two ways."""
     assert not same_event(

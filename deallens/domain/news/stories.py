@@ -52,8 +52,11 @@ DEFAULT_WINDOW = timedelta(hours=48)
 SAME_EVENT_THRESHOLD = 0.4
 # Characters of a title or description read (NewsAPI descriptions are a few hundred).
 _MAX_FIELD = 1_000
-# Amounts within this relative difference are the same amount rounded ("$68.7 billion" / "$69 billion").
+# Values within this relative difference are the same value rounded ("$68.7 billion" / "$69
+# billion"); a deal's total is rounded more loosely ("nearly $2 billion" / "$1.9 billion") than
+# a price per share, where a few percent is a raised bid.
 _AMOUNT_TOLERANCE = 0.03
+_TOTAL_TOLERANCE = 0.06
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,13 +79,15 @@ _PHRASE_LIST: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     (r"\bchief executive(?: officer)?\b", " ceo ", ("chief exec",)),
     (r"\bchief financial officer\b|\bfinance chief\b", " cfo ", ("chief fin", "finance chief")),
     (r"\bwall street\b|\bthe street\b", " street ", ("street",)),
+    # "Elliott pushes for change at the top": the leadership, not a beat.
+    (r"\b(?:at|from) the top\b", " ceo ", ("the top",)),
     (r"\b(?:call|calls|called|calling) off\b", " terminate ", (" off",)),
     (r"\b(?:walk|walks|walked|walking) away\b", " terminate ", (" away",)),
     (r"\b(?:drop|drops|dropped|end|ends|ended|scrap|scraps|scrapped) (?:its |the )?(?:\w+ ){0,2}"
      r"(?:bid|pursuit|offer|talks|merger(?: deal| agreement)?|deal|takeover)\b", " terminate ",
      ("bid", "pursuit", "offer", "talks", "merger", "deal", "takeover")),
     (r"\btalks (?:fail|failed|collapse|collapsed)\b", " terminate ", ("talks ",)),
-    (r"\b(?:take|takes|took) over\b", " acquire ", (" over",)),
+    (r"\b(?:take|takes|took|taken|taking) over\b", " acquire ", (" over",)),
     (r"\b(?:snap|snaps|snapped) up\b", " acquire ", ("snap",)),
     (r"\b(?:sold|sells|sell|sale) to\b", " acquire ", ("sold to", "sells to", "sell to", "sale to")),
     (r"\b(?:lay|lays|laid|laying) off\b", " layoff ", (" off",)),
@@ -113,7 +118,7 @@ _CURRENCY = {"$": "usd", "us$": "usd", "usd": "usd", "€": "eur", "eur": "eur",
 _MONEY = re.compile(
     r"(us\$|\$|€|£|¥|\busd ?|\beur ?|\bgbp ?)(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)"
     r"(?:\s*(trillion|tn|billion|bn|b|million|mln|mn|m|thousand|k)\b)?"
-    r"(\s*(?:a|per|/) ?share)?"
+    r"([\s-]*(?:a|per|/)[ -]?share)?"
 )
 # "500 million euros": the amount written before its currency.
 _MONEY_WORDS = re.compile(r"\b(\d+(?:\.\d+)?)\s*(trillion|billion|million)? ?(euros?|pounds?|dollars?)\b")
@@ -132,6 +137,8 @@ _YEAR = re.compile(r"\b(?:fy ?)?((?:19|20)\d\d)\b")
 # Concept and stem tokens that give a share move its direction.
 _MOVE_WORDS = frozenset({"up", "down", "higher", "lower"})
 _CONTRARY = re.compile(r"\b(?:despite|even as|shrugs? off|in spite of|regardless of|revers\w*)\b")
+# A word in capitals, three letters or more ("UBS", "FTC", "CRM"; "AI" and "EV" are not names).
+_ALL_CAPS = re.compile(r"\b[A-Z][A-Z&]{2,}\b")
 # A number followed by a unit of time (what _numbers' counts leave out).
 _DURATION = re.compile(r"[ -](?:years?|months?|weeks?|days?|hours?|decades?)\b")
 _QUARTER = re.compile(r"\bq([1-4])\b")
@@ -299,9 +306,9 @@ _STAGES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("completed", re.compile(r"\bcomplete\b")),
     ("approved", re.compile(r"\bapprove\b")),
     ("rejected", re.compile(r"\breject\b")),
-    ("agreed", re.compile(r"\b(?:agree\w*|sign\w*|strike\w* (?:\S+ ){0,3}deal|struck|announce\w*)\b")),
-    ("regulatory", re.compile(r"\b(?:block\w*|probe\w*|investigat\w*|review\w*|challeng\w*|scrutiny|lawsuit|stop)\b")),
-    ("bid", re.compile(r"\b(?:bid|unsolicited|hostile|sweeten\w*|approach\w*)\b")),
+    ("agreed", re.compile(r"\b(?:agree\w*|sign\w*|strike\w* (?:\S+ ){0,3}deal|struck|announce\w*|clinch\w*|seal\w*)\b")),
+    ("regulatory", re.compile(r"\b(?:block\w*|probe\w*|investigat\w*|review\w*|challeng\w*|scrutiny|lawsuit|stop|halt\w*|injunction)\b")),
+    ("bid", re.compile(r"\b(?:bid|unsolicited|hostile|sweeten\w*|approach\w*|propos\w*)\b")),
     ("rumor", re.compile(r"\b(?:talks|discuss\w*|explor\w*|consider\w*|weigh\w*|mull\w*|eyes?|eyeing|near\w*|said to|people familiar|interest in|potential)\b")),
     ("agreed", re.compile(r"\b(?:(?:to|will|is|are) (?:acquire|buy|purchase|merge|combine)|acquiring|buying|in (?:a )?(?:\S+ ){0,3}deal)\b")),
 )
@@ -352,8 +359,10 @@ def _numbers(text: str) -> tuple[dict[str, list[float]], str]:
 
     def money(match: re.Match[str]) -> str:
         currency = _CURRENCY[match.group(1).strip()]
-        kind = f"{'ps' if match.group(4) else 'amt'}-{currency}"
         value = _amount(match.group(2), match.group(3))
+        # A sum without a scale under 1,000 is a price ("the $24.25 buyout price"), not a deal's value.
+        per_share = match.group(4) or (not match.group(3) and value < 1_000)
+        kind = f"{'ps' if per_share else 'amt'}-{currency}"
         values.setdefault(kind, []).append(value)
         return f" {kind}{float(f'{value:.2g}'):.0f} "
 
@@ -488,9 +497,19 @@ def _text_features(title: str, description: str | None) -> _Features:
     title_names = _names(raw_title, False) if not title_case else set()
     if title_case:
         # A Title Case headline capitalises everything: its names are the ones the description
-        # also writes as names, or (without a description) its words that are not concepts.
+        # also writes as names; when the description names nothing, the name the headline
+        # starts with ("Nordstrom Stock Dips Because the $24.25 Buyout Price Is Below Friday's
+        # Close": Nordstrom), and without a description its words that are not concepts.
         capitalised = _names(raw_title, False)
-        title_names = (capitalised & description_names) if description_names else capitalised
+        if description_names:
+            title_names = capitalised & description_names
+        elif raw_description:
+            runs = _entities(raw_title, capitalised)
+            title_names = set(runs[0]) if runs else set()
+        else:
+            title_names = capitalised
+        # Capitals are no Title Case: "UBS", "CRM" are names whatever the description writes.
+        title_names |= {_fold_word(w.lower()) for w in _ALL_CAPS.findall(raw_title)} & capitalised
     title_names &= frozenset(title_words)
     names = frozenset(title_names | (description_names & tokens))
     title_runs = _entities(raw_title, title_names)
@@ -607,11 +626,11 @@ def _different_actors(a: _Features, b: _Features) -> bool:
     return not (a.actor & b.title_keys) and not (b.actor & a.title_keys)
 
 
-def _values_disagree(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+def _values_disagree(a: tuple[float, ...], b: tuple[float, ...], tolerance: float = _AMOUNT_TOLERANCE) -> bool:
     """Both name values and none of them match (within rounding)."""
     if not a or not b:
         return False
-    return not any(abs(x - y) <= _AMOUNT_TOLERANCE * max(abs(x), abs(y), 1e-9) for x in a for y in b)
+    return not any(abs(x - y) <= tolerance * max(abs(x), abs(y), 1e-9) for x in a for y in b)
 
 
 # Sessions in US Eastern time: the regular session closes at 16:00 and extended trading at
@@ -683,7 +702,7 @@ def _title_values_disagree(a: _Features, b: _Features) -> bool:
         if kind.startswith("amt-") and a.stage == b.stage == "agreed" and other:
             if max(max(values), max(other)) <= _DEAL_VALUE_SPREAD * min(min(values), min(other)):
                 continue
-        if _values_disagree(values, other):
+        if _values_disagree(values, other, _TOTAL_TOLERANCE if kind.startswith("amt-") else _AMOUNT_TOLERANCE):
             return True
     return False
 
