@@ -175,9 +175,14 @@ def _held_out(name: str) -> tuple[float, float, int, int, int, int]:
 def test_same_event_on_the_held_out_articles() -> None:
     """The first held-out set: 0.886 precision when first run; its four false positives (Alaska
     grounding its 737 MAX 9 jets, the FAA grounding them the next day) led to the actor veto,
-    so this set is no longer out of sample for that rule (see tests/labelled/README.md)."""
-    precision, recall, *_ = _held_out("story_articles_holdout.jsonl")
-    assert precision >= PRECISION_TARGET
+    so this set is no longer out of sample for that rule (see tests/labelled/README.md).
+
+    Its two false positives now: Monday's "Boeing shares slide 8% after 737 MAX 9 grounding",
+    the first session after both of that weekend's events (Alaska grounding its jets after the
+    blowout, the FAA's order), matches both; the label gives it to the FAA's order.
+    """
+    precision, recall, _, fp, _, _ = _held_out("story_articles_holdout.jsonl")
+    assert precision >= 0.94 and fp <= 2
     assert recall >= RECALL_TARGET
 
 
@@ -313,6 +318,43 @@ def test_same_event_on_the_fourth_held_out_articles() -> None:
 )
 def test_deal_wordings_and_values(first: str, second: str, same: bool) -> None:
     assert same_event(_story(first), _story(second, hours=2)) is same
+
+
+def test_same_event_on_the_fifth_held_out_articles() -> None:
+    """Written blind after the changes from held-outs 3 and 4, run once before any change:
+    0.898 precision, 0.746 recall. Denials as an end ("rules out", "no intention", "denies"),
+    a legal action reported as coming against the action, a weekend between news and the
+    first session's move, and "Blockbuster" being no block came from its errors."""
+    precision, recall, _, _, _, pairs = _held_out("story_articles_holdout5.jsonl")
+    assert pairs >= 220
+    assert precision >= PRECISION_TARGET
+    assert recall >= 0.75
+
+
+@pytest.mark.parametrize(
+    ("first", "first_at", "second", "second_at", "same"),
+    [
+        # The report and its denial.
+        ("Shell in early talks to buy BP", "2025-06-25T18:00:00+00:00",
+         "Shell rules out bid for BP in blow to takeover hopes", "2025-06-26T07:30:00+00:00", False),
+        ("Shell says it has no intention of making an offer for BP", "2025-06-26T07:00:00+00:00",
+         "Shell rules out bid for BP in blow to takeover hopes", "2025-06-26T07:30:00+00:00", True),
+        # A lawsuit reported as coming, and the lawsuit.
+        ("Visa set to be sued by DOJ over alleged debit card monopoly", "2025-09-23T20:00:00+00:00",
+         "US sues Visa, alleging debit card monopoly", "2025-09-24T15:00:00+00:00", False),
+        # "Blockbuster" is no block.
+        ("Mondelez is said to explore blockbuster deal for Hershey", "2024-12-09T19:00:00+00:00",
+         "Mondelez explores deal for Hershey, people familiar say", "2024-12-09T20:00:00+00:00", True),
+        # A profit warning after Friday's close and Monday's slide, 65 hours apart (sessions
+        # are New York's: a warning during Friday's session meets Friday's).
+        ("Volkswagen issues second profit warning in three months", "2024-09-27T21:00:00+00:00",
+         "Volkswagen shares slide after second profit warning in three months", "2024-09-30T14:00:00+00:00", True),
+        ("Volkswagen issues second profit warning in three months", "2024-09-27T17:00:00+00:00",
+         "Volkswagen shares slide after second profit warning in three months", "2024-09-30T14:00:00+00:00", False),
+    ],
+)
+def test_denials_coming_actions_and_weekends(first: str, first_at: str, second: str, second_at: str, same: bool) -> None:
+    assert same_event(StoryText(first, None, _at(first_at)), StoryText(second, None, _at(second_at))) is same
 
 
 def test_a_headline_actor_is_known_under_its_other_names() -> None:

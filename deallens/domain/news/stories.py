@@ -136,6 +136,12 @@ _NUMBER = re.compile(r"(?<![\w.])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)(?![\w.])")
 _YEAR = re.compile(r"\b(?:fy ?)?((?:19|20)\d\d)\b")
 # Concept and stem tokens that give a share move its direction.
 _MOVE_WORDS = frozenset({"up", "down", "higher", "lower"})
+# A legal or regulatory action reported as coming ("Visa set to be sued by DOJ", "FTC preparing
+# lawsuit to block ..."): the report and the action itself are two events.
+_PROSPECTIVE_ACTION = re.compile(
+    r"\b(?:set|poised|expected|preparing|prepares|readies|readying|gearing up|getting ready)\b"
+    r"(?: to)?(?: \S+){0,3} (?:sue|be sued|lawsuit|suit|charge|be charged|fine|be fined|block|probe)\b"
+)
 _CONTRARY = re.compile(r"\b(?:despite|even as|shrugs? off|in spite of|regardless of|revers\w*)\b")
 # A word in capitals, three letters or more ("UBS", "FTC", "CRM"; "AI" and "EV" are not names).
 _ALL_CAPS = re.compile(r"\b[A-Z][A-Z&]{2,}\b")
@@ -198,7 +204,8 @@ for _topic, _concepts in {
     "results": "beat miss estimate profit revenue guidance result deliveries q1 q2 q3 q4",
     "jobs": "layoff",
     "deal": "acquire merge deal bid",
-    "legal": "lawsuit fine fines fined judge court ruling rule rules settle settlement verdict",
+    "legal": "lawsuit fine fines fined judge court ruling rule rules settle settlement verdict "
+             "accus alleg illegal illegally monopoly antitrust",
     "rating": "upgrade downgrade rating",
     "partnership": "partnership partnerships partner partners alliance collaboration collaborate",
     "dividend": "dividend",
@@ -290,7 +297,7 @@ _POLARITY: tuple[tuple[re.Pattern[str], re.Pattern[str], frozenset[str]], ...] =
         (r"\bup\b", r"\bdown\b", "up down"),
         (r"\bupgrade\b", r"\bdowngrade\b", "upgrade downgrade"),
         (r"\braise (?:\S+ )?(?:guidance|dividend|estimate)", r"\bcut (?:\S+ )?(?:guidance|dividend|estimate)", "raise cut"),
-        (r"\bapprove\b", r"\breject\b|\bblock", "approve reject block"),
+        (r"\bapprove\b", r"\breject\b|\bblock(?:s|ed|ing)?\b", "approve reject block"),
     )
 )
 
@@ -302,12 +309,13 @@ _DEAL_WORDS = re.compile(r"\b(?:acquire|merge|terminate|deal|bid)\b")
 # Labour contracts and legal settlements have offers and deals too, but no deal stage.
 _NOT_A_DEAL = re.compile(r"\b(?:union|contract|settle\w*|machinists|workers|on strike|to strike)\b")
 _STAGES: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("terminated", re.compile(r"\bterminate\b")),
+    # A denial ends what the report said: "Shell rules out bid for BP", "... denies interest".
+    ("terminated", re.compile(r"\b(?:terminate|rules? out|ruled out|no intention|denies|denied|not interested)\b")),
     ("completed", re.compile(r"\bcomplete\b")),
     ("approved", re.compile(r"\bapprove\b")),
     ("rejected", re.compile(r"\breject\b")),
     ("agreed", re.compile(r"\b(?:agree\w*|sign\w*|strike\w* (?:\S+ ){0,3}deal|struck|announce\w*|clinch\w*|seal\w*)\b")),
-    ("regulatory", re.compile(r"\b(?:block\w*|probe\w*|investigat\w*|review\w*|challeng\w*|scrutiny|lawsuit|stop|halt\w*|injunction)\b")),
+    ("regulatory", re.compile(r"\b(?:block(?:s|ed|ing)?|probe\w*|investigat\w*|review\w*|challeng\w*|scrutiny|lawsuit|stop|halt\w*|injunction)\b")),
     ("bid", re.compile(r"\b(?:bid|unsolicited|hostile|sweeten\w*|approach\w*|propos\w*)\b")),
     ("rumor", re.compile(r"\b(?:talks|discuss\w*|explor\w*|consider\w*|weigh\w*|mull\w*|eyes?|eyeing|near\w*|said to|people familiar|interest in|potential)\b")),
     ("agreed", re.compile(r"\b(?:(?:to|will|is|are) (?:acquire|buy|purchase|merge|combine)|acquiring|buying|in (?:a )?(?:\S+ ){0,3}deal)\b")),
@@ -346,6 +354,7 @@ class _Features:
     actor: frozenset[str]  # the keys of the entity the headline starts with ("Alaska Airlines grounds ..."), or empty
     move: bool  # the headline reports a share move ("Ford stock rises premarket ...")
     contrary: bool  # a move in spite of the news it names ("... shares fall despite upbeat forecast")
+    prospective: bool  # a legal action reported as coming ("... set to be sued by DOJ")
     title_keys: frozenset[str]  # every title entity's keys (tokens, joined form, initials, metonym)
     entity_keys: tuple[frozenset[str], ...]  # per title entity, its keys
     all_keys: frozenset[str]  # names and title_keys
@@ -523,6 +532,7 @@ def _text_features(title: str, description: str | None) -> _Features:
     move = "shares" in title_token_set and not _MOVE_WORDS.isdisjoint(title_token_set)
     # "Nvidia shares fall despite upbeat forecast": a move the headline says is not the news's reaction.
     contrary = move and _CONTRARY.search(title) is not None
+    prospective = "#legal" in title_token_set and _PROSPECTIVE_ACTION.search(raw_title.lower()) is not None
     polarity = tuple(
         (1 if positive.search(folded_title) else 0) - (1 if negative.search(folded_title) else 0)
         if not triggers.isdisjoint(title_words)
@@ -553,6 +563,7 @@ def _text_features(title: str, description: str | None) -> _Features:
         actor=_actor(raw_title, title_runs, raw_description),
         move=move,
         contrary=contrary,
+        prospective=prospective,
         title_keys=title_keys,
         entity_keys=entity_keys,
         all_keys=names | title_keys,
@@ -707,10 +718,27 @@ def _title_values_disagree(a: _Features, b: _Features) -> bool:
     return False
 
 
+# How far a share move may follow its news when a weekend lies between them (a profit warning
+# on Friday evening, Monday's slide): the first session after the news, beyond the window.
+_WEEKEND_REACH = timedelta(hours=84)
+
+
+def _too_far_apart(a: _Features, b: _Features, window: timedelta) -> bool:
+    apart = abs(a.published_at - b.published_at)
+    if apart <= window:
+        return False
+    if apart > _WEEKEND_REACH or a.move == b.move:
+        return True
+    move, news = (a, b) if a.move else (b, a)
+    return not (news.published_at < move.published_at and _move_sessions(move.published_at)[1] == _news_session(news.published_at))
+
+
 def _vetoed(a: _Features, b: _Features, window: timedelta) -> bool:
-    if abs(a.published_at - b.published_at) > window:
+    if _too_far_apart(a, b, window):
         return True
     if (a.move or b.move) and _different_sessions(a, b):
+        return True
+    if a.prospective != b.prospective and "legal" in a.topics and "legal" in b.topics:
         return True
     if (a.positive & b.negative) or (a.negative & b.positive):
         return True
@@ -814,7 +842,7 @@ def _decay(a: _Features, b: _Features) -> float:
 
 def _score(a: _Features, b: _Features, window: timedelta) -> float:
     # The cheap tests first: nothing specific in common scores 0 whatever the vetoes say.
-    if abs(a.published_at - b.published_at) > window or a.specific.isdisjoint(b.specific):
+    if a.specific.isdisjoint(b.specific) or _too_far_apart(a, b, window):
         return 0.0
     if _vetoed(a, b, window):
         return 0.0
@@ -827,7 +855,7 @@ def _score_if_same(a: _Features, b: _Features, window: timedelta) -> float | Non
     """_score when it reaches the threshold, else None: the similarity (cheap) first, the
     vetoes (dearer) only for a pair similar enough to need them. A veto only lowers a score
     to 0, so the answer is _score's whenever that is at or above the threshold."""
-    if abs(a.published_at - b.published_at) > window or a.specific.isdisjoint(b.specific):
+    if a.specific.isdisjoint(b.specific) or _too_far_apart(a, b, window):
         return None
     score = _similarity(a, b) - _decay(a, b)
     if score < SAME_EVENT_THRESHOLD or _vetoed(a, b, window):
