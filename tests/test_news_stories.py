@@ -357,6 +357,33 @@ def test_denials_coming_actions_and_weekends(first: str, first_at: str, second: 
     assert same_event(StoryText(first, None, _at(first_at)), StoryText(second, None, _at(second_at))) is same
 
 
+def test_same_event_on_the_sixth_held_out_articles() -> None:
+    """Written blind after the changes from held-outs 3 to 5 (80 articles, 280 pairs), run once
+    before any change: 0.982 precision, 0.767 recall (the code before held-out 3: 0.980 and
+    0.658). "AI" being no name, "the Fed" being a regulator as well as a rate setter, a dropped
+    pursuit being deal news and a move "overshadowing" the news came from its errors."""
+    precision, recall, _, _, _, pairs = _held_out("story_articles_holdout6.jsonl")
+    assert pairs >= 280
+    assert precision >= PRECISION_TARGET
+    assert recall >= 0.80
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "hours", "same"),
+    [
+        ("Fed lifts Wells Fargo's $1.95 trillion asset cap", "Federal Reserve lifts limits on Wells Fargo's growth", 1, True),
+        ("Cigna drops pursuit of Humana, announces $10 billion share buyback",
+         "Cigna stock rallies after insurer walks away from Humana deal", 14, True),
+        ("Palantir raises annual revenue forecast again on AI demand",
+         "Palantir shares slide 8% as AI valuation worries overshadow raised revenue forecast", 16, False),
+        ("Super Micro Computer says auditor Ernst & Young has resigned",
+         "AI server maker Super Micro's auditor quits, sending the stock into freefall", 16, True),
+    ],
+)
+def test_regulators_pursuits_and_descriptors(first: str, second: str, hours: float, same: bool) -> None:
+    assert same_event(_story(first), _story(second, hours=hours)) is same
+
+
 def test_a_headline_actor_is_known_under_its_other_names() -> None:
     """The actor veto splits different deciders, not one decider written two ways."""
     assert not same_event(

@@ -84,7 +84,7 @@ _PHRASE_LIST: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     (r"\b(?:call|calls|called|calling) off\b", " terminate ", (" off",)),
     (r"\b(?:walk|walks|walked|walking) away\b", " terminate ", (" away",)),
     (r"\b(?:drop|drops|dropped|end|ends|ended|scrap|scraps|scrapped) (?:its |the )?(?:\w+ ){0,2}"
-     r"(?:bid|pursuit|offer|talks|merger(?: deal| agreement)?|deal|takeover)\b", " terminate ",
+     r"(?:bid|pursuit|offer|talks|merger(?: deal| agreement)?|deal|takeover)\b", " terminate deal ",
      ("bid", "pursuit", "offer", "talks", "merger", "deal", "takeover")),
     (r"\btalks (?:fail|failed|collapse|collapsed)\b", " terminate ", ("talks ",)),
     (r"\b(?:take|takes|took|taken|taking) over\b", " acquire ", (" over",)),
@@ -142,7 +142,7 @@ _PROSPECTIVE_ACTION = re.compile(
     r"\b(?:set|poised|expected|preparing|prepares|readies|readying|gearing up|getting ready)\b"
     r"(?: to)?(?: \S+){0,3} (?:sue|be sued|lawsuit|suit|charge|be charged|fine|be fined|block|probe)\b"
 )
-_CONTRARY = re.compile(r"\b(?:despite|even as|shrugs? off|in spite of|regardless of|revers\w*)\b")
+_CONTRARY = re.compile(r"\b(?:despite|even as|shrugs? off|in spite of|regardless of|revers\w*|overshadow\w*|outweigh\w*)\b")
 # A word in capitals, three letters or more ("UBS", "FTC", "CRM"; "AI" and "EV" are not names).
 _ALL_CAPS = re.compile(r"\b[A-Z][A-Z&]{2,}\b")
 # A number followed by a unit of time (what _numbers' counts leave out).
@@ -213,7 +213,8 @@ for _topic, _concepts in {
     "leadership": "ceo cfo appoint resign resigns successor succeed",
     "product": "launch",
     "recall": "recall recalls recalling",
-    "rates": "fed rate rates interest",
+    # Rate decisions; "the Fed" alone is also a bank regulator ("Fed lifts Wells Fargo's asset cap").
+    "rates": "rate rates interest",
 }.items():
     for _concept in _concepts.split():
         _TOPICS[_concept] = _topic
@@ -232,7 +233,7 @@ _STOPWORDS = frozenset(
 _GENERIC = frozenset(_SYNONYMS.values()) | frozenset(
     "street ceo cfo billion million percent strong weak record sharply big biggest top key "
     "plans plan move moves set sets first second third fourth new chief executive officer board "
-    "price rating hold buy sell neutral demand growth results result annual full-year "
+    "price rating hold buy sell neutral demand growth results result annual full-year ai "
     "major global big amid higher lower nasdaq nyse".split()
 )
 # Weights of the similarity: names identify the event, numbers pin it, concepts barely count.
