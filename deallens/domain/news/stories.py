@@ -11,13 +11,21 @@ one company ("Apple beats estimates" / "Apple misses estimates", "X in talks to 
    per-share prices, percentages or counts in the headlines, different quarters or years,
    different companies leading the headlines, different actors starting them ("Alaska
    Airlines grounds ..." / "FAA orders grounding ...": each actor absent from the other
-   headline under its words, joined words, initials or metonym), different topics, too far
-   apart in time.
+   headline under its words, joined words, initials or metonym), different topics, a legal
+   action reported as coming against the action itself, too far apart in time. And the
+   session rule for share moves: a move is the story of the news it reacts to in the first
+   New York session that can trade on that news (the morning after evening news, Monday after
+   a weekend), not of news from before an earlier session, nor when the headline says the move
+   is "despite" the news; two moves of different sessions are two events.
 2. A similarity over canonical tokens (synonyms folded: "tops"/"beats", "buy"/"acquire",
    "forecasts"/"estimates"; outlet suffixes like " - Reuters" dropped), weighted so that names
    count most, then numbers and topics, with rapidfuzz's character ratio on the headline for
    copies with small edits (C++: cheap enough to call on every candidate), and a small decay
-   per hour apart (rewrites follow an event within hours; the company's next event comes later).
+   per hour apart (rewrites follow an event within hours; the company's next event comes
+   later), except for a move in its news's first session, however long the night or weekend.
+
+The rules and the weights were written against tests/labelled/: the figures of each set,
+and which sets were blind when first run, are in tests/labelled/README.md.
 
 StoryIndex avoids comparing all pairs: exact headline copies are found by a dict, and the
 rest through MinHash LSH over each article's names (else its amounts, else its specific
