@@ -384,6 +384,32 @@ def test_regulators_pursuits_and_descriptors(first: str, second: str, hours: flo
     assert same_event(_story(first), _story(second, hours=hours)) is same
 
 
+def test_same_event_on_the_seventh_held_out_articles() -> None:
+    """Written blind after the changes from held-outs 3 to 6 (80 articles, 280 pairs), run once
+    before any change: 0.914 precision, 0.726 recall (the code before held-out 3: 0.898 and
+    0.603). Hyphenated names' parts as keys, a settlement reported as near against the
+    settlement, and topic words found under their folded form came from its errors. Its false
+    positives left: a company's rebuttal of a short seller's report joins the report."""
+    precision, recall, _, fp, _, pairs = _held_out("story_articles_holdout7.jsonl")
+    assert pairs >= 280
+    assert precision >= 0.94 and fp <= 3
+    assert recall >= 0.75
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "hours", "same"),
+    [
+        ("Bristol Myers to buy Karuna Therapeutics for $14 billion", "Bristol-Myers to Buy Karuna for $14 Billion", 1, True),
+        ("3M stock rises on report it is close to settling earplug lawsuits",
+         "3M Agrees to Pay $6 Billion to Settle Military Earplug Claims", 20, False),
+        ("3M reaches $6 billion settlement over military earplug claims",
+         "3M Agrees to Pay $6 Billion to Settle Military Earplug Claims", 1, True),
+    ],
+)
+def test_hyphenated_names_and_settlements(first: str, second: str, hours: float, same: bool) -> None:
+    assert same_event(_story(first), _story(second, hours=hours)) is same
+
+
 def test_a_headline_actor_is_known_under_its_other_names() -> None:
     """The actor veto splits different deciders, not one decider written two ways."""
     assert not same_event(

@@ -147,8 +147,8 @@ _MOVE_WORDS = frozenset({"up", "down", "higher", "lower"})
 # A legal or regulatory action reported as coming ("Visa set to be sued by DOJ", "FTC preparing
 # lawsuit to block ..."): the report and the action itself are two events.
 _PROSPECTIVE_ACTION = re.compile(
-    r"\b(?:set|poised|expected|preparing|prepares|readies|readying|gearing up|getting ready)\b"
-    r"(?: to)?(?: \S+){0,3} (?:sue|be sued|lawsuit|suit|charge|be charged|fine|be fined|block|probe)\b"
+    r"\b(?:set|poised|expected|preparing|prepares|readies|readying|gearing up|getting ready|nears?|close to)\b"
+    r"(?: to)?(?: \S+){0,3} (?:sue|be sued|lawsuit|suit|charge|be charged|fine|be fined|block|probe|settle|settling|settlement)\b"
 )
 _CONTRARY = re.compile(r"\b(?:despite|even as|shrugs? off|in spite of|regardless of|revers\w*|overshadow\w*|outweigh\w*)\b")
 # A word in capitals, three letters or more ("UBS", "FTC", "CRM"; "AI" and "EV" are not names).
@@ -278,6 +278,12 @@ def _fold_word(word: str) -> str | None:
         return concept
     stem = _stem(word)
     return None if stem in _STOPWORDS else stem
+
+
+# The text is read as folded tokens ("settling", "settles" -> "settl"): a topic word is found
+# under its folded form too.
+for _concept, _topic in list(_TOPICS.items()):
+    _TOPICS.setdefault(_fold_word(_concept) or _concept, _topic)
 
 
 def _amount(number: str, scale: str | None) -> float:
@@ -602,8 +608,12 @@ _LEADING = re.compile(r"(?:the\s+)?([A-Za-z][A-Za-z0-9&'.-]*)", re.IGNORECASE)
 @lru_cache(maxsize=65_536)
 def _entity_keys(run: tuple[str, ...]) -> frozenset[str]:
     """What an entity may be written as elsewhere: its tokens, its words joined ("Exxon
-    Mobil" / "ExxonMobil"), its initials ("Hewlett Packard Enterprise" / "HPE"), its metonym."""
+    Mobil" / "ExxonMobil"), its initials ("Hewlett Packard Enterprise" / "HPE"), its metonym,
+    and a hyphenated name's parts ("Bristol-Myers" / "Bristol Myers")."""
     keys = set(run)
+    for token in run:
+        if "-" in token:
+            keys.update(part for part in map(_fold_word, token.split("-")) if part)
     if len(run) > 1:
         keys.add("".join(run))
         keys.add("".join(t[0] for t in run))
