@@ -47,6 +47,11 @@ HEARTBEAT_EVERY_SECONDS = 10.0
 # Each fetch reaches this far behind the last one: NewsAPI indexes some articles after their
 # publication time, and what is asked twice is a duplicate by canonical URL, not a new row.
 FETCH_OVERLAP = dt.timedelta(hours=1)
+# No fetch asks further back than this (NEWS_FIRST_FETCH_DAYS's upper bound): NewsAPI refuses
+# a `from` beyond the plan's month of history with a permanent parameterInvalid, and a failed
+# fetch never moves its cursor, so a cursor that old (the stack stopped for weeks, a company
+# the rotation reaches rarely) would fail every run after it.
+MAX_LOOKBACK = dt.timedelta(days=30)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,11 +139,12 @@ class NewsApiActivities:
             if target is None:
                 return None
             since = target.news_fetched_at - FETCH_OVERLAP if target.news_fetched_at else now - self._first_fetch
+            since = max(since, now - MAX_LOOKBACK)
             return [_Query("everything", company_query(target.name, target.aliases))], since, news.FetchMark(
                 at=now, company_id=target.id
             )
         fetched_at = await news.feed_fetched_at(self._engine, request.kind)
-        since = fetched_at - FETCH_OVERLAP if fetched_at else now - self._first_fetch
+        since = max(fetched_at - FETCH_OVERLAP if fetched_at else now - self._first_fetch, now - MAX_LOOKBACK)
         mark = news.FetchMark(at=now, feed=request.kind)
         if request.kind == "market":
             return [_Query("top_headlines", None), _Query("everything", MARKET_QUERY)], since, mark

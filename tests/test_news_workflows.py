@@ -255,3 +255,24 @@ async def test_paging_stops_at_the_plan_s_result_cap_and_keeps_what_came(
     assert result.failed == {} and feed.requests == 2 and feed.stopped == "the plan's result cap"
     assert feed.fetched == 100 and feed.stored > 0
     assert sim[1].stats.by_endpoint["/v2/everything"] == 2
+
+
+async def test_a_cursor_older_than_the_plan_s_history_asks_from_its_oldest_day(
+    time_env: WorkflowEnvironment, task_queue: str, db: AsyncEngine, settings: Any, sim: tuple[str, SimController]
+) -> None:
+    # A company last fetched 40 days ago (the stack stopped for weeks, or a rotation too long
+    # for the quota): NewsAPI refuses a `from` beyond the plan's month of history with a
+    # permanent parameterInvalid, and a failed fetch never moves the cursor, so every run
+    # would fail on it again (and the rotation, least recently fetched first, picks it first).
+    await seed_demo(db)
+    apple = await scalar(db, "SELECT id FROM companies WHERE symbol = 'AAPL'")
+    async with db.begin() as conn:
+        await conn.execute(
+            text("UPDATE companies SET news_fetched_at = now() - interval '40 days' WHERE id = :id"), {"id": apple}
+        )
+    async with running_workers(time_env.client, settings, task_queue):
+        result = await ingest(time_env, "IngestCompanyNews", task_queue, "company-news-stale", {"company_ids": [apple]})
+        await time_env.client.get_workflow_handle("alert-monitor-news").terminate("test over")
+    assert result.failed == {} and result.stored > 0
+    assert await scalar(db, "SELECT news_fetched_at > now() - interval '1 hour' FROM companies WHERE id = :id", id=apple)
+    assert sim[1].stats.by_endpoint["/v2/everything"] == 1
