@@ -31,7 +31,7 @@ Semantics (the same as deallens/db/alert_backtest.py replays on daily bars):
 - a firing is suppressed, and the alert stays armed so that it fires later if the condition
   still holds, while snoozed, within the effective cooldown of its last firing, or beyond its
   user's daily cap (firings since 00:00 UTC). Suppressed events are not lost: they fire once
-  the suppression ends (a news_mention then fires for the newest article since its last firing).
+  the suppression ends (a news_mention then fires for the newest article stored since its last firing).
 - expired alerts never fire and are deactivated; one-shot alerts are deactivated by firing.
 
 Concurrency: evaluations of one kind take a transaction-scoped advisory lock first, so they
@@ -470,7 +470,9 @@ _NEWS = _KindSQL(
     ),
     observations AS (
         -- news_mention: the newest article linked to the company, published after the alert was
-        -- created and after its last firing, whose title or description contains a keyword
+        -- created and stored after its last firing (the feeds do not deliver in publication
+        -- order: a company's fetch every few hours brings stories published before a firing
+        -- that a faster feed caused), whose title or description contains a keyword
         -- (case-insensitively; the first matching one is named), or any such article without keywords.
         -- A story fires once, however many outlets carry it: the key names the story (the
         -- article for rows stored before stories existed), and an article of a story this
@@ -493,7 +495,8 @@ _NEWS = _KindSQL(
                 LIMIT 1
             ) k ON true
             WHERE nc.company_id = c.company_id
-              AND n.published_at > greatest(c.created_at, c.last_triggered_at)  -- greatest() skips NULL
+              AND n.published_at > c.created_at
+              AND (c.last_triggered_at IS NULL OR n.created_at > c.last_triggered_at)
               AND (k.keyword IS NOT NULL OR jsonb_array_length(coalesce(c.params->'keywords', '[]')) = 0)
               AND (n.story_id IS NULL OR NOT EXISTS (
                   SELECT 1 FROM alert_history h WHERE h.alert_id = c.id AND h.dedup_key = 'story:' || n.story_id))
