@@ -563,7 +563,10 @@ _DEAL = _KindSQL(
                    coalesce(acquirer.name, d.acquirer_name) || ' to acquire ' || coalesce(target.name, d.target_name),
                    d.title
                ) AS label,
-               d.value_usd
+               d.value_usd,
+               -- The status the deal was first recorded with (its 'created' event).
+               (SELECT e.new_status FROM deal_events e
+                 WHERE e.deal_id = d.id AND e.event_type = 'created' ORDER BY e.id LIMIT 1) AS created_status
         FROM deals d
         LEFT JOIN companies acquirer ON acquirer.id = d.acquirer_company_id
         LEFT JOIN companies target ON target.id = d.target_company_id
@@ -574,7 +577,7 @@ _DEAL = _KindSQL(
         SELECT {_alert_columns('c')}, false AS edge, true AS holds,
                CAST(NULL AS numeric) AS value, CAST(NULL AS numeric) AS threshold, d.created_at AS data_at,
                'deal:' || d.id AS dedup_key, d.label, d.value_usd,
-               CAST(NULL AS text) AS old_status, CAST(NULL AS text) AS new_status
+               CAST(NULL AS text) AS old_status, CAST(d.created_status AS text) AS new_status
         FROM candidates c
         JOIN followed f ON f.alert_id = c.id
         JOIN labelled d ON d.id = f.deal_id
@@ -592,6 +595,9 @@ _DEAL = _KindSQL(
     message=f"""CASE o.type
         WHEN 'deal_new' THEN 'New deal: ' || {_clip('o.label')}
             || coalesce(' ($' || {_compact('o.value_usd')} || ')', '')
+            -- A first fetch reaches days back, so a pair's first article may report its end:
+            -- "to acquire" alone would say the opposite (new_status: the status it was created with).
+            || CASE WHEN o.new_status IN ('completed', 'terminated') THEN ', already ' || o.new_status ELSE '' END
         ELSE 'Deal status changed: ' || coalesce(o.old_status, 'unknown') || ' → ' || coalesce(o.new_status, 'unknown')
             || ' (' || {_clip('o.label')} || ')'
     END""",
