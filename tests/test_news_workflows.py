@@ -307,3 +307,28 @@ async def test_a_cursor_older_than_the_plan_s_history_asks_from_its_oldest_day(
     assert result.failed == {} and result.stored > 0
     assert await scalar(db, "SELECT news_fetched_at > now() - interval '1 hour' FROM companies WHERE id = :id", id=apple)
     assert sim[1].stats.by_endpoint["/v2/everything"] == 1
+
+
+async def test_articles_an_earlier_run_left_unscored_are_scored_and_tracked_by_the_next(
+    time_env: WorkflowEnvironment, task_queue: str, db: AsyncEngine, settings: Any
+) -> None:
+    # A run stored its articles, then stopped before scoring and deal tracking (`make run`
+    # stopped with Ctrl-C, a laptop asleep past the run's 30-minute timeout): later runs' ranges
+    # start after those ids, so nothing would ever score or read them.
+    await seed_demo(db)
+    async with db.begin() as conn:
+        stranded = (await conn.execute(text(
+            "INSERT INTO news_articles (url, canonical_url, title, description, category, published_at, source, created_at) "
+            "VALUES ('https://news.example/pfizer-seagen', 'https://news.example/pfizer-seagen', "
+            "'Pfizer agrees to acquire Seagen for $43 billion', 'Pfizer Inc said it will buy Seagen Inc.', 'deal', "
+            "now() - interval '3 hours', 'newsapi-sim', now() - interval '2 hours') RETURNING id"
+        ))).scalar_one()
+    async with running_workers(time_env.client, settings, task_queue):
+        result = await ingest(time_env, "IngestDealNews", task_queue, "deal-after-stranded")
+        for kind in ("news", "deal"):
+            await time_env.client.get_workflow_handle(f"alert-monitor-{kind}").terminate("test over")
+    assert result.failed == {} and result.articles is not None and result.articles.first_id > stranded
+    assert await scalar(db, "SELECT sentiment_score IS NOT NULL FROM news_articles WHERE id = :id", id=stranded)
+    assert await scalar(db, "SELECT count(*) FROM deal_article_checks WHERE news_id = :id", id=stranded) == 1
+    # What the run itself stored is all scored too, each once.
+    assert await scalar(db, "SELECT count(*) FROM news_articles WHERE sentiment_score IS NULL") == 0
