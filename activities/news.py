@@ -16,7 +16,6 @@ import contextlib
 import datetime as dt
 import hashlib
 import logging
-import math
 from collections.abc import AsyncIterator
 from collections import Counter
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from deallens.contracts import (
     PlanCompanyNewsResult,
 )
 from deallens.db import news, usage
+from deallens.domain.news import pacing
 from deallens.domain.news.articles import CleanArticle, Skipped, clean_article
 from deallens.domain.news.linking import CompanyLinker
 from deallens.domain.news.queries import DEAL_QUERY, MARKET_QUERY, company_query
@@ -47,6 +47,11 @@ HEARTBEAT_EVERY_SECONDS = 10.0
 # Each fetch reaches this far behind the last one: NewsAPI indexes some articles after their
 # publication time, and what is asked twice is a duplicate by canonical URL, not a new row.
 FETCH_OVERLAP = dt.timedelta(hours=1)
+# No fetch asks further back than this (NEWS_FIRST_FETCH_DAYS's upper bound): NewsAPI refuses
+# a `from` beyond the plan's month of history with a permanent parameterInvalid, and a failed
+# fetch never moves its cursor, so a cursor that old (the stack stopped for weeks, a company
+# the rotation reaches rarely) would fail every run after it.
+MAX_LOOKBACK = dt.timedelta(days=30)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,14 +123,13 @@ class NewsApiActivities:
             self._linker_version = version
         return self._linker
 
-    async def _ahead_of_pace(self, now: dt.datetime) -> bool:
-        """Whether today's calls already reach the share of the quota due by the next hour.
+    async def _ahead_of_pace(self, now: dt.datetime, kind: str, need: int) -> bool:
+        """Whether the feed's calls today already reach its share of the quota due by the next
+        hour, counting the `need` calls the rest of the run asks at least (pacing.py).
 
         A soft check beside the atomic reservation (which alone enforces the hard cap)."""
-        midnight = dt.datetime.combine(now.date(), dt.time(), tzinfo=dt.UTC)
-        share = min(1.0, ((now - midnight).total_seconds() + 3600) / 86_400)
-        used, _ = await usage.usage(self._engine, PROVIDER, _ledger_day(now))
-        return used >= max(1, math.ceil(self._calls_per_day * share))
+        used, _ = await usage.usage(self._engine, pacing.ledger_name(kind), _ledger_day(now))
+        return not pacing.may_spend(self._calls_per_day, now, used_by_feed=used, need=need)
 
     async def _plan(self, request: IngestNewsInput, now: dt.datetime) -> tuple[list[_Query], dt.datetime, news.FetchMark] | None:
         if request.kind == "company":
@@ -134,11 +138,12 @@ class NewsApiActivities:
             if target is None:
                 return None
             since = target.news_fetched_at - FETCH_OVERLAP if target.news_fetched_at else now - self._first_fetch
+            since = max(since, now - MAX_LOOKBACK)
             return [_Query("everything", company_query(target.name, target.aliases))], since, news.FetchMark(
                 at=now, company_id=target.id
             )
         fetched_at = await news.feed_fetched_at(self._engine, request.kind)
-        since = fetched_at - FETCH_OVERLAP if fetched_at else now - self._first_fetch
+        since = max(fetched_at - FETCH_OVERLAP if fetched_at else now - self._first_fetch, now - MAX_LOOKBACK)
         mark = news.FetchMark(at=now, feed=request.kind)
         if request.kind == "market":
             return [_Query("top_headlines", None), _Query("everything", MARKET_QUERY)], since, mark
@@ -164,16 +169,21 @@ class NewsApiActivities:
         stopped: str | None = None
         page_size = min(MAX_PAGE_SIZE, self._max_results)
         allowance = request.max_requests or self._max_requests[request.kind]
-        for query in queries:
+        for position, query in enumerate(queries):
             page, got = 1, 0
             while deferred is None:
                 if requests >= allowance:
                     stopped = stopped or "the run's request allowance"
                     break
-                if self._pace and await self._ahead_of_pace(now):
-                    deferred = "paced: the rest of today's NewsAPI quota is for later today"
+                # This request and the first page of each query after it: a market run that
+                # cannot afford both queries waits for a later run rather than spend one.
+                need = min(len(queries) - position, allowance - requests)
+                if self._pace and await self._ahead_of_pace(now, request.kind, need):
+                    deferred = f"paced: the rest of the {request.kind} feed's share of today's NewsAPI quota is for later today"
                     break
-                reservation = await usage.reserve_call(self._engine, PROVIDER, _ledger_day(now), self._calls_per_day)
+                reservation = await usage.reserve_call(
+                    self._engine, PROVIDER, _ledger_day(now), self._calls_per_day, tally=pacing.ledger_name(request.kind)
+                )
                 if reservation is None:
                     metrics.provider_call(PROVIDER, "budget_exhausted")
                     metrics.quota_left(PROVIDER, 0)

@@ -64,10 +64,11 @@ class SentimentActivities:
         with permanent_database_errors():
             async with self._engine.connect() as conn:
                 already = await sentiment_db.count_scored(conn, request.first_id, request.last_id)
+                stranded_from = await sentiment_db.oldest_stranded(conn, request.first_id)
             while True:
                 async with self._engine.begin() as conn:
                     batch = await sentiment_db.claim_unscored(
-                        conn, request.first_id, request.last_id, self._batch_size
+                        conn, request.first_id, request.last_id, self._batch_size, stranded_from=stranded_from
                     )
                     if not batch:
                         break

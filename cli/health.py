@@ -106,7 +106,8 @@ async def _database(settings: Settings, now: dt.datetime) -> tuple[list[Check], 
         newest = await db_health.newest(engine)
         checks += freshness_checks(now, quote_at=newest.quote_at, bar_date=newest.bar_date,
                                    article_at=newest.article_at, insight_at=newest.insight_at)
-        used = await db_health.calls_today(engine, ledger_day(now))
+        # Each ledger's own day: New York's for AlphaVantage, UTC for NewsAPI (activities/news.py).
+        used = await db_health.calls_today(engine, {"alphavantage": ledger_day(now), "newsapi": now.astimezone(dt.UTC).date()})
         committed, _ = await llm_budget.committed(engine, now.date())
         budget = settings.llm_daily_budget_usd
         llm = f"${max(budget - committed, 0):.2f} of ${budget} LLM budget left today"

@@ -318,8 +318,9 @@ class Settings(BaseSettings):
     newsapi_deadline_seconds: Annotated[float, Field(gt=0, le=600)] = 60.0
     # The plan's result cap per query (100 on the Developer plan): paging stops there.
     newsapi_max_results: Annotated[int, Field(ge=1, le=10_000)] = 100
-    # Spread the daily quota over the UTC day (by each hour, its share plus an hour's worth),
-    # so that the night's company runs cannot spend what the day's market news needs.
+    # Give each feed (market, company, deal) a third of the daily quota, spread over the UTC
+    # day (by each hour, its share plus an hour's worth), so that the night's company runs
+    # cannot spend what the day's market news needs.
     newsapi_pace_daily_quota: bool = True
     # Requests one IngestMarketNews run may spend (each request is one page of one query).
     news_market_max_requests: Annotated[int, Field(ge=1, le=100)] = 2

@@ -608,6 +608,29 @@ async def test_deal_new_fires_once_per_deal(db: AsyncEngine, ids: dict[str, int]
     assert await state(db, alert_id) == (True, True, NOW)
 
 
+async def test_deal_new_of_a_deal_first_reported_closed_says_so(db: AsyncEngine, ids: dict[str, int]) -> None:
+    # A first fetch reaches days back: the first article about a pair may report its end
+    # ("... terminate merger agreement"), and "to acquire" alone would tell the opposite.
+    await alert(db, type="deal_new", symbol="PFE")
+    terminated = await deal(db, created_at=NOW - 2 * MINUTE)
+    completed = await deal(db, created_at=NOW - MINUTE, value=None)
+    announced = await deal(db, created_at=NOW - MINUTE)
+    for deal_id, status in ((terminated, "terminated"), (completed, "completed"), (announced, "announced")):
+        await sql(
+            db,
+            "INSERT INTO deal_events (deal_id, event_type, new_status, occurred_at) VALUES (:d, 'created', :s, :at) RETURNING id",
+            d=deal_id, s=status, at=NOW - 2 * MINUTE,
+        )
+    # Completed since it was created announced: the status change is the other alert's news.
+    await sql(db, "UPDATE deals SET status = 'completed' WHERE id = :d RETURNING id", d=announced)
+    firings = await run(db, "deal")
+    assert sorted(f.message for f in firings) == [
+        "New deal: Pfizer Inc to acquire Seagen Inc ($43.0B)",
+        "New deal: Pfizer Inc to acquire Seagen Inc ($43.0B), already terminated",
+        "New deal: Pfizer Inc to acquire Seagen Inc, already completed",
+    ]
+
+
 async def test_deal_status_change_by_deal_company_and_watchlist(db: AsyncEngine, ids: dict[str, int]) -> None:
     deal_id = await deal(db, created_at=CREATED - dt.timedelta(days=1))
     other = await deal(db, created_at=CREATED - dt.timedelta(days=1))

@@ -199,3 +199,18 @@ def test_a_monitor_whose_evaluations_keep_failing_is_degraded_with_the_reason() 
         "PermanentDatabaseError: the database schema does not match this code"
     )
     assert monitor_check(MonitorState("deal", running=True, evaluations=2)).status is Status.OK
+
+
+async def test_each_provider_s_calls_are_read_on_its_own_ledger_day(db: AsyncEngine, make_settings: Any) -> None:
+    # 02:00 UTC on 2 December is still 1 December in New York: AlphaVantage's ledger day is
+    # New York's, NewsAPI's the UTC date (activities/news.py), so at that hour the NewsAPI line
+    # must read 2 December's row, not yesterday's used-up one.
+    now = dt.datetime(2026, 12, 2, 2, 0, tzinfo=dt.UTC)
+    async with db.begin() as conn:
+        await conn.execute(text(
+            "INSERT INTO api_usage (provider, day, calls) VALUES "
+            "('alphavantage', '2026-12-01', 5), ('newsapi', '2026-12-01', 100), ('newsapi', '2026-12-02', 40)"
+        ))
+    settings = make_settings(alphavantage_base_url=STAND_IN, newsapi_base_url=STAND_IN, openai_base_url=STAND_IN)
+    _, used, _ = await health_cli._database(settings, now)
+    assert used is not None and used["alphavantage"] == 5 and used["newsapi"] == 40

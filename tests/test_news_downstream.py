@@ -74,6 +74,34 @@ async def test_news_mention_fires_once_per_story(db: AsyncEngine) -> None:
     assert len(keys) == 2 and all(key.startswith("story:") for key in keys)
 
 
+async def test_news_mention_fires_for_a_story_that_arrives_after_a_later_published_one(db: AsyncEngine) -> None:
+    # The feeds do not deliver in publication order: the market feed (every 15 minutes) brings
+    # the CFO story at once, the company feed (each company every few hours) brings the merger
+    # story, published earlier, after the alert fired on the CFO. "Since the last firing" is
+    # what the system learned since, not what was published since: the merger still fires.
+    await seed_demo(db)
+    alert_id = await add_alert(db, parse_alert({"user_id": 2, "type": "news_mention", "symbol": "PFE", "cooldown_seconds": 0}))
+    await sql(db, "UPDATE alerts SET created_at = :t WHERE id = :a", t=T0 - dt.timedelta(hours=1), a=alert_id)
+    await sql(db, "DELETE FROM alerts WHERE id <> :a", a=alert_id)
+
+    async def fire(minutes: int) -> list[Any]:
+        policy = EvalPolicy(now=T0 + dt.timedelta(minutes=minutes), max_quote_age=dt.timedelta(minutes=30))
+        return await evaluate(db, "news", policy, symbols=["PFE"])
+
+    async def stored_at(minutes: int) -> None:
+        await sql(db, "UPDATE news_articles SET created_at = :t WHERE created_at > :t", t=T0 + dt.timedelta(minutes=minutes))
+
+    await store(db, [OTHER])  # published at +90
+    await stored_at(95)
+    [first] = await fire(100)
+    assert "chief financial officer" in first.message
+    await store(db, COPIES[:1])  # published at +0, stored at +150
+    await stored_at(150)
+    [late] = await fire(160)
+    assert MERGER in late.message
+    assert await fire(170) == []
+
+
 async def test_digest_top_news_lists_stories_with_their_outlets(db: AsyncEngine) -> None:
     await seed_demo(db)
     await store(db, [*COPIES, OTHER, LATE_COPY])

@@ -5,6 +5,7 @@ sentiment and deal activities, PostgreSQL; monitors signalled."""
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -229,10 +230,11 @@ async def test_the_daily_quota_is_paced_over_the_day(
     await seed_demo(db)
     now = dt.datetime.now(dt.UTC)
     elapsed = (now - now.replace(hour=0, minute=0, second=0, microsecond=0)).total_seconds()
-    due = max(1, math.ceil(24 * min(1.0, (elapsed + 3600) / 86_400)))
+    # The deal feed's third of 24 calls, due by the next hour.
+    due = max(1, math.ceil(8 * min(1.0, (elapsed + 3600) / 86_400)))
     async with db.begin() as conn:
         await conn.execute(
-            text("INSERT INTO api_usage (provider, day, calls) VALUES ('newsapi', :day, :calls)"),
+            text("INSERT INTO api_usage (provider, day, calls) VALUES ('newsapi', :day, :calls), ('newsapi:deal', :day, :calls)"),
             {"day": now.date(), "calls": due},
         )
     settings = news_settings(sim[0], newsapi_calls_per_day=24)
@@ -240,6 +242,35 @@ async def test_the_daily_quota_is_paced_over_the_day(
         result = await ingest(time_env, "IngestDealNews", task_queue, "deal-paced")
     [feed] = result.feeds
     assert feed.requests == 0 and "paced" in (feed.deferred or "") and sim[1].stats.total_requests == 0
+
+
+async def test_a_night_of_company_runs_leaves_the_market_feed_its_share(
+    time_env: WorkflowEnvironment, task_queue: str, db: AsyncEngine, news_settings: Any, sim: tuple[str, SimController]
+) -> None:
+    import datetime as dt
+
+    # The company runs (every 30 minutes all night) have spent all the pace allowed so far:
+    # as one pool, a market run (two queries at once) then got nothing, all day long.
+    await seed_demo(db)
+    per_day = 1000
+    now = dt.datetime.now(dt.UTC)
+    elapsed = (now - now.replace(hour=0, minute=0, second=0, microsecond=0)).total_seconds()
+    spent = math.ceil(per_day * min(1.0, (elapsed + 3600) / 86_400))
+    async with db.begin() as conn:
+        await conn.execute(
+            text("INSERT INTO api_usage (provider, day, calls) VALUES ('newsapi', :day, :calls), ('newsapi:company', :day, :calls)"),
+            {"day": now.date(), "calls": spent},
+        )
+    settings = news_settings(sim[0], newsapi_calls_per_day=per_day)
+    async with running_workers(time_env.client, settings, task_queue):
+        market = await ingest(time_env, "IngestMarketNews", task_queue, "market-share")
+        [feed] = market.feeds
+        assert feed.requests == 2 and feed.deferred is None and feed.stored > 0
+        company = await ingest(time_env, "IngestCompanyNews", task_queue, "company-over-share")
+        await time_env.client.get_workflow_handle("alert-monitor-news").terminate("test over")
+    assert await scalar(db, "SELECT calls FROM api_usage WHERE provider = 'newsapi:market'") == 2
+    assert all(f.requests == 0 and "paced" in (f.deferred or "") for f in company.feeds) and company.feeds
+    assert await scalar(db, "SELECT calls FROM api_usage WHERE provider = 'newsapi'") == spent + 2
 
 
 async def test_paging_stops_at_the_plan_s_result_cap_and_keeps_what_came(
@@ -255,3 +286,49 @@ async def test_paging_stops_at_the_plan_s_result_cap_and_keeps_what_came(
     assert result.failed == {} and feed.requests == 2 and feed.stopped == "the plan's result cap"
     assert feed.fetched == 100 and feed.stored > 0
     assert sim[1].stats.by_endpoint["/v2/everything"] == 2
+
+
+async def test_a_cursor_older_than_the_plan_s_history_asks_from_its_oldest_day(
+    time_env: WorkflowEnvironment, task_queue: str, db: AsyncEngine, settings: Any, sim: tuple[str, SimController]
+) -> None:
+    # A company last fetched 40 days ago (the stack stopped for weeks, or a rotation too long
+    # for the quota): NewsAPI refuses a `from` beyond the plan's month of history with a
+    # permanent parameterInvalid, and a failed fetch never moves the cursor, so every run
+    # would fail on it again (and the rotation, least recently fetched first, picks it first).
+    await seed_demo(db)
+    apple = await scalar(db, "SELECT id FROM companies WHERE symbol = 'AAPL'")
+    async with db.begin() as conn:
+        await conn.execute(
+            text("UPDATE companies SET news_fetched_at = now() - interval '40 days' WHERE id = :id"), {"id": apple}
+        )
+    async with running_workers(time_env.client, settings, task_queue):
+        result = await ingest(time_env, "IngestCompanyNews", task_queue, "company-news-stale", {"company_ids": [apple]})
+        await time_env.client.get_workflow_handle("alert-monitor-news").terminate("test over")
+    assert result.failed == {} and result.stored > 0
+    assert await scalar(db, "SELECT news_fetched_at > now() - interval '1 hour' FROM companies WHERE id = :id", id=apple)
+    assert sim[1].stats.by_endpoint["/v2/everything"] == 1
+
+
+async def test_articles_an_earlier_run_left_unscored_are_scored_and_tracked_by_the_next(
+    time_env: WorkflowEnvironment, task_queue: str, db: AsyncEngine, settings: Any
+) -> None:
+    # A run stored its articles, then stopped before scoring and deal tracking (`make run`
+    # stopped with Ctrl-C, a laptop asleep past the run's 30-minute timeout): later runs' ranges
+    # start after those ids, so nothing would ever score or read them.
+    await seed_demo(db)
+    async with db.begin() as conn:
+        stranded = (await conn.execute(text(
+            "INSERT INTO news_articles (url, canonical_url, title, description, category, published_at, source, created_at) "
+            "VALUES ('https://news.example/pfizer-seagen', 'https://news.example/pfizer-seagen', "
+            "'Pfizer agrees to acquire Seagen for $43 billion', 'Pfizer Inc said it will buy Seagen Inc.', 'deal', "
+            "now() - interval '3 hours', 'newsapi-sim', now() - interval '2 hours') RETURNING id"
+        ))).scalar_one()
+    async with running_workers(time_env.client, settings, task_queue):
+        result = await ingest(time_env, "IngestDealNews", task_queue, "deal-after-stranded")
+        for kind in ("news", "deal"):
+            await time_env.client.get_workflow_handle(f"alert-monitor-{kind}").terminate("test over")
+    assert result.failed == {} and result.articles is not None and result.articles.first_id > stranded
+    assert await scalar(db, "SELECT sentiment_score IS NOT NULL FROM news_articles WHERE id = :id", id=stranded)
+    assert await scalar(db, "SELECT count(*) FROM deal_article_checks WHERE news_id = :id", id=stranded) == 1
+    # What the run itself stored is all scored too, each once.
+    assert await scalar(db, "SELECT count(*) FROM news_articles WHERE sentiment_score IS NULL") == 0

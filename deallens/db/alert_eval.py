@@ -31,7 +31,7 @@ Semantics (the same as deallens/db/alert_backtest.py replays on daily bars):
 - a firing is suppressed, and the alert stays armed so that it fires later if the condition
   still holds, while snoozed, within the effective cooldown of its last firing, or beyond its
   user's daily cap (firings since 00:00 UTC). Suppressed events are not lost: they fire once
-  the suppression ends (a news_mention then fires for the newest article since its last firing).
+  the suppression ends (a news_mention then fires for the newest article stored since its last firing).
 - expired alerts never fire and are deactivated; one-shot alerts are deactivated by firing.
 
 Concurrency: evaluations of one kind take a transaction-scoped advisory lock first, so they
@@ -470,7 +470,9 @@ _NEWS = _KindSQL(
     ),
     observations AS (
         -- news_mention: the newest article linked to the company, published after the alert was
-        -- created and after its last firing, whose title or description contains a keyword
+        -- created and stored after its last firing (the feeds do not deliver in publication
+        -- order: a company's fetch every few hours brings stories published before a firing
+        -- that a faster feed caused), whose title or description contains a keyword
         -- (case-insensitively; the first matching one is named), or any such article without keywords.
         -- A story fires once, however many outlets carry it: the key names the story (the
         -- article for rows stored before stories existed), and an article of a story this
@@ -493,7 +495,8 @@ _NEWS = _KindSQL(
                 LIMIT 1
             ) k ON true
             WHERE nc.company_id = c.company_id
-              AND n.published_at > greatest(c.created_at, c.last_triggered_at)  -- greatest() skips NULL
+              AND n.published_at > c.created_at
+              AND (c.last_triggered_at IS NULL OR n.created_at > c.last_triggered_at)
               AND (k.keyword IS NOT NULL OR jsonb_array_length(coalesce(c.params->'keywords', '[]')) = 0)
               AND (n.story_id IS NULL OR NOT EXISTS (
                   SELECT 1 FROM alert_history h WHERE h.alert_id = c.id AND h.dedup_key = 'story:' || n.story_id))
@@ -560,7 +563,10 @@ _DEAL = _KindSQL(
                    coalesce(acquirer.name, d.acquirer_name) || ' to acquire ' || coalesce(target.name, d.target_name),
                    d.title
                ) AS label,
-               d.value_usd
+               d.value_usd,
+               -- The status the deal was first recorded with (its 'created' event).
+               (SELECT e.new_status FROM deal_events e
+                 WHERE e.deal_id = d.id AND e.event_type = 'created' ORDER BY e.id LIMIT 1) AS created_status
         FROM deals d
         LEFT JOIN companies acquirer ON acquirer.id = d.acquirer_company_id
         LEFT JOIN companies target ON target.id = d.target_company_id
@@ -571,7 +577,7 @@ _DEAL = _KindSQL(
         SELECT {_alert_columns('c')}, false AS edge, true AS holds,
                CAST(NULL AS numeric) AS value, CAST(NULL AS numeric) AS threshold, d.created_at AS data_at,
                'deal:' || d.id AS dedup_key, d.label, d.value_usd,
-               CAST(NULL AS text) AS old_status, CAST(NULL AS text) AS new_status
+               CAST(NULL AS text) AS old_status, CAST(d.created_status AS text) AS new_status
         FROM candidates c
         JOIN followed f ON f.alert_id = c.id
         JOIN labelled d ON d.id = f.deal_id
@@ -589,6 +595,9 @@ _DEAL = _KindSQL(
     message=f"""CASE o.type
         WHEN 'deal_new' THEN 'New deal: ' || {_clip('o.label')}
             || coalesce(' ($' || {_compact('o.value_usd')} || ')', '')
+            -- A first fetch reaches days back, so a pair's first article may report its end:
+            -- "to acquire" alone would say the opposite (new_status: the status it was created with).
+            || CASE WHEN o.new_status IN ('completed', 'terminated') THEN ', already ' || o.new_status ELSE '' END
         ELSE 'Deal status changed: ' || coalesce(o.old_status, 'unknown') || ' → ' || coalesce(o.new_status, 'unknown')
             || ' (' || {_clip('o.label')} || ')'
     END""",

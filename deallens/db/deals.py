@@ -27,6 +27,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from deallens.db import stranded
 from deallens.domain.deals import patterns, status as deal_status
 from deallens.domain.deals.extractor import ArticleText, DealExtractor, Extraction
 from deallens.domain.deals.facts import DealFacts
@@ -61,30 +62,45 @@ class ApplyCounts:
     already_checked: int = 0
 
 
+_UNCHECKED_DEAL_ARTICLE = (
+    "NOT EXISTS (SELECT 1 FROM deal_article_checks c WHERE c.news_id = a.id) "
+    "AND (a.category = 'deal' OR a.title ~* :relevant OR a.description ~* :relevant)"
+)
+# The range's unchecked deal articles, and those a stopped run left unread (deallens/db/stranded.py).
 _UNCHECKED = text(
-    """
+    f"""
     SELECT a.id, left(a.title, :description_max) AS title, left(a.description, :description_max) AS description,
            a.published_at, a.source
     FROM news_articles a
-    WHERE a.id BETWEEN :first_id AND :last_id AND a.id > :after_id
-      AND NOT EXISTS (SELECT 1 FROM deal_article_checks c WHERE c.news_id = a.id)
-      AND (a.category = 'deal' OR a.title ~* :relevant OR a.description ~* :relevant)
+    WHERE {stranded.in_range_or_stranded("a")} AND a.id > :after_id
+      AND {_UNCHECKED_DEAL_ARTICLE}
     ORDER BY a.id
     LIMIT :limit
     """
 )
+_OLDEST_STRANDED = text(stranded.oldest_candidate("a", _UNCHECKED_DEAL_ARTICLE))
+
+
+async def oldest_stranded(engine: AsyncEngine, first_id: int) -> int | None:
+    """The first deal-relevant article below the range that a stopped run left unread, if any."""
+    async with engine.connect() as conn:
+        params = {**stranded.params(first_id), "relevant": patterns.RELEVANT_SQL}
+        return (await conn.execute(_OLDEST_STRANDED, params)).scalar_one_or_none()
 
 
 async def unchecked_articles(
-    engine: AsyncEngine, first_id: int, last_id: int, *, after_id: int = 0, limit: int = 100
+    engine: AsyncEngine, first_id: int, last_id: int, *, after_id: int = 0, limit: int = 100,
+    stranded_from: int | None = None,
 ) -> list[DealArticle]:
-    """The range's deal-relevant articles not examined yet, in id order, after `after_id`."""
+    """The range's deal-relevant articles not examined yet (and stranded ones from
+    `stranded_from`), in id order, after `after_id`."""
     async with engine.connect() as conn:
         rows = (
             await conn.execute(
                 _UNCHECKED,
                 {
-                    "first_id": first_id, "last_id": last_id, "after_id": after_id, "limit": limit,
+                    **stranded.params(first_id), "last_id": last_id, "after_id": after_id, "limit": limit,
+                    "stranded_from": first_id if stranded_from is None else stranded_from,
                     "relevant": patterns.RELEVANT_SQL, "description_max": DESCRIPTION_MAX,
                 },
             )
@@ -473,9 +489,12 @@ async def track(
 ) -> RunSummary:
     """Examine the range's unchecked deal articles batch by batch; what this run did."""
     resolver = PartyResolver(await load_companies(engine))
+    stranded_from = await oldest_stranded(engine, first_id)
     after_id = 0
     while True:
-        batch = await unchecked_articles(engine, first_id, last_id, after_id=after_id, limit=batch_size)
+        batch = await unchecked_articles(
+            engine, first_id, last_id, after_id=after_id, limit=batch_size, stranded_from=stranded_from
+        )
         if not batch:
             break
         found = await extractor.extract([item.article for item in batch])

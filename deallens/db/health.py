@@ -11,6 +11,7 @@ only counts as stuck after the ledger's own STUCK_AFTER.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sqlalchemy import text
@@ -64,7 +65,10 @@ _DELIVERIES = text(
     """
 )
 
-_CALLS_TODAY = text("SELECT provider, calls FROM api_usage WHERE day = :day")
+_CALLS_TODAY = text(
+    "SELECT provider, calls FROM api_usage WHERE (provider, day) IN "
+    "(SELECT * FROM unnest(CAST(:providers AS text[]), CAST(:days AS date[])))"
+)
 
 
 async def newest(engine: AsyncEngine) -> Newest:
@@ -82,7 +86,11 @@ async def deliveries(engine: AsyncEngine, *, margin: dt.timedelta) -> DeliveryCo
     return DeliveryCounts(parked=row.parked, stuck=row.stuck, retrying=row.retrying)
 
 
-async def calls_today(engine: AsyncEngine, day: dt.date) -> dict[str, int]:
-    """Provider -> calls counted on the api_usage ledger for `day` (New York date)."""
+async def calls_today(engine: AsyncEngine, days: Mapping[str, dt.date]) -> dict[str, int]:
+    """Provider -> calls counted on the api_usage ledger on that provider's current day in
+    `days` (AlphaVantage's is New York's date, NewsAPI's the UTC date: one day for all would
+    show yesterday's NewsAPI count from midnight UTC until New York's midnight)."""
+    providers = list(days)
+    params = {"providers": providers, "days": [days[p] for p in providers]}
     async with engine.connect() as conn:
-        return {row.provider: row.calls for row in await conn.execute(_CALLS_TODAY, {"day": day})}
+        return {row.provider: row.calls for row in await conn.execute(_CALLS_TODAY, params)}

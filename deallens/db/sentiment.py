@@ -14,6 +14,7 @@ from decimal import Decimal
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from deallens.db import stranded
 from deallens.db.models import NewsArticle
 from deallens.domain.news.sentiment import ArticleText
 
@@ -22,15 +23,17 @@ from deallens.domain.news.sentiment import ArticleText
 # does, it is written with the score.
 HAS_LABEL_COLUMN = "sentiment_label" in NewsArticle.__table__.c
 
+# The range's unscored articles, and those a stopped run left unscored (deallens/db/stranded.py).
 _CLAIM = text(
-    """
-    SELECT id, title, description FROM news_articles
-     WHERE id BETWEEN :first_id AND :last_id AND sentiment_score IS NULL
+    f"""
+    SELECT id, title, description FROM news_articles a
+     WHERE {stranded.in_range_or_stranded("a")} AND sentiment_score IS NULL
      ORDER BY id
      LIMIT :limit
        FOR UPDATE SKIP LOCKED
     """
 )
+_OLDEST_STRANDED = text(stranded.oldest_candidate("a", "a.sentiment_score IS NULL"))
 
 _COUNT_SCORED = text(
     "SELECT count(*) FROM news_articles WHERE id BETWEEN :first_id AND :last_id AND sentiment_score IS NOT NULL"
@@ -64,9 +67,19 @@ class ArticleScore:
     source: str
 
 
-async def claim_unscored(conn: AsyncConnection, first_id: int, last_id: int, limit: int) -> list[ArticleText]:
-    """Up to `limit` unscored articles of the range, locked until `conn`'s transaction ends."""
-    rows = await conn.execute(_CLAIM, {"first_id": first_id, "last_id": last_id, "limit": limit})
+async def oldest_stranded(conn: AsyncConnection, first_id: int) -> int | None:
+    """The first article below the range that a stopped run left unscored, if any."""
+    return (await conn.execute(_OLDEST_STRANDED, stranded.params(first_id))).scalar_one_or_none()
+
+
+async def claim_unscored(
+    conn: AsyncConnection, first_id: int, last_id: int, limit: int, *, stranded_from: int | None = None
+) -> list[ArticleText]:
+    """Up to `limit` unscored articles of the range (and stranded ones from `stranded_from`),
+    locked until `conn`'s transaction ends."""
+    params = {**stranded.params(first_id), "last_id": last_id, "limit": limit,
+              "stranded_from": first_id if stranded_from is None else stranded_from}
+    rows = await conn.execute(_CLAIM, params)
     return [ArticleText(id=r.id, title=r.title, description=r.description) for r in rows]
 
 

@@ -32,6 +32,14 @@ _REFUSED = text(
     """
 )
 
+# Counts a call on a further row without limit (a feed's share of the provider's quota).
+_TALLY = text(
+    """
+    INSERT INTO api_usage AS u (provider, day, calls) VALUES (:provider, :day, 1)
+    ON CONFLICT (provider, day) DO UPDATE SET calls = u.calls + 1, updated_at = now()
+    """
+)
+
 _USED = text("SELECT calls, refused FROM api_usage WHERE provider = :provider AND day = :day")
 
 
@@ -58,11 +66,19 @@ class Reservation:
 
 
 async def reserve_call(
-    engine: AsyncEngine, provider: str, day: dt.date, limit: int, *, calls_per_minute: float | None = None
+    engine: AsyncEngine,
+    provider: str,
+    day: dt.date,
+    limit: int,
+    *,
+    calls_per_minute: float | None = None,
+    tally: str | None = None,
 ) -> Reservation | None:
     """Take one call from the day's budget and, with `calls_per_minute`, the next call slot.
 
-    None when the day's budget is used up (no slot is taken then).
+    With `tally`, the call is also counted on that ledger row, in the same transaction (the
+    NewsAPI feeds' shares: deallens/domain/news/pacing.py). None when the day's budget is
+    used up (no slot is taken, nothing is counted then).
     """
     if limit < 1:
         return None
@@ -72,6 +88,8 @@ async def reserve_call(
         ).scalar_one_or_none()
         if number is None:
             return None
+        if tally is not None:
+            await conn.execute(_TALLY, {"provider": tally, "day": day})
         wait = 0.0
         if calls_per_minute:
             interval = 60.0 / calls_per_minute + JITTER_MARGIN_SECONDS
