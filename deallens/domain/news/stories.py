@@ -663,8 +663,8 @@ def _values_disagree(a: tuple[float, ...], b: tuple[float, ...], tolerance: floa
     return not any(abs(x - y) <= tolerance * max(abs(x), abs(y), 1e-9) for x in a for y in b)
 
 
-# Sessions in US Eastern time: the regular session closes at 16:00 and extended trading at
-# 20:00; weekends are skipped (holidays are not: a day off moves no share, so it splits nothing).
+# Sessions in US Eastern time: pre-market trading opens at 04:00 and the regular session closes
+# at 16:00; weekends are skipped (holidays are not: a day off moves no share, so it splits nothing).
 _EASTERN = ZoneInfo("America/New_York")
 _CLOSE = time(16)
 _EXTENDED_OPEN = time(4)
